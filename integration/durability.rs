@@ -1,0 +1,146 @@
+//! Nothing Prometheus scraped may be lost when the connector is SIGKILLed and
+//! restarted mid-stream, or when Timestream throttles for a while: the connector must
+//! answer with a status that makes Prometheus keep the data in its WAL and retry
+//! (5xx), and identical re-writes must be no-ops. Afterwards the number of stored
+//! exporter samples equals the number Prometheus holds, exactly.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::harness::exporter::Exporter;
+use crate::harness::*;
+
+async fn create_destination(endpoint: &str) {
+    let creds = aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "it");
+    let conf = aws_sdk_timestreamwrite::Config::builder()
+        .behavior_version(aws_sdk_timestreamwrite::config::BehaviorVersion::latest())
+        .region(aws_sdk_timestreamwrite::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .build();
+    let client = aws_sdk_timestreamwrite::Client::from_conf(conf);
+    client
+        .create_database()
+        .database_name(DATABASE)
+        .send()
+        .await
+        .expect("create database");
+    client
+        .create_table()
+        .database_name(DATABASE)
+        .table_name(TABLE)
+        .send()
+        .await
+        .expect("create table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sample_lost_across_connector_sigkill_and_backend_throttling() {
+    let dir = TestDir::new("durability");
+    let d = dir.path();
+    let exporter = Exporter::start().await;
+    let store = start_store(d).await;
+    create_destination(&store.url()).await;
+
+    let port = free_port();
+    let args = vec![
+        format!("--write-base-endpoint={}", store.url()),
+        format!("--query-base-endpoint={}", store.url()),
+        format!("--default-database={DATABASE}"),
+        format!("--default-table={TABLE}"),
+        // Keep the connector's own retries short so throttling reaches Prometheus.
+        "--max-write-retries=2".to_string(),
+    ];
+    let mut connector = Connector::start("connector-1", port, &args, None, d).await;
+
+    let a_port = free_port();
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: exporter
+    static_configs:
+      - targets: ["{exporter}"]
+remote_write:
+  - url: "http://127.0.0.1:{port}/write"
+    basic_auth:
+      username: {ACCESS_KEY}
+      password: {SECRET_KEY}
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+        exporter = exporter.addr
+    );
+    let a = Prometheus::start("prometheus-a", a_port, &config, d).await;
+
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // 1. The connector dies without warning; Prometheus keeps scraping and retrying.
+    connector.proc.kill();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    connector = Connector::start("connector-2", port, &args, None, d).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // 2. Timestream throttles every call for a while.
+    store.faults().set_throttle_rate(1.0);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    store.faults().set_throttle_rate(0.0);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let t_end = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .floor()
+        - 1.0;
+    wait_for(
+        "A's remote write to catch up after the faults",
+        Duration::from_secs(90),
+        || async {
+            let sent = a
+                .scalar_now("max(prometheus_remote_storage_queue_highest_sent_timestamp_seconds)")
+                .await?;
+            (sent >= t_end + 1.0).then_some(())
+        },
+    )
+    .await;
+
+    // Every exporter series is finite, so everything A holds must be in the store.
+    let in_prometheus = a
+        .instant(
+            r#"sum(count_over_time({job="exporter"}[10m]))"#,
+            t_end,
+        )
+        .await;
+    let in_prometheus: u64 = in_prometheus["result"][0]["value"][1]
+        .as_str()
+        .expect("A has exporter samples")
+        .parse()
+        .unwrap();
+    let client = query_client(&store.url()).await;
+    let in_store = count_rows(
+        &client,
+        &format!(
+            r#"SELECT count(*) FROM "{DATABASE}"."{TABLE}" WHERE "job" = 'exporter' AND time <= from_milliseconds({})"#,
+            (t_end * 1000.0) as i64
+        ),
+    )
+    .await;
+    assert!(in_prometheus > 100, "too little data to prove anything: {in_prometheus}");
+    assert_eq!(
+        in_store, in_prometheus,
+        "samples stored in Timestream vs scraped by Prometheus up to {t_end}"
+    );
+    // The throttled window really produced retries on Prometheus' side.
+    let retried = a
+        .scalar_now("sum(prometheus_remote_storage_samples_retried_total)")
+        .await
+        .unwrap_or(0.0);
+    let failed_sends = a
+        .scalar_now("sum(prometheus_remote_storage_samples_failed_total)")
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(failed_sends, 0.0, "Prometheus dropped samples as unrecoverable");
+    assert!(retried > 0.0, "the faults never made Prometheus retry");
+    drop(connector);
+}

@@ -1,0 +1,348 @@
+//! Real processes for the integration suite: Prometheus (Debian's package), the
+//! connector binary, an in-process timestream-local, and a scrape target with
+//! awkward series. Every process writes its log to the test's temp dir, which is kept
+//! (and printed) when a test fails, so a red CI run can be diagnosed.
+
+pub mod exporter;
+pub mod tls;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ACCESS_KEY: &str = "AKIDINTEGRATION";
+pub const SECRET_KEY: &str = "integration-secret-do-not-log";
+pub const DATABASE: &str = "integrationDB";
+pub const TABLE: &str = "integrationTable";
+
+/// A free loopback port. Racy in theory (another process may take it before we bind),
+/// harmless in practice on a CI machine running one suite.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A child process killed on drop, with its output in a log file.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, program: &Path, args: &[String], log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open process log");
+        let err = out.try_clone().expect("clone log handle");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} ({}): {e}", program.display()));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGKILL: no chance to flush or answer in-flight requests.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client")
+}
+
+/// A running Prometheus server.
+pub struct Prometheus {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Prometheus {
+    pub async fn start(name: &str, port: u16, config_yaml: &str, dir: &Path) -> Prometheus {
+        let cfg = dir.join(format!("{name}.yml"));
+        std::fs::write(&cfg, config_yaml).expect("write prometheus config");
+        let data = dir.join(format!("{name}-data"));
+        let args = vec![
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.tsdb.path={}", data.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=debug".to_string(),
+        ];
+        let proc = Proc::spawn(name, Path::new("prometheus"), &args, dir);
+        let url = format!("http://127.0.0.1:{port}");
+        let client = http_client();
+        let ready = format!("{url}/-/ready");
+        wait_for(
+            &format!("{name} ready"),
+            Duration::from_secs(60),
+            || async {
+                match client.get(&ready).send().await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => None,
+                }
+            },
+        )
+        .await;
+        Prometheus { proc, url }
+    }
+
+    /// GET an HTTP API path and return `data`, panicking on an error status.
+    pub async fn api(&self, path: &str, params: &[(&str, String)]) -> Value {
+        let resp = http_client()
+            .get(format!("{}{}", self.url, path))
+            .query(params)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{} {path}: {e}", self.proc.name));
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("prometheus API answers JSON");
+        assert!(
+            status.is_success() && body["status"] == "success",
+            "{} {path} {params:?}: {status} {body}",
+            self.proc.name
+        );
+        body["data"].clone()
+    }
+
+    pub async fn instant(&self, query: &str, time: f64) -> Value {
+        self.api(
+            "/api/v1/query",
+            &[("query", query.to_string()), ("time", format!("{time:.3}"))],
+        )
+        .await
+    }
+
+    pub async fn range(&self, query: &str, start: f64, end: f64, step: f64) -> Value {
+        self.api(
+            "/api/v1/query_range",
+            &[
+                ("query", query.to_string()),
+                ("start", format!("{start:.3}")),
+                ("end", format!("{end:.3}")),
+                ("step", format!("{step}")),
+            ],
+        )
+        .await
+    }
+
+    /// The value of a scalar-valued PromQL expression evaluated now, if any.
+    pub async fn scalar_now(&self, query: &str) -> Option<f64> {
+        let data = self
+            .api("/api/v1/query", &[("query", query.to_string())])
+            .await;
+        data["result"]
+            .as_array()
+            .and_then(|r| r.first())
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// The major version of the installed Prometheus (the suite adapts regex dot semantics:
+/// Prometheus 2.x's `.` does not match a newline, 3.x's does).
+pub fn prometheus_major_version() -> u32 {
+    let out = Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .expect("prometheus is installed (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    // "prometheus, version 2.42.0+ds (branch: ...)"
+    text.split("version ")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the Prometheus version from {text:?}"))
+}
+
+/// The connector binary under test.
+pub fn connector_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_timestream-prometheus-connector"))
+}
+
+pub struct Connector {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub scheme: &'static str,
+}
+
+impl Connector {
+    /// Starts the connector with `args` plus a listen address, and waits until /-/ready
+    /// answers (over TLS when `tls` is given, trusting its CA).
+    pub async fn start(
+        name: &str,
+        port: u16,
+        args: &[String],
+        tls: Option<&tls::TestPki>,
+        dir: &Path,
+    ) -> Connector {
+        let mut all = args.to_vec();
+        all.push(format!("--web.listen-address=127.0.0.1:{port}"));
+        if let Some(pki) = tls {
+            all.push(format!("--tls-certificate={}", pki.server_cert.display()));
+            all.push(format!("--tls-key={}", pki.server_key.display()));
+        }
+        let proc = Proc::spawn(name, &connector_bin(), &all, dir);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        if let Some(pki) = tls {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap(),
+            );
+        }
+        let client = builder.build().unwrap();
+        let ready = format!("{scheme}://localhost:{port}/-/ready");
+        let log = proc.log.clone();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.get(&ready).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!(
+                    "connector {name} not ready after 60 s; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Connector { proc, addr, scheme }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://localhost:{}{}", self.scheme, self.addr.port(), path)
+    }
+}
+
+/// An in-process timestream-local on an ephemeral port, for tests that must keep the
+/// store alive while the connector process is killed.
+pub async fn start_store(dir: &Path) -> timestream_local::Server {
+    timestream_local::Server::start(timestream_local::Options {
+        listen_address: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("store"),
+        default_memory_retention_hours: 24,
+        credentials_file: None,
+        faults: Default::default(),
+    })
+    .await
+    .expect("start timestream-local")
+}
+
+/// A Timestream query client for the store, to count what was really stored.
+pub async fn query_client(endpoint: &str) -> aws_sdk_timestreamquery::Client {
+    let creds = aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "it");
+    let conf = aws_sdk_timestreamquery::Config::builder()
+        .behavior_version(aws_sdk_timestreamquery::config::BehaviorVersion::latest())
+        .region(aws_sdk_timestreamquery::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_timestreamquery::Client::from_conf(conf)
+}
+
+/// Runs a query whose single row has a single BIGINT column.
+pub async fn count_rows(client: &aws_sdk_timestreamquery::Client, sql: &str) -> u64 {
+    let out = client
+        .query()
+        .query_string(sql)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("query {sql}: {e:?}"));
+    out.rows()[0].data()[0]
+        .scalar_value()
+        .expect("count is a scalar")
+        .parse()
+        .expect("count is an integer")
+}
+
+/// Keeps the temp dir (with every process log) when the test panics.
+pub struct TestDir(pub Option<tempfile::TempDir>);
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        TestDir(Some(
+            tempfile::Builder::new()
+                .prefix(&format!("it-{name}-"))
+                .tempdir()
+                .expect("temp dir"),
+        ))
+    }
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(d) = self.0.take() {
+                let kept = d.keep();
+                eprintln!("test failed: logs kept in {}", kept.display());
+                if let Ok(entries) = std::fs::read_dir(&kept) {
+                    for e in entries.flatten() {
+                        if e.path().extension().is_some_and(|x| x == "log") {
+                            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                            eprintln!("---- {} (last 40 lines)", e.path().display());
+                            for l in tail.into_iter().rev() {
+                                eprintln!("{l}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Prometheus A scrapes the awkward exporter (and itself) every second and
+//! remote-writes through the connector over TLS with basic auth; Prometheus B has no
+//! targets and reads everything through the connector's remote read. Every query
+//! below must give the same answer from A's own TSDB and from B, values bit-exact
+//! (Prometheus renders sample values with the shortest round-tripping decimal, so
+//! equal strings mean equal f64 bits).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::harness::exporter::Exporter;
+use crate::harness::tls::TestPki;
+use crate::harness::*;
+
+/// (query, A must return a non-empty answer)
+const QUERIES: &[(&str, bool)] = &[
+    ("it_gauge", true),
+    (r#"it_gauge{kind="quote\"d"}"#, true),
+    (r#"it_gauge{kind="back\\slash"}"#, true),
+    (r#"it_gauge{kind="new\nline"}"#, true),
+    (r#"it_gauge{kind="it's"}"#, true),
+    (r#"it_gauge{kind="ünïcødé ✓ 日本"}"#, true),
+    (r#"it_gauge{optional=""}"#, true),
+    (r#"it_gauge{optional!=""}"#, true),
+    (r#"it_gauge{optional!="yes"}"#, true),
+    (r#"it_gauge{optional=~"y.*"}"#, true),
+    (r#"it_gauge{optional=~"|yes"}"#, true),
+    (r#"it_gauge{optional!~"yes"}"#, true),
+    (r#"it_gauge{optional!~""}"#, true),
+    // Anchoring: "prom" must not match "prometheus", "a" must not match "ab".
+    (r#"it_gauge{kind=~"prom"}"#, true),
+    (r#"it_gauge{kind=~"a"}"#, true),
+    (r#"it_gauge{kind=~"a|ab"}"#, true),
+    (r#"it_gauge{kind!~"a.*|p.*"}"#, true),
+    (r#"it_gauge{kind=~"(?i)A.*"}"#, true),
+    (r#"it_gauge{kind=~".*\\\\.*"}"#, true),
+    (r#"it_gauge{kind=~"new.line"}"#, false),
+    (r#"it_gauge{kind=~"[[:alpha:]]+"}"#, true),
+    (r#"it_gauge{kind=~"\\w+"}"#, true),
+    (r#"it_gauge{kind=~"ü.+"}"#, true),
+    (r#"it_gauge{kind=~".+'.+"}"#, true),
+    (r#"it_gauge{kind=~"(?s).*line"}"#, true),
+    (r#"it_gauge{kind=~"[^a-z]+"}"#, false),
+    // Labels no series has: "" and != match everything, = matches nothing.
+    (r#"it_gauge{nonexistent_label=""}"#, true),
+    (r#"it_gauge{nonexistent_label!="x"}"#, true),
+    (r#"it_gauge{nonexistent_label="x"}"#, false),
+    (r#"it_gauge{nonexistent_label=~"x.*"}"#, false),
+    (r#"{__name__=~"it_.*", kind="a"}"#, true),
+    (r#"{__name__=~"it_gauge|it_wave"}"#, true),
+    (r#"{__name__!~"it_.*|up|scrape_.*", job="exporter"}"#, false),
+    ("it_wave", true),
+    (r#"it_wave{shape="sin"} * 3"#, true),
+    ("rate(it_requests_total[5s])", true),
+    ("sum by (code) (rate(it_requests_total[10s]))", true),
+    ("sum by (method) (it_requests_total)", true),
+    (r#"it_requests_total{optional!="x"}"#, true),
+    (
+        "histogram_quantile(0.9, sum by (le) (rate(it_latency_seconds_bucket[10s])))",
+        true,
+    ),
+    ("it_latency_seconds_sum / it_latency_seconds_count", true),
+    ("count_over_time(it_wave[10s])", true),
+    ("max_over_time(it_gauge[7s])", true),
+    (r#"up{job="exporter"}"#, true),
+];
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Sorts a vector/matrix result by its label set so that order does not matter.
+fn normalise(data: &Value) -> Value {
+    let mut data = data.clone();
+    if let Some(arr) = data["result"].as_array_mut() {
+        arr.sort_by_key(|s| s["metric"].to_string());
+    }
+    data
+}
+
+fn is_empty(data: &Value) -> bool {
+    data["result"].as_array().is_some_and(|a| a.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promql_answers_through_remote_read_equal_prometheus_own_tsdb() {
+    let dir = TestDir::new("promql");
+    let d = dir.path();
+    let pki = TestPki::generate(d);
+    let exporter = Exporter::start().await;
+    let major = prometheus_major_version();
+
+    let store_port = free_port();
+    let mut args = vec![
+        format!("--local-store={}", d.join("store").display()),
+        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
+        format!("--default-database={DATABASE}"),
+        format!("--default-table={TABLE}"),
+        "--log.level=debug".to_string(),
+    ];
+    if major < 3 {
+        // Prometheus 2.x regexes: `.` does not match a newline.
+        args.push("--read.dot-matches-newline=false".to_string());
+    }
+    let connector = Connector::start("connector", free_port(), &args, Some(&pki), d).await;
+
+    let remote_common = format!(
+        r#"    basic_auth:
+      username: {ACCESS_KEY}
+      password: {SECRET_KEY}
+    tls_config:
+      ca_file: {ca}
+      server_name: localhost
+"#,
+        ca = pki.ca_cert.display()
+    );
+    let a_port = free_port();
+    let a_config = format!(
+        r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: exporter
+    static_configs:
+      - targets: ["{exporter}"]
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{a_port}"]
+remote_write:
+  - url: "{write}"
+{remote_common}    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+        exporter = exporter.addr,
+        write = connector.url("/write"),
+    );
+    let b_config = format!(
+        r#"global:
+  scrape_interval: 1m
+remote_read:
+  - url: "{read}"
+    read_recent: true
+{remote_common}"#,
+        read = connector.url("/read"),
+    );
+    let a = Prometheus::start("prometheus-a", a_port, &a_config, d).await;
+    let b = Prometheus::start("prometheus-b", free_port(), &b_config, d).await;
+
+    // Let A collect a history worth querying.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(exporter.scrapes() >= 10, "A scraped only {}", exporter.scrapes());
+
+    // Evaluate at a non-whole second in the past, once A has delivered everything up
+    // to well beyond it.
+    let t_eval = (now_secs() - 2.0).floor() + 0.437;
+    wait_for(
+        "A's remote write to pass the evaluation time",
+        Duration::from_secs(60),
+        || async {
+            let sent = a
+                .scalar_now("max(prometheus_remote_storage_queue_highest_sent_timestamp_seconds)")
+                .await?;
+            (sent >= t_eval + 1.0).then_some(())
+        },
+    )
+    .await;
+
+    let mut failures = Vec::new();
+    for (query, expect_data) in QUERIES {
+        let from_a = normalise(&a.instant(query, t_eval).await);
+        let from_b = normalise(&b.instant(query, t_eval).await);
+        if *expect_data && is_empty(&from_a) {
+            failures.push(format!("instant {query}: A returned nothing (bad test fixture)"));
+        }
+        if from_a != from_b {
+            failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+        // A range that starts and ends between whole seconds.
+        let (start, end) = (t_eval - 12.25, t_eval - 0.5);
+        let from_a = normalise(&a.range(query, start, end, 0.75).await);
+        let from_b = normalise(&b.range(query, start, end, 0.75).await);
+        if from_a != from_b {
+            failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries differ:\n{}",
+        failures.len(),
+        QUERIES.len(),
+        failures.join("\n")
+    );
+    drop(connector);
+}
