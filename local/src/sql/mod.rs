@@ -1,0 +1,114 @@
+//! Timestream SQL engine: parses the Timestream (Trino-derived) dialect, checks names and types
+//! against the store's catalog and emits an SQLite query over the table's view.
+
+mod render;
+
+pub use render::render;
+
+/// Timestream `ColumnInfo.Type.ScalarType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarType {
+    Varchar,
+    Double,
+    Bigint,
+    Boolean,
+    Timestamp,
+    Date,
+    Time,
+    IntervalDayToSecond,
+    IntervalYearToMonth,
+    Integer,
+    Unknown,
+}
+
+impl ScalarType {
+    /// The wire name, as in `ColumnInfo.Type.ScalarType`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ScalarType::Varchar => "VARCHAR",
+            ScalarType::Double => "DOUBLE",
+            ScalarType::Bigint => "BIGINT",
+            ScalarType::Boolean => "BOOLEAN",
+            ScalarType::Timestamp => "TIMESTAMP",
+            ScalarType::Date => "DATE",
+            ScalarType::Time => "TIME",
+            ScalarType::IntervalDayToSecond => "INTERVAL_DAY_TO_SECOND",
+            ScalarType::IntervalYearToMonth => "INTERVAL_YEAR_TO_MONTH",
+            ScalarType::Integer => "INTEGER",
+            ScalarType::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: ScalarType,
+}
+
+/// What the store tells the engine about one Timestream table.
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    /// SQLite relation (a view) exposing the table, safe to paste into SQL as-is (e.g. `"v_12"`).
+    pub relation: String,
+    /// Columns in Timestream's `SELECT *` order: dimensions (order of first appearance), then
+    /// `measure_name`, `time`, then the measure value columns ever written.
+    pub columns: Vec<Column>,
+}
+
+pub trait Catalog {
+    fn table(&self, database: &str, table: &str) -> Result<TableSchema, CatalogError>;
+}
+
+#[derive(Debug)]
+pub enum CatalogError {
+    DatabaseNotFound,
+    TableNotFound,
+    Internal(String),
+}
+
+#[derive(Debug)]
+pub struct CompiledQuery {
+    /// SQLite SELECT.
+    pub sql: String,
+    /// Bound positionally (?1, ?2, ...).
+    pub params: Vec<rusqlite::types::Value>,
+    /// Result ColumnInfo, in order.
+    pub columns: Vec<Column>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Timestream answers these as ValidationException (HTTP 400) with exactly this message,
+    /// e.g. "line 1:52: Column 'foo' does not exist".
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Cell value in Timestream's wire format: `{"ScalarValue": s}` or `{"NullValue": true}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Datum {
+    Scalar(String),
+    Null,
+}
+
+/// Compiles a Timestream query. `now_ns`: the query's evaluation instant (for now()/ago()),
+/// nanoseconds since the epoch.
+pub fn compile(
+    query: &str,
+    catalog: &dyn Catalog,
+    now_ns: i64,
+) -> Result<CompiledQuery, QueryError> {
+    let _ = (query, catalog, now_ns);
+    Err(QueryError::Internal(
+        "the SQL engine is not implemented yet".into(),
+    ))
+}
+
+/// Registers the SQLite functions compiled SQL may call. The store calls it on every connection.
+pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let _ = conn;
+    Ok(())
+}
