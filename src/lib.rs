@@ -5,4 +5,5 @@
 //! (AWS SDK clients, batching, retries, error classification). `remote` holds the
 //! Prometheus wire protocol and is used by the translation layer only.
 
+pub mod read;
 pub mod remote;

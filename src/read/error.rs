@@ -1,0 +1,71 @@
+//! The read layer's error enum. The HTTP layer maps it to a status with
+//! [`ReadError::status`]; `code` labels the by-error-code metric.
+
+/// Everything that can make a remote-read request fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A matcher that cannot be evaluated (unknown type, bad label name).
+    #[error("invalid matcher: {0}")]
+    InvalidMatcher(String),
+    /// The regex does not parse as RE2 (what Prometheus itself would reject).
+    #[error("invalid regex {pattern:?}: {reason}")]
+    InvalidRegex { pattern: String, reason: String },
+    /// Valid RE2 that has no exact Java equivalent we can emit.
+    #[error("unsupported regex construct {construct} in {pattern:?}")]
+    UnsupportedRegex { pattern: String, construct: String },
+    /// The generated SQL exceeds Timestream's QueryString limit.
+    #[error("query too large: the generated SQL is {len} bytes, Timestream accepts at most {limit}; use fewer or simpler matchers")]
+    QueryTooLarge { len: usize, limit: usize },
+    /// None of the accepted response types is supported.
+    #[error("none of the accepted response types is supported: {0}")]
+    UnsupportedResponseType(String),
+    /// The request body could not be decoded.
+    #[error("invalid read request: {0}")]
+    Decode(String),
+    /// Timestream rejected the query (ValidationException): the message is the service's.
+    #[error("Timestream rejected the query: {0}")]
+    Validation(String),
+    /// Timestream refused the credentials.
+    #[error("access denied by Timestream: {0}")]
+    AccessDenied(String),
+    /// Throttling or a server-side failure that persisted through the SDK's retries.
+    #[error("Timestream is unavailable, retry later: {0}")]
+    Unavailable(String),
+    /// Anything unexpected (malformed rows, SDK construction failures).
+    #[error("internal error while reading: {0}")]
+    Internal(String),
+}
+
+impl ReadError {
+    /// HTTP status for this error: the client's fault → 4xx, transient → 503.
+    pub fn status(&self) -> u16 {
+        match self {
+            ReadError::InvalidMatcher(_)
+            | ReadError::InvalidRegex { .. }
+            | ReadError::UnsupportedRegex { .. }
+            | ReadError::QueryTooLarge { .. }
+            | ReadError::UnsupportedResponseType(_)
+            | ReadError::Decode(_)
+            | ReadError::Validation(_) => 400,
+            ReadError::AccessDenied(_) => 403,
+            ReadError::Unavailable(_) => 503,
+            ReadError::Internal(_) => 500,
+        }
+    }
+
+    /// Short stable code for metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReadError::InvalidMatcher(_) => "invalid_matcher",
+            ReadError::InvalidRegex { .. } => "invalid_regex",
+            ReadError::UnsupportedRegex { .. } => "unsupported_regex",
+            ReadError::QueryTooLarge { .. } => "query_too_large",
+            ReadError::UnsupportedResponseType(_) => "unsupported_response_type",
+            ReadError::Decode(_) => "decode",
+            ReadError::Validation(_) => "validation",
+            ReadError::AccessDenied(_) => "access_denied",
+            ReadError::Unavailable(_) => "unavailable",
+            ReadError::Internal(_) => "internal",
+        }
+    }
+}
