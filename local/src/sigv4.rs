@@ -1,0 +1,195 @@
+//! Optional SigV4 verification (enabled by `--credentials-file`).
+//! Secrets are never logged or echoed in error messages.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use axum::http::HeaderMap;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Access key id -> secret access key.
+#[derive(Clone, Default)]
+pub struct CredentialStore {
+    keys: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets.
+        write!(f, "CredentialStore({} keys)", self.keys.len())
+    }
+}
+
+impl CredentialStore {
+    /// File format: one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line (whitespace separated);
+    /// blank lines and lines starting with `#` are ignored.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read credentials file {}: {e}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut keys = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(id), Some(secret), None) => {
+                    keys.insert(id.to_string(), secret.to_string());
+                }
+                _ => anyhow::bail!(
+                    "credentials file line {}: expected `ACCESS_KEY_ID SECRET_ACCESS_KEY`",
+                    n + 1
+                ),
+            }
+        }
+        if keys.is_empty() {
+            anyhow::bail!("credentials file holds no keys");
+        }
+        Ok(CredentialStore { keys })
+    }
+
+    /// Verifies the request's `Authorization` header.
+    pub fn verify(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::missing_auth)?;
+        let rest = auth.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| {
+            ApiError::incomplete_signature("Authorization header must use AWS4-HMAC-SHA256")
+        })?;
+        let mut credential = None;
+        let mut signed_headers = None;
+        let mut signature = None;
+        for part in rest.split(',') {
+            let part = part.trim();
+            if let Some(v) = part.strip_prefix("Credential=") {
+                credential = Some(v);
+            } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+                signed_headers = Some(v);
+            } else if let Some(v) = part.strip_prefix("Signature=") {
+                signature = Some(v);
+            }
+        }
+        let (Some(credential), Some(signed_headers), Some(signature)) =
+            (credential, signed_headers, signature)
+        else {
+            return Err(ApiError::incomplete_signature(
+                "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'",
+            ));
+        };
+        let scope: Vec<&str> = credential.splitn(5, '/').collect();
+        if scope.len() != 5 || scope[4] != "aws4_request" {
+            return Err(ApiError::incomplete_signature(
+                "Credential must have the form ACCESS_KEY/DATE/REGION/SERVICE/aws4_request",
+            ));
+        }
+        let (akid, date, region, service) = (scope[0], scope[1], scope[2], scope[3]);
+        let Some(secret) = self.keys.get(akid) else {
+            return Err(ApiError::unrecognized_client());
+        };
+        if service != "timestream" {
+            return Err(ApiError::invalid_signature(format!(
+                "Credential should be scoped to correct service: 'timestream'. (got '{service}')"
+            )));
+        }
+        let amz_date = headers
+            .get("x-amz-date")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::incomplete_signature("Missing X-Amz-Date header"))?;
+
+        let mut canonical_headers = String::new();
+        for name in signed_headers.split(';') {
+            let values: Vec<String> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| normalize_header_value(&String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            canonical_headers.push_str(name);
+            canonical_headers.push(':');
+            canonical_headers.push_str(&values.join(","));
+            canonical_headers.push('\n');
+        }
+        let payload_hash = match headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+        {
+            // The signer signs whatever it announced here.
+            Some(h) => h.to_string(),
+            _ => hex::encode(Sha256::digest(body)),
+        };
+        let canonical_request = format!(
+            "{method}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
+            if path.is_empty() { "/" } else { path },
+            canonical_query(query),
+        );
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+            hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        );
+        let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+        let k_region = hmac(&k_date, region.as_bytes());
+        let k_service = hmac(&k_region, service.as_bytes());
+        let k_signing = hmac(&k_service, b"aws4_request");
+        let expected = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
+        if constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_signature(
+                "The request signature we calculated does not match the signature you provided. \
+                 Check your AWS Secret Access Key and signing method. Consult the service \
+                 documentation for details.",
+            ))
+        }
+    }
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn normalize_header_value(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn canonical_query(q: &str) -> String {
+    if q.is_empty() {
+        return String::new();
+    }
+    let mut pairs: Vec<(&str, &str)> = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
