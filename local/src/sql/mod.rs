@@ -1,7 +1,15 @@
 //! Timestream SQL engine: parses the Timestream (Trino-derived) dialect, checks names and types
 //! against the store's catalog and emits an SQLite query over the table's view.
 
+mod functions;
+mod javaregex;
+mod lexer;
+mod parser;
 mod render;
+mod translate;
+
+#[cfg(test)]
+mod tests;
 
 pub use render::render;
 
@@ -101,14 +109,10 @@ pub fn compile(
     catalog: &dyn Catalog,
     now_ns: i64,
 ) -> Result<CompiledQuery, QueryError> {
-    let _ = (query, catalog, now_ns);
-    Err(QueryError::Internal(
-        "the SQL engine is not implemented yet".into(),
-    ))
+    translate::compile(query, catalog, now_ns)
 }
 
 /// Registers the SQLite functions compiled SQL may call. The store calls it on every connection.
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let _ = conn;
-    Ok(())
+    functions::register(conn)
 }

@@ -1,0 +1,437 @@
+//! End-to-end tests: query text -> compile -> run on an in-memory SQLite view laid out like the
+//! store's (series table joined to points, typeless DOUBLE column) -> rendered rows.
+
+use super::*;
+use rusqlite::Connection;
+
+const T0_MS: i64 = 1_700_000_000_000;
+const T0: i64 = T0_MS * 1_000_000;
+const H: i64 = 3_600_000_000_000;
+const NOW: i64 = T0 + 2 * H;
+
+struct Db {
+    conn: Connection,
+}
+
+impl Catalog for Db {
+    fn table(&self, database: &str, table: &str) -> Result<TableSchema, CatalogError> {
+        if database != "db" {
+            return Err(CatalogError::DatabaseNotFound);
+        }
+        if table != "metrics" {
+            return Err(CatalogError::TableNotFound);
+        }
+        let c = |n: &str, ty| Column { name: n.into(), ty };
+        Ok(TableSchema {
+            relation: "\"v_1\"".into(),
+            columns: vec![
+                c("host", ScalarType::Varchar),
+                c("region", ScalarType::Varchar),
+                c("odd\"dim", ScalarType::Varchar),
+                c("measure_name", ScalarType::Varchar),
+                c("time", ScalarType::Timestamp),
+                c("measure_value::double", ScalarType::Double),
+                c("measure_value::bigint", ScalarType::Bigint),
+                c("measure_value::varchar", ScalarType::Varchar),
+                c("measure_value::boolean", ScalarType::Boolean),
+            ],
+        })
+    }
+}
+
+fn db() -> Db {
+    let conn = Connection::open_in_memory().unwrap();
+    register_functions(&conn).unwrap();
+    conn.execute_batch(
+        r#"
+        CREATE TABLE series(id INTEGER PRIMARY KEY, measure_name TEXT NOT NULL, host TEXT,
+                            region TEXT, "odd""dim" TEXT);
+        CREATE INDEX series_mn ON series(measure_name, host);
+        CREATE TABLE points(series_id INTEGER NOT NULL, time INTEGER NOT NULL, d, b INTEGER,
+                            v TEXT, bo INTEGER, PRIMARY KEY(series_id, time)) WITHOUT ROWID;
+        CREATE VIEW v_1 AS SELECT s.host AS "host", s.region AS "region", s."odd""dim" AS "odd""dim",
+            s.measure_name AS "measure_name", p.time AS "time", p.d AS "measure_value::double",
+            p.b AS "measure_value::bigint", p.v AS "measure_value::varchar",
+            p.bo AS "measure_value::boolean"
+            FROM series s JOIN points p ON p.series_id = s.id;
+        INSERT INTO series VALUES (1, 'cpu', 'a', 'eu', NULL), (2, 'cpu', 'b', NULL, NULL),
+            (3, 'mem', 'a', 'us', NULL), (4, 'flag', 'x''y\z', NULL, 'q');
+        "#,
+    )
+    .unwrap();
+    let mut ins = conn
+        .prepare("INSERT INTO points VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .unwrap();
+    use rusqlite::types::Value as V;
+    let rows: Vec<(i64, i64, V, V, V, V)> = vec![
+        (1, T0, V::Real(1.5), V::Null, V::Null, V::Null),
+        (1, T0 + H, V::Real(2.5), V::Null, V::Null, V::Null),
+        (2, T0, V::Real(-0.0), V::Null, V::Null, V::Null),
+        (2, T0 + H / 2, V::Real(1e300), V::Null, V::Null, V::Null),
+        (3, T0, V::Null, V::Integer(42), V::Null, V::Null),
+        (3, T0 + 1_000_000, V::Null, V::Integer(-7), V::Null, V::Null),
+        (
+            4,
+            T0,
+            V::Null,
+            V::Null,
+            V::Text("hello\nworld".into()),
+            V::Integer(1),
+        ),
+    ];
+    for (s, t, d, b, v, bo) in rows {
+        ins.execute(rusqlite::params![s, t, d, b, v, bo]).unwrap();
+    }
+    drop(ins);
+    Db { conn }
+}
+
+type Rows = Vec<Vec<String>>;
+type Cols = Vec<(String, &'static str)>;
+
+fn run(db: &Db, q: &str) -> Result<(Cols, Rows), QueryError> {
+    let c = compile(q, db, NOW)?;
+    let mut st = db
+        .conn
+        .prepare(&c.sql)
+        .unwrap_or_else(|e| panic!("{q}\n{}\n{e}", c.sql));
+    let n = c.columns.len();
+    let mut rows = st
+        .query(rusqlite::params_from_iter(c.params.iter()))
+        .unwrap_or_else(|e| panic!("{q}\n{}\n{e}", c.sql));
+    let mut out = Vec::new();
+    loop {
+        let row = match rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => return Err(QueryError::Internal(e.to_string())),
+        };
+        let mut r = Vec::new();
+        for i in 0..n {
+            r.push(match render(c.columns[i].ty, row.get_ref(i).unwrap()) {
+                Datum::Scalar(s) => s,
+                Datum::Null => "NULL".into(),
+            });
+        }
+        out.push(r);
+    }
+    let cols = c
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.ty.as_str()))
+        .collect();
+    Ok((cols, out))
+}
+
+fn rows(db: &Db, q: &str) -> Vec<String> {
+    run(db, q)
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+        .1
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect()
+}
+
+fn err(db: &Db, q: &str) -> String {
+    match run(db, q) {
+        Err(QueryError::Validation(m)) => m,
+        other => panic!("{q}: expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn result_rows() {
+    let db = db();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            r#"SELECT count(*) FROM "db"."metrics""#,
+            &["7"],
+        ),
+        (
+            r#"SELECT host, time, measure_value::double FROM "db"."metrics" WHERE measure_name = 'cpu' ORDER BY time, host"#,
+            &[
+                "a|2023-11-14 22:13:20.000000000|1.5",
+                "b|2023-11-14 22:13:20.000000000|-0.0",
+                "b|2023-11-14 22:43:20.000000000|1.0E300",
+                "a|2023-11-14 23:13:20.000000000|2.5",
+            ],
+        ),
+        (
+            r#"SELECT "measure_value::double" FROM db.metrics WHERE measure_name = 'cpu' AND time BETWEEN from_milliseconds(1700000000000) AND from_milliseconds(1700001800000) ORDER BY 1"#,
+            &["-0.0", "1.5", "1.0E300"],
+        ),
+        (
+            r#"SELECT host, region FROM "db"."metrics" WHERE region IS NULL AND measure_name <> 'flag'"#,
+            &["b|NULL", "b|NULL"],
+        ),
+        (
+            r#"SELECT host, count(*) AS n, avg(measure_value::double), sum("measure_value::bigint"), min(time), max(measure_value::double) FROM "db"."metrics" WHERE measure_name IN ('cpu', 'mem') GROUP BY host ORDER BY host"#,
+            &[
+                "a|4|2.0|35|2023-11-14 22:13:20.000000000|2.5",
+                "b|2|5.0E299|NULL|2023-11-14 22:13:20.000000000|1.0E300",
+            ],
+        ),
+        (
+            r#"SELECT measure_name, count(*) FROM "db"."metrics" GROUP BY 1 HAVING count(*) > 1 ORDER BY 2 DESC, 1"#,
+            &["cpu|4", "mem|2"],
+        ),
+        (
+            r#"SELECT host FROM "db"."metrics" WHERE regexp_like(host, '^[ab]$') AND NOT (measure_name = 'mem') ORDER BY host DESC LIMIT 2"#,
+            &["b", "b"],
+        ),
+        (
+            r#"SELECT DISTINCT host FROM "db"."metrics" WHERE regexp_like(host, 'y\\') OR host LIKE 'b%' ORDER BY host"#,
+            &["b", "x'y\\z"],
+        ),
+        (
+            r#"SELECT host FROM "db"."metrics" WHERE host = 'x''y\z'"#,
+            &["x'y\\z"],
+        ),
+        (
+            r#"SELECT "odd""dim", "measure_value::varchar", "measure_value::boolean" FROM "db"."metrics" WHERE "odd""dim" IS NOT NULL"#,
+            &["q|hello\nworld|true"],
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" WHERE regexp_like("measure_value::varchar", '^hello$')"#,
+            &["0"],
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" WHERE regexp_like("measure_value::varchar", '(?s)^hello.world$')"#,
+            &["1"],
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" WHERE time >= now() - 1h"#,
+            &["1"],
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" WHERE time >= ago(2h) AND time < ago(61m)"#,
+            &["6"],
+        ),
+        (
+            r#"SELECT bin(time, 1h) AS b, count(*) FROM "db"."metrics" GROUP BY bin(time, 1h) ORDER BY b"#,
+            &[
+                "2023-11-14 22:00:00.000000000|6",
+                "2023-11-14 23:00:00.000000000|1",
+            ],
+        ),
+        (
+            r#"SELECT to_milliseconds(time), to_unixtime(time), to_nanoseconds(time) FROM "db"."metrics" WHERE measure_name = 'mem' ORDER BY time"#,
+            &[
+                "1700000000000|1.7E9|1700000000000000000",
+                "1700000000001|1.700000000001E9|1700000000001000000",
+            ],
+        ),
+        (
+            "SELECT 1, 2.5, 'a''b', TRUE, NULL, 1 + 2 * 3, 7 / 2, 7.0 / 2, -(3), 2e3",
+            &["1|2.5|a'b|true|NULL|7|3|3.5|-3|2000.0"],
+        ),
+        (
+            "SELECT from_milliseconds(1), from_unixtime(1.5), from_nanoseconds(5), now(), current_timestamp, ago(1d)",
+            &["1970-01-01 00:00:00.001000000|1970-01-01 00:00:01.500000000|1970-01-01 00:00:00.000000005|2023-11-15 00:13:20.000000000|2023-11-15 00:13:20.000000000|2023-11-14 00:13:20.000000000"],
+        ),
+        (
+            "SELECT date_trunc('hour', from_milliseconds(1700000000000)), date_trunc('month', TIMESTAMP '2024-02-29 10:00:00'), date_trunc('week', TIMESTAMP '2024-03-02 10:00:00')",
+            &["2023-11-14 22:00:00.000000000|2024-02-01 00:00:00.000000000|2024-02-26 00:00:00.000000000"],
+        ),
+        (
+            "SELECT 'abc' LIKE 'a_c', 'abc' LIKE 'A%', 'a%c' LIKE 'a\\%c' ESCAPE '\\', 'x' NOT LIKE '%y%'",
+            &["true|false|true|true"],
+        ),
+        (
+            "SELECT 3 BETWEEN 1 AND 5, 3 NOT IN (1, 2), NULL IS NULL, 1 = 1.0, 'b' > 'a' AND 2 >= 3 OR 1 != 2",
+            &["true|true|true|true|true"],
+        ),
+        (
+            "SELECT CASE WHEN 1 > 2 THEN 'x' ELSE 'y' END, CAST('1.5' AS double), CAST(2.5 AS bigint), CAST(0.1 AS varchar), coalesce(NULL, 3)",
+            &["y|1.5|3|0.1|3"],
+        ),
+        (
+            r#"SELECT * FROM "db"."metrics" WHERE measure_name = 'mem' ORDER BY time LIMIT 1"#,
+            &["a|us|NULL|mem|2023-11-14 22:13:20.000000000|NULL|42|NULL|NULL"],
+        ),
+        (
+            r#"SELECT count(DISTINCT host), count(region) FROM "db"."metrics""#,
+            &["3|4"],
+        ),
+        (
+            r#"SELECT m.host FROM "db"."metrics" AS m WHERE m.measure_name = 'flag'"#,
+            &["x'y\\z"],
+        ),
+        (
+            "SELECT from_milliseconds(1700000000000) + 1h - 30m, TIMESTAMP '2024-01-01 00:00:00' - TIMESTAMP '2023-12-31 23:00:00'",
+            &["2023-11-14 22:43:20.000000000|0 01:00:00.000000000"],
+        ),
+    ];
+    for (q, want) in cases {
+        assert_eq!(rows(&db, q), *want, "{q}");
+    }
+}
+
+#[test]
+fn column_info_types_and_names() {
+    let db = db();
+    let (cols, _) = run(
+        &db,
+        r#"SELECT time, measure_value::double, count(*), avg("measure_value::bigint"), sum(measure_value::bigint), host AS h, from_milliseconds(1), 1, 10000000000, 1.5, 'x', true, to_milliseconds(time), bin(time, 1m), NULL
+           FROM "db"."metrics" GROUP BY time, measure_value::double, host"#,
+    )
+    .unwrap();
+    let want: Vec<(String, &str)> = [
+        ("time", "TIMESTAMP"),
+        ("measure_value::double", "DOUBLE"),
+        ("_col2", "BIGINT"),
+        ("_col3", "DOUBLE"),
+        ("_col4", "BIGINT"),
+        ("h", "VARCHAR"),
+        ("_col6", "TIMESTAMP"),
+        ("_col7", "INTEGER"),
+        ("_col8", "BIGINT"),
+        ("_col9", "DOUBLE"),
+        ("_col10", "VARCHAR"),
+        ("_col11", "BOOLEAN"),
+        ("_col12", "BIGINT"),
+        ("_col13", "TIMESTAMP"),
+        ("_col14", "UNKNOWN"),
+    ]
+    .iter()
+    .map(|(n, t)| (n.to_string(), *t))
+    .collect();
+    assert_eq!(cols, want);
+    let (cols, _) = run(&db, r#"SELECT * FROM "db"."metrics""#).unwrap();
+    let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "host",
+            "region",
+            "odd\"dim",
+            "measure_name",
+            "time",
+            "measure_value::double",
+            "measure_value::bigint",
+            "measure_value::varchar",
+            "measure_value::boolean"
+        ]
+    );
+}
+
+#[test]
+fn validation_errors() {
+    let db = db();
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"SELECT foo FROM "db"."metrics""#,
+            "line 1:8: Column 'foo' does not exist",
+        ),
+        (
+            "SELECT host\nFROM \"db\".\"metrics\"\nWHERE   \"newlabel\" = 'x'",
+            "line 3:9: Column 'newlabel' does not exist",
+        ),
+        (
+            r#"SELECT * FROM "nodb"."metrics""#,
+            "Requested database 'nodb' not found for identifier 'nodb.metrics' at line 1:15",
+        ),
+        (
+            r#"SELECT * FROM "db"."nope""#,
+            "Requested table 'nope' not found for identifier 'db.nope' at line 1:15",
+        ),
+        (
+            r#"SELECT * FROM "db"."metrics" WHERE host = 1"#,
+            "line 1:41: '=' cannot be applied to varchar, integer",
+        ),
+        (
+            r#"SELECT * FROM "db"."metrics" WHERE time > 5"#,
+            "line 1:41: '>' cannot be applied to timestamp, integer",
+        ),
+        (
+            r#"SELECT * FROM "db"."metrics" WHERE host"#,
+            "line 1:36: WHERE clause must evaluate to a boolean: actual type varchar",
+        ),
+        (
+            r#"SELECT host, count(*) FROM "db"."metrics""#,
+            "line 1:8: 'host' must be an aggregate expression or appear in GROUP BY clause",
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" WHERE count(*) > 1"#,
+            "line 1:52: WHERE clause cannot contain aggregations, window functions or grouping operations: [count(*)]",
+        ),
+        (
+            r#"SELECT nope(1)"#,
+            "line 1:8: Function 'nope' not registered",
+        ),
+        (
+            r#"SELECT from_milliseconds('x')"#,
+            "line 1:8: Unexpected parameters (varchar) for function from_milliseconds. Expected: from_milliseconds(bigint)",
+        ),
+        (
+            r#"SELECT * FROM "db"."metrics" WHERE regexp_like(host, '(?P<n>a)')"#,
+            "line 1:36: Invalid regex pattern: Unknown inline modifier near index 2",
+        ),
+        (
+            r#"SELECT * FROM "db"."metrics" ORDER BY 12"#,
+            "line 1:39: ORDER BY position 12 is not in select list",
+        ),
+        ("SELECT 99999999999999999999", "line 1:8: Invalid numeric literal: 99999999999999999999"),
+        (r#"SELECT * FROM metrics"#, "line 1:15: Schema must be specified when session schema is not set"),
+        ("SELECT 1 +", "line 1:11: mismatched input '<EOF>'. Expecting: <expression>"),
+    ];
+    for (q, want) in cases {
+        assert_eq!(err(&db, q), *want, "{q}");
+    }
+}
+
+#[test]
+fn literals_are_bound_not_pasted() {
+    let db = db();
+    let c = compile(
+        r#"SELECT host FROM "db"."metrics" WHERE host = 'x''); DROP TABLE points; --' AND time > from_milliseconds(5)"#,
+        &db,
+        NOW,
+    )
+    .unwrap();
+    assert!(!c.sql.contains("DROP"), "{}", c.sql);
+    assert_eq!(c.params.len(), 2);
+    assert_eq!(c.params[1], rusqlite::types::Value::Integer(5_000_000));
+}
+
+#[test]
+fn time_and_measure_predicates_use_indexes() {
+    let db = db();
+    let c = compile(
+        r#"SELECT host, time, measure_value::double FROM "db"."metrics" WHERE measure_name = 'cpu' AND host = 'a' AND time BETWEEN from_milliseconds(1700000000000) AND from_milliseconds(1700003600000) ORDER BY time"#,
+        &db,
+        NOW,
+    )
+    .unwrap();
+    let mut st = db
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", c.sql))
+        .unwrap();
+    let plan: Vec<String> = st
+        .query_map(rusqlite::params_from_iter(c.params.iter()), |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.iter().all(|l| !l.starts_with("SCAN")),
+        "full scan in plan: {plan:?}\n{}",
+        c.sql
+    );
+    assert!(
+        plan.iter().any(|l| l.contains("time>? AND time<?")),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn division_by_zero_is_an_error() {
+    let db = db();
+    assert!(run(&db, "SELECT 1 / 0").is_err());
+    assert!(run(
+        &db,
+        r#"SELECT "measure_value::bigint" / 0 FROM "db"."metrics" WHERE measure_name = 'mem'"#
+    )
+    .is_err());
+}

@@ -1,0 +1,1218 @@
+//! Name resolution, type checking and SQLite emission.
+//!
+//! Every expression is translated into SQL text plus its Timestream type. Constants stay
+//! symbolic until needed, so calls such as `from_milliseconds(1700000000000)`, `now() - 1h` or
+//! `ago(15m)` fold into one bound parameter and comparisons against `time` remain plain
+//! column-versus-parameter predicates that SQLite can serve from an index.
+
+use super::javaregex;
+use super::lexer::Pos;
+use super::parser::{parse, BinOp, Expr, Lit, OrderItem, Select, SelectItem};
+use super::render::days_from_civil;
+use super::{Catalog, CatalogError, Column, CompiledQuery, QueryError, ScalarType};
+use rusqlite::types::Value;
+
+use ScalarType as Ty;
+
+const TABLE_ALIAS: &str = "\"_t\"";
+
+fn verr(pos: Pos, msg: impl std::fmt::Display) -> QueryError {
+    QueryError::Validation(format!("line {pos}: {msg}"))
+}
+
+fn type_name(t: Ty) -> &'static str {
+    match t {
+        Ty::Varchar => "varchar",
+        Ty::Double => "double",
+        Ty::Bigint => "bigint",
+        Ty::Boolean => "boolean",
+        Ty::Timestamp => "timestamp",
+        Ty::Date => "date",
+        Ty::Time => "time",
+        Ty::IntervalDayToSecond => "interval day to second",
+        Ty::IntervalYearToMonth => "interval year to month",
+        Ty::Integer => "integer",
+        Ty::Unknown => "unknown",
+    }
+}
+
+fn is_numeric(t: Ty) -> bool {
+    matches!(t, Ty::Integer | Ty::Bigint | Ty::Double)
+}
+
+fn is_integral(t: Ty) -> bool {
+    matches!(t, Ty::Integer | Ty::Bigint)
+}
+
+/// The common supertype of two types, if they can be compared or combined.
+fn common(a: Ty, b: Ty) -> Option<Ty> {
+    match (a, b) {
+        (Ty::Unknown, x) | (x, Ty::Unknown) => Some(x),
+        (x, y) if x == y => Some(x),
+        (Ty::Double, y) | (y, Ty::Double) if is_numeric(y) => Some(Ty::Double),
+        (Ty::Bigint, y) | (y, Ty::Bigint) if is_numeric(y) => Some(Ty::Bigint),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum S {
+    Const(Value),
+    Sql(String),
+}
+
+/// A translated expression.
+#[derive(Debug, Clone)]
+struct T {
+    s: S,
+    ty: Ty,
+}
+
+impl T {
+    fn c(v: Value, ty: Ty) -> T {
+        T { s: S::Const(v), ty }
+    }
+    fn sql(s: String, ty: Ty) -> T {
+        T { s: S::Sql(s), ty }
+    }
+    fn int(&self) -> Option<i64> {
+        match self.s {
+            S::Const(Value::Integer(i)) => Some(i),
+            _ => None,
+        }
+    }
+    fn num(&self) -> Option<f64> {
+        match self.s {
+            S::Const(Value::Integer(i)) => Some(i as f64),
+            S::Const(Value::Real(f)) => Some(f),
+            _ => None,
+        }
+    }
+    fn is_null(&self) -> bool {
+        matches!(self.s, S::Const(Value::Null))
+    }
+    fn text(&self) -> Option<&str> {
+        match &self.s {
+            S::Const(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+struct Cx<'a> {
+    cols: &'a [Column],
+    params: Vec<Value>,
+    now_ns: i64,
+}
+
+impl Cx<'_> {
+    /// SQL text for `t`; constants become bound parameters (NULL stays a keyword).
+    fn emit(&mut self, t: &T) -> String {
+        match &t.s {
+            S::Const(Value::Null) => "NULL".into(),
+            S::Const(v) => {
+                self.params.push(v.clone());
+                format!("?{}", self.params.len())
+            }
+            S::Sql(s) => s.clone(),
+        }
+    }
+
+    fn column(&self, name: &str, pos: Pos) -> Result<&Column, QueryError> {
+        self.cols
+            .iter()
+            .find(|c| c.name == name)
+            .or_else(|| {
+                let mut it = self
+                    .cols
+                    .iter()
+                    .filter(|c| c.name.eq_ignore_ascii_case(name));
+                match (it.next(), it.next()) {
+                    (Some(c), None) => Some(c),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| verr(pos, format!("Column '{name}' does not exist")))
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn is_aggregate(name: &str) -> bool {
+    matches!(name, "count" | "sum" | "avg" | "min" | "max")
+}
+
+fn contains_aggregate(e: &Expr) -> Option<&Expr> {
+    if let Expr::Func { name, .. } = e {
+        if is_aggregate(name) {
+            return Some(e);
+        }
+    }
+    e.children().into_iter().find_map(contains_aggregate)
+}
+
+pub fn compile(
+    query: &str,
+    catalog: &dyn Catalog,
+    now_ns: i64,
+) -> Result<CompiledQuery, QueryError> {
+    let q = parse(query)?;
+    let schema = match &q.from {
+        None => None,
+        Some(t) => {
+            let Some(db) = &t.database else {
+                return Err(verr(
+                    t.pos,
+                    "Schema must be specified when session schema is not set",
+                ));
+            };
+            match catalog.table(db, &t.table) {
+                Ok(s) => Some(s),
+                Err(CatalogError::DatabaseNotFound) => {
+                    return Err(QueryError::Validation(format!(
+                        "Requested database '{db}' not found for identifier '{db}.{}' at line {}",
+                        t.table, t.pos
+                    )))
+                }
+                Err(CatalogError::TableNotFound) => {
+                    return Err(QueryError::Validation(format!(
+                        "Requested table '{}' not found for identifier '{db}.{}' at line {}",
+                        t.table, t.table, t.pos
+                    )))
+                }
+                Err(CatalogError::Internal(m)) => return Err(QueryError::Internal(m)),
+            }
+        }
+    };
+    let no_cols: Vec<Column> = Vec::new();
+    let cols = schema.as_ref().map(|s| &s.columns[..]).unwrap_or(&no_cols);
+    let mut cx = Cx {
+        cols,
+        params: Vec::new(),
+        now_ns,
+    };
+    let mut out = select(&q, &mut cx, schema.as_ref().map(|s| s.relation.as_str()))?;
+    out.params = cx.params;
+    Ok(out)
+}
+
+/// One output column before emission.
+struct OutCol {
+    name: String,
+    expr: Expr,
+    t: T,
+}
+
+fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQuery, QueryError> {
+    // Expand `*` and translate the select list.
+    let mut outs: Vec<OutCol> = Vec::new();
+    let mut aliases: Vec<Option<String>> = Vec::new();
+    for item in &q.items {
+        match item {
+            SelectItem::Star(pos) => {
+                if relation.is_none() {
+                    return Err(verr(
+                        *pos,
+                        "SELECT * not allowed in queries without FROM clause",
+                    ));
+                }
+                for c in cx.cols.iter().cloned() {
+                    let e = Expr::Col {
+                        name: c.name.clone(),
+                        pos: *pos,
+                    };
+                    let t = T::sql(format!("{TABLE_ALIAS}.{}", quote_ident(&c.name)), c.ty);
+                    outs.push(OutCol {
+                        name: c.name,
+                        expr: e,
+                        t,
+                    });
+                    aliases.push(None);
+                }
+            }
+            SelectItem::Expr { e, alias } => {
+                let t = expr(e, cx, false)?;
+                let name = match (alias, e) {
+                    (Some(a), _) => a.clone(),
+                    (None, Expr::Col { name, pos, .. }) => cx.column(name, *pos)?.name.clone(),
+                    (None, _) => format!("_col{}", outs.len()),
+                };
+                outs.push(OutCol {
+                    name,
+                    expr: e.clone(),
+                    t,
+                });
+                aliases.push(alias.clone());
+            }
+        }
+    }
+
+    if let Some(w) = &q.where_ {
+        if let Some(a) = contains_aggregate(w) {
+            return Err(verr(
+                w.pos(),
+                format!(
+                    "WHERE clause cannot contain aggregations, window functions or grouping operations: [{}]",
+                    a.key()
+                ),
+            ));
+        }
+    }
+
+    // GROUP BY keys: ordinals refer to select items.
+    let mut group_exprs: Vec<Expr> = Vec::new();
+    for g in &q.group_by {
+        if let Expr::Lit {
+            v: Lit::Int(n),
+            pos,
+        } = g
+        {
+            let idx: usize = n.parse().unwrap_or(0);
+            if idx == 0 || idx > outs.len() {
+                return Err(verr(
+                    *pos,
+                    format!("GROUP BY position {n} is not in select list"),
+                ));
+            }
+            group_exprs.push(outs[idx - 1].expr.clone());
+        } else {
+            if let Some(a) = contains_aggregate(g) {
+                return Err(verr(
+                    g.pos(),
+                    format!(
+                        "GROUP BY clause cannot contain aggregations or window functions: [{}]",
+                        a.key()
+                    ),
+                ));
+            }
+            group_exprs.push(g.clone());
+        }
+    }
+    let aggregated = !q.group_by.is_empty()
+        || outs.iter().any(|o| contains_aggregate(&o.expr).is_some())
+        || q.having
+            .as_ref()
+            .is_some_and(|h| contains_aggregate(h).is_some());
+    let keys: Vec<String> = group_exprs.iter().map(Expr::key).collect();
+    if aggregated {
+        for o in &outs {
+            check_grouped(&o.expr, &keys)?;
+        }
+    }
+
+    let mut sql = String::from("SELECT ");
+    if q.distinct {
+        sql.push_str("DISTINCT ");
+    }
+    let mut columns = Vec::with_capacity(outs.len());
+    for (i, o) in outs.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let s = cx.emit(&o.t);
+        sql.push_str(&format!("{s} AS \"_c{i}\""));
+        columns.push(Column {
+            name: o.name.clone(),
+            ty: o.t.ty,
+        });
+    }
+    if let Some(rel) = relation {
+        sql.push_str(&format!(" FROM {rel} AS {TABLE_ALIAS}"));
+    }
+    if let Some(w) = &q.where_ {
+        let t = expr(w, cx, false)?;
+        if !matches!(t.ty, Ty::Boolean | Ty::Unknown) {
+            return Err(verr(
+                w.pos(),
+                format!(
+                    "WHERE clause must evaluate to a boolean: actual type {}",
+                    type_name(t.ty)
+                ),
+            ));
+        }
+        let s = cx.emit(&t);
+        sql.push_str(&format!(" WHERE {s}"));
+    }
+    if !group_exprs.is_empty() {
+        let mut parts = Vec::new();
+        for g in &group_exprs {
+            let t = expr(g, cx, false)?;
+            parts.push(cx.emit(&t));
+        }
+        sql.push_str(&format!(" GROUP BY {}", parts.join(", ")));
+    }
+    if let Some(h) = &q.having {
+        if aggregated {
+            check_grouped(h, &keys)?;
+        }
+        let t = expr(h, cx, false)?;
+        if !matches!(t.ty, Ty::Boolean | Ty::Unknown) {
+            return Err(verr(
+                h.pos(),
+                format!(
+                    "HAVING clause must evaluate to a boolean: actual type {}",
+                    type_name(t.ty)
+                ),
+            ));
+        }
+        let s = cx.emit(&t);
+        sql.push_str(&format!(" HAVING {s}"));
+    }
+    if !q.order_by.is_empty() {
+        let mut parts = Vec::new();
+        for item in &q.order_by {
+            parts.push(order_item(item, &outs, &aliases, cx, aggregated, &keys)?);
+        }
+        sql.push_str(&format!(" ORDER BY {}", parts.join(", ")));
+    }
+    if let Some(n) = q.limit {
+        sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as u64)));
+    }
+    Ok(CompiledQuery {
+        sql,
+        params: Vec::new(),
+        columns,
+    })
+}
+
+fn order_item(
+    item: &OrderItem,
+    outs: &[OutCol],
+    aliases: &[Option<String>],
+    cx: &mut Cx,
+    aggregated: bool,
+    keys: &[String],
+) -> Result<String, QueryError> {
+    let dir = if item.desc { "DESC" } else { "ASC" };
+    // Trino sorts NULLs last in both directions unless told otherwise.
+    let nulls_first = item.nulls_first.unwrap_or(false);
+    let mut target: Option<usize> = None;
+    match &item.e {
+        Expr::Lit {
+            v: Lit::Int(n),
+            pos,
+        } => {
+            let idx: usize = n.parse().unwrap_or(0);
+            if idx == 0 || idx > outs.len() {
+                return Err(verr(
+                    *pos,
+                    format!("ORDER BY position {n} is not in select list"),
+                ));
+            }
+            target = Some(idx - 1);
+        }
+        Expr::Col { name, pos, .. } => {
+            let hits: Vec<usize> = (0..outs.len())
+                .filter(|&i| {
+                    aliases[i]
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(name))
+                })
+                .collect();
+            if hits.len() > 1 {
+                return Err(verr(*pos, format!("'{name}' is ambiguous")));
+            }
+            target = hits.first().copied();
+        }
+        _ => {}
+    }
+    if target.is_none() {
+        let k = item.e.key();
+        target = outs.iter().position(|o| o.expr.key() == k);
+    }
+    let (sql, ty, not_null) = match target {
+        Some(i) => (
+            format!("\"_c{i}\""),
+            outs[i].t.ty,
+            is_not_null_col(&outs[i].expr),
+        ),
+        None => {
+            if aggregated {
+                check_grouped(&item.e, keys)?;
+            }
+            let t = expr(&item.e, cx, false)?;
+            let s = cx.emit(&t);
+            (s, t.ty, is_not_null_col(&item.e))
+        }
+    };
+    let _ = ty;
+    // Columns that are never NULL keep a plain ORDER BY so SQLite can sort by index.
+    if not_null || nulls_first != item.desc {
+        Ok(format!("{sql} {dir}"))
+    } else {
+        Ok(format!(
+            "{sql} {dir} NULLS {}",
+            if nulls_first { "FIRST" } else { "LAST" }
+        ))
+    }
+}
+
+fn is_not_null_col(e: &Expr) -> bool {
+    matches!(e, Expr::Col { name, .. } if name == "time" || name == "measure_name")
+}
+
+fn check_grouped(e: &Expr, keys: &[String]) -> Result<(), QueryError> {
+    if keys.iter().any(|k| *k == e.key()) {
+        return Ok(());
+    }
+    match e {
+        Expr::Func { name, .. } if is_aggregate(name) => Ok(()),
+        Expr::Col { name, pos, .. } => Err(verr(
+            *pos,
+            format!("'{name}' must be an aggregate expression or appear in GROUP BY clause"),
+        )),
+        _ => e
+            .children()
+            .into_iter()
+            .try_for_each(|c| check_grouped(c, keys)),
+    }
+}
+
+pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, time) = match s.split_once(' ') {
+        Some((d, t)) => (d, Some(t.trim())),
+        None => (s, None),
+    };
+    let mut dp = date.split('-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    if dp.next().is_some() || !(1..=12).contains(&m) || d == 0 || d > 31 {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    if super::render::civil_from_days(days) != (y, m, d) {
+        return None;
+    }
+    let mut ns: i64 = 0;
+    if let Some(t) = time {
+        let (hms, frac) = match t.split_once('.') {
+            Some((a, b)) => (a, b),
+            None => (t, ""),
+        };
+        let mut tp = hms.split(':');
+        let h: i64 = tp.next()?.parse().ok()?;
+        let mi: i64 = tp.next()?.parse().ok()?;
+        let se: i64 = tp.next().map(|x| x.parse().ok()).unwrap_or(Some(0))?;
+        if tp.next().is_some() || h > 23 || mi > 59 || se > 59 {
+            return None;
+        }
+        if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let f: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<9}").parse().ok()?
+        };
+        ns = (h * 3600 + mi * 60 + se) * 1_000_000_000 + f;
+    }
+    days.checked_mul(86_400_000_000_000)?.checked_add(ns)
+}
+
+fn literal(v: &Lit, pos: Pos) -> Result<T, QueryError> {
+    Ok(match v {
+        Lit::Null => T::c(Value::Null, Ty::Unknown),
+        Lit::Bool(b) => T::c(Value::Integer(i64::from(*b)), Ty::Boolean),
+        Lit::Int(s) => {
+            let i: i64 = s
+                .parse()
+                .map_err(|_| verr(pos, format!("Invalid numeric literal: {s}")))?;
+            let ty = if i32::try_from(i).is_ok() {
+                Ty::Integer
+            } else {
+                Ty::Bigint
+            };
+            T::c(Value::Integer(i), ty)
+        }
+        Lit::Decimal(s) => {
+            let f: f64 = s
+                .parse()
+                .map_err(|_| verr(pos, format!("Invalid numeric literal: {s}")))?;
+            if !f.is_finite() {
+                return Err(verr(pos, format!("Invalid numeric literal: {s}")));
+            }
+            T::c(Value::Real(f), Ty::Double)
+        }
+        Lit::Str(s) => T::c(Value::Text(s.clone()), Ty::Varchar),
+        Lit::Interval(ns) => T::c(Value::Integer(*ns), Ty::IntervalDayToSecond),
+        Lit::Timestamp(s) => {
+            let ns = parse_timestamp(s)
+                .ok_or_else(|| verr(pos, format!("Value cannot be cast to timestamp: {s}")))?;
+            T::c(Value::Integer(ns), Ty::Timestamp)
+        }
+    })
+}
+
+fn cannot_apply(pos: Pos, op: &str, a: Ty, b: Ty) -> QueryError {
+    verr(
+        pos,
+        format!(
+            "'{op}' cannot be applied to {}, {}",
+            type_name(a),
+            type_name(b)
+        ),
+    )
+}
+
+fn overflow(pos: Pos) -> QueryError {
+    verr(pos, "Numeric value out of range")
+}
+
+fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
+    match e {
+        Expr::Col { name, pos, .. } => {
+            let c = cx.column(name, *pos)?;
+            Ok(T::sql(
+                format!("{TABLE_ALIAS}.{}", quote_ident(&c.name)),
+                c.ty,
+            ))
+        }
+        Expr::Lit { v, pos } => literal(v, *pos),
+        Expr::Neg { e: inner, pos } => {
+            let t = expr(inner, cx, in_agg)?;
+            if !(is_numeric(t.ty) || t.ty == Ty::IntervalDayToSecond || t.ty == Ty::Unknown) {
+                return Err(verr(
+                    *pos,
+                    format!("'-' cannot be applied to {}", type_name(t.ty)),
+                ));
+            }
+            match t.s {
+                S::Const(Value::Integer(i)) => Ok(T::c(
+                    Value::Integer(i.checked_neg().ok_or_else(|| overflow(*pos))?),
+                    t.ty,
+                )),
+                S::Const(Value::Real(f)) => Ok(T::c(Value::Real(-f), t.ty)),
+                _ => {
+                    let s = cx.emit(&t);
+                    Ok(T::sql(format!("(-{s})"), t.ty))
+                }
+            }
+        }
+        Expr::Not { e: inner, pos } => {
+            let t = expr(inner, cx, in_agg)?;
+            boolean_operand(&t, *pos, "NOT")?;
+            let s = cx.emit(&t);
+            Ok(T::sql(format!("(NOT {s})"), Ty::Boolean))
+        }
+        Expr::Bin { op, l, r, pos } => {
+            let a = expr(l, cx, in_agg)?;
+            let b = expr(r, cx, in_agg)?;
+            binary(*op, a, b, *pos, cx)
+        }
+        Expr::Between {
+            e: x,
+            lo,
+            hi,
+            neg,
+            pos,
+        } => {
+            let t = expr(x, cx, in_agg)?;
+            let l = expr(lo, cx, in_agg)?;
+            let h = expr(hi, cx, in_agg)?;
+            for o in [&l, &h] {
+                if common(t.ty, o.ty).is_none() {
+                    return Err(cannot_apply(*pos, "BETWEEN", t.ty, o.ty));
+                }
+            }
+            let (ts, ls, hs) = (cx.emit(&t), cx.emit(&l), cx.emit(&h));
+            let not = if *neg { "NOT " } else { "" };
+            Ok(T::sql(
+                format!("({ts} {not}BETWEEN {ls} AND {hs})"),
+                Ty::Boolean,
+            ))
+        }
+        Expr::In {
+            e: x,
+            list,
+            neg,
+            pos,
+        } => {
+            let t = expr(x, cx, in_agg)?;
+            let mut items = Vec::new();
+            for it in list {
+                let v = expr(it, cx, in_agg)?;
+                if common(t.ty, v.ty).is_none() {
+                    return Err(cannot_apply(*pos, "IN", t.ty, v.ty));
+                }
+                items.push(v);
+            }
+            let ts = cx.emit(&t);
+            let vs: Vec<String> = items.iter().map(|v| cx.emit(v)).collect();
+            let not = if *neg { "NOT " } else { "" };
+            Ok(T::sql(
+                format!("({ts} {not}IN ({}))", vs.join(", ")),
+                Ty::Boolean,
+            ))
+        }
+        Expr::IsNull { e: x, neg, .. } => {
+            let t = expr(x, cx, in_agg)?;
+            let s = cx.emit(&t);
+            let not = if *neg { "NOT " } else { "" };
+            Ok(T::sql(format!("({s} IS {not}NULL)"), Ty::Boolean))
+        }
+        Expr::Like {
+            e: x,
+            pat,
+            esc,
+            neg,
+            pos,
+        } => {
+            let t = expr(x, cx, in_agg)?;
+            let p = expr(pat, cx, in_agg)?;
+            let es = match esc {
+                Some(es) => Some(expr(es, cx, in_agg)?),
+                None => None,
+            };
+            for o in std::iter::once(&t)
+                .chain(std::iter::once(&p))
+                .chain(es.iter())
+            {
+                if !matches!(o.ty, Ty::Varchar | Ty::Unknown) {
+                    return Err(cannot_apply(*pos, "LIKE", t.ty, o.ty));
+                }
+            }
+            if let (Some(ps), esc_text) = (p.text(), es.as_ref().map(|e| e.text())) {
+                let esc_char = match esc_text {
+                    None => None,
+                    Some(Some(e)) => Some(e.to_string()),
+                    Some(None) => None,
+                };
+                super::functions::like_regex(ps, esc_char.as_deref()).map_err(|m| verr(*pos, m))?;
+            }
+            let mut args = vec![cx.emit(&t), cx.emit(&p)];
+            if let Some(es) = &es {
+                args.push(cx.emit(es));
+            }
+            let not = if *neg { "NOT " } else { "" };
+            Ok(T::sql(
+                format!("({not}ts_like({}))", args.join(", ")),
+                Ty::Boolean,
+            ))
+        }
+        Expr::Func {
+            name,
+            args,
+            distinct,
+            star,
+            pos,
+        } => func(name, args, *distinct, *star, *pos, cx, in_agg),
+        Expr::Case {
+            operand,
+            whens,
+            else_,
+            pos,
+        } => {
+            let op = match operand {
+                Some(o) => Some(expr(o, cx, in_agg)?),
+                None => None,
+            };
+            let mut ty = Ty::Unknown;
+            let mut parts = Vec::new();
+            for (w, t) in whens {
+                let wt = expr(w, cx, in_agg)?;
+                match &op {
+                    Some(o) => {
+                        if common(o.ty, wt.ty).is_none() {
+                            return Err(cannot_apply(w.pos(), "=", o.ty, wt.ty));
+                        }
+                    }
+                    None => boolean_operand(&wt, w.pos(), "WHEN")?,
+                }
+                let tt = expr(t, cx, in_agg)?;
+                ty = common(ty, tt.ty).ok_or_else(|| {
+                    verr(
+                        *pos,
+                        format!(
+                            "All CASE results must be the same type: {}",
+                            type_name(tt.ty)
+                        ),
+                    )
+                })?;
+                parts.push((wt, tt));
+            }
+            let el = match else_ {
+                Some(x) => Some(expr(x, cx, in_agg)?),
+                None => None,
+            };
+            if let Some(x) = &el {
+                ty = common(ty, x.ty).ok_or_else(|| {
+                    verr(
+                        *pos,
+                        format!(
+                            "All CASE results must be the same type: {}",
+                            type_name(x.ty)
+                        ),
+                    )
+                })?;
+            }
+            let mut s = String::from("(CASE");
+            if let Some(o) = &op {
+                s += &format!(" {}", cx.emit(o));
+            }
+            for (w, t) in &parts {
+                let (ws, ts) = (cx.emit(w), cx.emit(t));
+                s += &format!(" WHEN {ws} THEN {ts}");
+            }
+            if let Some(x) = &el {
+                s += &format!(" ELSE {}", cx.emit(x));
+            }
+            s += " END)";
+            Ok(T::sql(s, ty))
+        }
+        Expr::Cast { e: x, ty, pos } => {
+            let t = expr(x, cx, in_agg)?;
+            cast(t, *ty, *pos, cx)
+        }
+    }
+}
+
+fn boolean_operand(t: &T, pos: Pos, what: &str) -> Result<(), QueryError> {
+    if matches!(t.ty, Ty::Boolean | Ty::Unknown) {
+        Ok(())
+    } else {
+        Err(verr(
+            pos,
+            format!("{what} operand must be boolean, got {}", type_name(t.ty)),
+        ))
+    }
+}
+
+fn cast(t: T, to: Ty, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> {
+    if t.ty == to || t.ty == Ty::Unknown {
+        let s = cx.emit(&t);
+        return Ok(T::sql(s, to));
+    }
+    let ok = match to {
+        Ty::Varchar => !matches!(t.ty, Ty::IntervalDayToSecond),
+        Ty::Double | Ty::Bigint | Ty::Integer => {
+            is_numeric(t.ty) || matches!(t.ty, Ty::Varchar | Ty::Boolean)
+        }
+        Ty::Boolean => is_numeric(t.ty) || t.ty == Ty::Varchar,
+        Ty::Timestamp => t.ty == Ty::Varchar,
+        _ => false,
+    };
+    if !ok {
+        return Err(verr(
+            pos,
+            format!("Cannot cast {} to {}", type_name(t.ty), type_name(to)),
+        ));
+    }
+    let s = cx.emit(&t);
+    let (from, to_s) = (
+        cx.emit(&T::c(Value::Text(t.ty.as_str().into()), Ty::Varchar)),
+        cx.emit(&T::c(Value::Text(to.as_str().into()), Ty::Varchar)),
+    );
+    Ok(T::sql(format!("ts_cast({s}, {from}, {to_s})"), to))
+}
+
+fn binary(op: BinOp, a: T, b: T, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> {
+    let sym = op.symbol();
+    match op {
+        BinOp::And | BinOp::Or => {
+            if !matches!(a.ty, Ty::Boolean | Ty::Unknown)
+                || !matches!(b.ty, Ty::Boolean | Ty::Unknown)
+            {
+                return Err(cannot_apply(pos, sym, a.ty, b.ty));
+            }
+            let (x, y) = (cx.emit(&a), cx.emit(&b));
+            Ok(T::sql(format!("({x} {sym} {y})"), Ty::Boolean))
+        }
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            let shown = if op == BinOp::Ne { "<>" } else { sym };
+            if common(a.ty, b.ty).is_none() {
+                return Err(cannot_apply(pos, shown, a.ty, b.ty));
+            }
+            let (x, y) = (cx.emit(&a), cx.emit(&b));
+            Ok(T::sql(format!("({x} {shown} {y})"), Ty::Boolean))
+        }
+        BinOp::Concat => {
+            if !matches!(a.ty, Ty::Varchar | Ty::Unknown)
+                || !matches!(b.ty, Ty::Varchar | Ty::Unknown)
+            {
+                return Err(cannot_apply(pos, sym, a.ty, b.ty));
+            }
+            if let (Some(x), Some(y)) = (a.text(), b.text()) {
+                return Ok(T::c(Value::Text(format!("{x}{y}")), Ty::Varchar));
+            }
+            let (x, y) = (cx.emit(&a), cx.emit(&b));
+            Ok(T::sql(format!("({x} || {y})"), Ty::Varchar))
+        }
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => arith(op, a, b, pos, cx),
+    }
+}
+
+fn arith(op: BinOp, a: T, b: T, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> {
+    use Ty::{IntervalDayToSecond as Iv, Timestamp as Ts};
+    let sym = op.symbol();
+    let ty = match (op, a.ty, b.ty) {
+        (_, x, y) if is_numeric(x) && is_numeric(y) => common(x, y).unwrap_or(Ty::Double),
+        (BinOp::Add, Ts, Iv) | (BinOp::Add, Iv, Ts) | (BinOp::Sub, Ts, Iv) => Ts,
+        (BinOp::Sub, Ts, Ts) => Iv,
+        (BinOp::Add | BinOp::Sub, Iv, Iv) => Iv,
+        (BinOp::Mul, Iv, y) if is_integral(y) => Iv,
+        (BinOp::Mul, x, Iv) if is_integral(x) => Iv,
+        (BinOp::Div, Iv, y) if is_integral(y) => Iv,
+        (_, Ty::Unknown, y) if is_numeric(y) || y == Iv || y == Ts => y,
+        (_, x, Ty::Unknown) if is_numeric(x) || x == Iv || x == Ts => x,
+        (_, Ty::Unknown, Ty::Unknown) => Ty::Unknown,
+        _ => return Err(cannot_apply(pos, sym, a.ty, b.ty)),
+    };
+    if a.is_null() || b.is_null() {
+        return Ok(T::c(Value::Null, ty));
+    }
+    let integral = !matches!(ty, Ty::Double) && a.ty != Ty::Double && b.ty != Ty::Double;
+    // Fold constants (so `now() - 1h` becomes one parameter).
+    if integral {
+        if let (Some(x), Some(y)) = (a.int(), b.int()) {
+            let v = match op {
+                BinOp::Add => x.checked_add(y),
+                BinOp::Sub => x.checked_sub(y),
+                BinOp::Mul => x.checked_mul(y),
+                BinOp::Div | BinOp::Mod => {
+                    if y == 0 {
+                        return Err(verr(pos, "Division by zero"));
+                    }
+                    if op == BinOp::Div {
+                        x.checked_div(y)
+                    } else {
+                        x.checked_rem(y)
+                    }
+                }
+                _ => None,
+            };
+            return Ok(T::c(Value::Integer(v.ok_or_else(|| overflow(pos))?), ty));
+        }
+    } else if let (Some(x), Some(y)) = (a.num(), b.num()) {
+        let v = match op {
+            BinOp::Add => x + y,
+            BinOp::Sub => x - y,
+            BinOp::Mul => x * y,
+            BinOp::Div => x / y,
+            _ => x % y,
+        };
+        // SQLite cannot carry NaN; fall back to run-time evaluation for it.
+        if !v.is_nan() {
+            return Ok(T::c(Value::Real(v), Ty::Double));
+        }
+    }
+    let (x, y) = (cx.emit(&a), cx.emit(&b));
+    Ok(T::sql(
+        match op {
+            BinOp::Mod if !integral => format!("ts_mod({x}, {y})"),
+            BinOp::Div if integral => format!("ts_idiv({x}, {y})"),
+            _ => format!("({x} {sym} {y})"),
+        },
+        ty,
+    ))
+}
+
+fn bad_args(name: &str, args: &[T], pos: Pos, expected: &str) -> QueryError {
+    let got: Vec<&str> = args.iter().map(|a| type_name(a.ty)).collect();
+    verr(
+        pos,
+        format!(
+            "Unexpected parameters ({}) for function {name}. Expected: {expected}",
+            got.join(", ")
+        ),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn func(
+    name: &str,
+    args: &[Expr],
+    distinct: bool,
+    star: bool,
+    pos: Pos,
+    cx: &mut Cx,
+    in_agg: bool,
+) -> Result<T, QueryError> {
+    let agg = is_aggregate(name);
+    if agg && in_agg {
+        return Err(verr(
+            pos,
+            format!("Cannot nest aggregations inside aggregation '{name}'"),
+        ));
+    }
+    if star && name != "count" {
+        return Err(verr(pos, format!("'{name}(*)' is not supported")));
+    }
+    if distinct && !agg {
+        return Err(verr(
+            pos,
+            format!("DISTINCT is not supported for non-aggregation function '{name}'"),
+        ));
+    }
+    let mut a = Vec::with_capacity(args.len());
+    for x in args {
+        a.push(expr(x, cx, in_agg || agg)?);
+    }
+    let dist = if distinct { "DISTINCT " } else { "" };
+    let one =
+        |cx: &mut Cx, a: &[T], sig: &str, ok: &dyn Fn(Ty) -> bool| -> Result<String, QueryError> {
+            if a.len() != 1 || !(ok(a[0].ty) || a[0].ty == Ty::Unknown) {
+                return Err(bad_args(name, a, pos, sig));
+            }
+            Ok(cx.emit(&a[0]))
+        };
+    let now = cx.now_ns;
+    Ok(match name {
+        "count" => {
+            if star {
+                T::sql("count(*)".into(), Ty::Bigint)
+            } else {
+                let s = one(cx, &a, "count(t)", &|_| true)?;
+                T::sql(format!("count({dist}{s})"), Ty::Bigint)
+            }
+        }
+        "sum" => {
+            let s = one(cx, &a, "sum(bigint), sum(double)", &is_numeric)?;
+            let ty = if a[0].ty == Ty::Double {
+                Ty::Double
+            } else {
+                Ty::Bigint
+            };
+            T::sql(format!("sum({dist}{s})"), ty)
+        }
+        "avg" => {
+            let s = one(cx, &a, "avg(bigint), avg(double)", &is_numeric)?;
+            T::sql(format!("avg({dist}{s})"), Ty::Double)
+        }
+        "min" | "max" => {
+            let s = one(cx, &a, &format!("{name}(t) t:orderable"), &|t| {
+                !matches!(t, Ty::Boolean)
+            })?;
+            T::sql(format!("{name}({dist}{s})"), a[0].ty)
+        }
+        "now" | "current_timestamp" => {
+            if !a.is_empty() {
+                return Err(bad_args(name, &a, pos, "now()"));
+            }
+            T::c(Value::Integer(now), Ty::Timestamp)
+        }
+        "ago" => {
+            let s = one(cx, &a, "ago(interval day to second)", &|t| {
+                t == Ty::IntervalDayToSecond
+            })?;
+            match a[0].int() {
+                Some(iv) => T::c(
+                    Value::Integer(now.checked_sub(iv).ok_or_else(|| overflow(pos))?),
+                    Ty::Timestamp,
+                ),
+                None => {
+                    let n = cx.emit(&T::c(Value::Integer(now), Ty::Timestamp));
+                    T::sql(format!("({n} - {s})"), Ty::Timestamp)
+                }
+            }
+        }
+        "from_milliseconds" | "from_nanoseconds" => {
+            let mult: i64 = if name == "from_milliseconds" {
+                1_000_000
+            } else {
+                1
+            };
+            if a.len() != 1 || !(is_integral(a[0].ty) || a[0].ty == Ty::Unknown) {
+                return Err(bad_args(name, &a, pos, &format!("{name}(bigint)")));
+            }
+            if a[0].is_null() {
+                return Ok(T::c(Value::Null, Ty::Timestamp));
+            }
+            match a[0].int() {
+                Some(v) => T::c(
+                    Value::Integer(v.checked_mul(mult).ok_or_else(|| overflow(pos))?),
+                    Ty::Timestamp,
+                ),
+                None => {
+                    let s = cx.emit(&a[0]);
+                    T::sql(
+                        if mult == 1 {
+                            s
+                        } else {
+                            format!("({s} * {mult})")
+                        },
+                        Ty::Timestamp,
+                    )
+                }
+            }
+        }
+        "from_unixtime" => {
+            let s = one(cx, &a, "from_unixtime(double)", &is_numeric)?;
+            if a[0].is_null() {
+                return Ok(T::c(Value::Null, Ty::Timestamp));
+            }
+            if let Some(v) = a[0].int() {
+                T::c(
+                    Value::Integer(v.checked_mul(1_000_000_000).ok_or_else(|| overflow(pos))?),
+                    Ty::Timestamp,
+                )
+            } else if let Some(f) = a[0].num() {
+                let ns = (f * 1e9).round();
+                if !ns.is_finite() || ns.abs() > 9.2e18 {
+                    return Err(overflow(pos));
+                }
+                T::c(Value::Integer(ns as i64), Ty::Timestamp)
+            } else if is_integral(a[0].ty) {
+                T::sql(format!("({s} * 1000000000)"), Ty::Timestamp)
+            } else {
+                T::sql(
+                    format!("CAST(round({s} * 1000000000.0) AS INTEGER)"),
+                    Ty::Timestamp,
+                )
+            }
+        }
+        "to_milliseconds" | "to_nanoseconds" => {
+            let s = one(
+                cx,
+                &a,
+                &format!("{name}(timestamp), {name}(interval day to second)"),
+                &|t| matches!(t, Ty::Timestamp | Ty::IntervalDayToSecond),
+            )?;
+            let div: i64 = if name == "to_milliseconds" {
+                1_000_000
+            } else {
+                1
+            };
+            match a[0].int() {
+                Some(v) => T::c(Value::Integer(v.div_euclid(div)), Ty::Bigint),
+                None if div == 1 => T::sql(s, Ty::Bigint),
+                None => T::sql(format!("ts_floordiv({s}, {div})"), Ty::Bigint),
+            }
+        }
+        "to_unixtime" => {
+            let s = one(cx, &a, "to_unixtime(timestamp)", &|t| t == Ty::Timestamp)?;
+            match a[0].int() {
+                Some(v) => T::c(Value::Real(v as f64 / 1e9), Ty::Double),
+                None => T::sql(format!("(CAST({s} AS REAL) / 1000000000.0)"), Ty::Double),
+            }
+        }
+        "bin" => {
+            if a.len() != 2
+                || !matches!(a[0].ty, Ty::Timestamp | Ty::Unknown)
+                || a[1].ty != Ty::IntervalDayToSecond
+            {
+                return Err(bad_args(
+                    name,
+                    &a,
+                    pos,
+                    "bin(timestamp, interval day to second)",
+                ));
+            }
+            let Some(iv) = a[1].int() else {
+                return Err(verr(pos, "bin() needs a constant interval"));
+            };
+            if iv <= 0 {
+                return Err(verr(pos, "bin() interval must be positive"));
+            }
+            match a[0].int() {
+                Some(t) => T::c(Value::Integer(t - t.rem_euclid(iv)), Ty::Timestamp),
+                None if a[0].is_null() => T::c(Value::Null, Ty::Timestamp),
+                None => {
+                    let s = cx.emit(&a[0]);
+                    T::sql(format!("ts_bin({s}, {iv})"), Ty::Timestamp)
+                }
+            }
+        }
+        "date_trunc" => {
+            if a.len() != 2
+                || a[0].ty != Ty::Varchar
+                || !matches!(a[1].ty, Ty::Timestamp | Ty::Unknown)
+            {
+                return Err(bad_args(name, &a, pos, "date_trunc(varchar, timestamp)"));
+            }
+            let unit = a[0]
+                .text()
+                .map(str::to_ascii_lowercase)
+                .ok_or_else(|| verr(pos, "date_trunc() needs a constant unit"))?;
+            if super::functions::date_trunc(&unit, 0).is_none() {
+                return Err(verr(
+                    pos,
+                    format!("'{unit}' is not a valid Timestamp field"),
+                ));
+            }
+            match a[1].int() {
+                Some(t) => T::c(
+                    Value::Integer(super::functions::date_trunc(&unit, t).unwrap_or(t)),
+                    Ty::Timestamp,
+                ),
+                None => {
+                    let u = cx.emit(&T::c(Value::Text(unit), Ty::Varchar));
+                    let s = cx.emit(&a[1]);
+                    T::sql(format!("ts_date_trunc({u}, {s})"), Ty::Timestamp)
+                }
+            }
+        }
+        "regexp_like" => {
+            if a.len() != 2 || a.iter().any(|x| !matches!(x.ty, Ty::Varchar | Ty::Unknown)) {
+                return Err(bad_args(name, &a, pos, "regexp_like(varchar, varchar)"));
+            }
+            if let Some(p) = a[1].text() {
+                javaregex::compile_cached(p)
+                    .map_err(|m| verr(pos, format!("Invalid regex pattern: {m}")))?;
+            }
+            let (x, y) = (cx.emit(&a[0]), cx.emit(&a[1]));
+            T::sql(format!("regexp_like({x}, {y})"), Ty::Boolean)
+        }
+        "coalesce" | "greatest" | "least" => {
+            if a.is_empty() || (name != "coalesce" && a.len() < 2) {
+                return Err(bad_args(name, &a, pos, &format!("{name}(t, t...)")));
+            }
+            let mut ty = Ty::Unknown;
+            for x in &a {
+                ty = common(ty, x.ty)
+                    .ok_or_else(|| bad_args(name, &a, pos, &format!("{name}(t, t...)")))?;
+            }
+            let parts: Vec<String> = a.iter().map(|x| cx.emit(x)).collect();
+            let f = match name {
+                "greatest" => "max",
+                "least" => "min",
+                _ => "coalesce",
+            };
+            let parts = if f == "coalesce" && parts.len() == 1 {
+                vec![parts[0].clone(), "NULL".into()]
+            } else {
+                parts
+            };
+            T::sql(format!("{f}({})", parts.join(", ")), ty)
+        }
+        "abs" => {
+            let s = one(cx, &a, "abs(double), abs(bigint)", &is_numeric)?;
+            T::sql(format!("abs({s})"), a[0].ty)
+        }
+        "round" | "floor" | "ceil" | "ceiling" | "sqrt" | "ln" | "exp" => {
+            if a.is_empty()
+                || a.len() > 2
+                || !is_numeric(a[0].ty)
+                || (a.len() == 2 && (name != "round" || !is_integral(a[1].ty)))
+            {
+                return Err(bad_args(name, &a, pos, &format!("{name}(double)")));
+            }
+            let parts: Vec<String> = a.iter().map(|x| cx.emit(x)).collect();
+            let ty = match name {
+                "sqrt" | "ln" | "exp" => Ty::Double,
+                _ => a[0].ty,
+            };
+            let f = if name == "ceiling" { "ceil" } else { name };
+            T::sql(format!("ts_math('{f}', {})", parts.join(", ")), ty)
+        }
+        "length" => {
+            let s = one(cx, &a, "length(varchar)", &|t| t == Ty::Varchar)?;
+            T::sql(format!("length({s})"), Ty::Bigint)
+        }
+        "lower" | "upper" => {
+            let s = one(cx, &a, &format!("{name}(varchar)"), &|t| t == Ty::Varchar)?;
+            T::sql(format!("ts_{name}({s})"), Ty::Varchar)
+        }
+        "concat" => {
+            if a.len() < 2 || a.iter().any(|x| !matches!(x.ty, Ty::Varchar | Ty::Unknown)) {
+                return Err(bad_args(name, &a, pos, "concat(varchar, varchar...)"));
+            }
+            let parts: Vec<String> = a.iter().map(|x| cx.emit(x)).collect();
+            T::sql(format!("({})", parts.join(" || ")), Ty::Varchar)
+        }
+        _ => return Err(verr(pos, format!("Function '{name}' not registered"))),
+    })
+}
