@@ -6,3 +6,4 @@
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
 }
+pub mod chunked;

@@ -1,0 +1,626 @@
+//! Prometheus matchers → a typed Timestream query, rendered to SQL text by
+//! [`render`], the only function that writes identifiers and literals into SQL
+//! (identifiers double-quoted with `"` doubled, literals single-quoted with `'`
+//! doubled; backslashes are not escapes in Timestream SQL).
+
+use std::collections::BTreeSet;
+
+use regex_syntax::hir::{Class, HirKind};
+
+use super::error::ReadError;
+use super::regex::{self, RegexOptions};
+use crate::remote::pb::{label_matcher::Type as MatcherType, LabelMatcher, Query};
+
+/// Timestream's QueryString limit (256 KiB).
+pub const MAX_QUERY_BYTES: usize = 256 * 1024;
+
+/// The Prometheus label that maps to Timestream's `measure_name`.
+pub const METRIC_NAME_LABEL: &str = "__name__";
+
+/// A column of a single-measure Timestream table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Column {
+    MeasureName,
+    Time,
+    MeasureValueDouble,
+    Dimension(String),
+}
+
+impl Column {
+    /// The Prometheus label name this column carries (None for time/value).
+    pub fn label_name(&self) -> Option<&str> {
+        match self {
+            Column::MeasureName => Some(METRIC_NAME_LABEL),
+            Column::Dimension(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// A boolean condition over columns. Values are unescaped here; [`render`] escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Predicate {
+    Eq(Column, String),
+    Ne(Column, String),
+    IsNull(Column),
+    IsNotNull(Column),
+    /// `regexp_like(col, java_pattern)`; the pattern is already anchored.
+    RegexpLike(Column, String),
+    Not(Box<Predicate>),
+    Or(Vec<Predicate>),
+    /// `time >= from_milliseconds(start) AND time <= from_milliseconds(end)`.
+    TimeRange {
+        start_ms: i64,
+        end_ms: i64,
+    },
+}
+
+/// How rows must be ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// No ORDER BY: the caller groups by hash and sorts client-side.
+    None,
+    /// Series in Prometheus label-set order, then time: lets the caller emit a
+    /// series as soon as the next one starts.
+    SeriesThenTime,
+}
+
+/// One Timestream query answering one Prometheus query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Select {
+    pub database: String,
+    pub table: String,
+    /// Dimension columns to return (all the table's known dimensions).
+    pub dimensions: Vec<String>,
+    /// ANDed conditions.
+    pub predicates: Vec<Predicate>,
+    pub order: Order,
+}
+
+/// What a Prometheus query needs from Timestream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The matchers or time range exclude every series: no call needed.
+    Empty,
+    Select(Select),
+}
+
+/// Options of the matcher translation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    pub regex: RegexOptions,
+    pub order: Option<Order>,
+}
+
+fn ident(out: &mut String, name: &str) {
+    out.push('"');
+    out.push_str(&name.replace('"', "\"\""));
+    out.push('"');
+}
+
+fn literal(out: &mut String, value: &str) {
+    out.push('\'');
+    out.push_str(&value.replace('\'', "''"));
+    out.push('\'');
+}
+
+fn column(out: &mut String, c: &Column) {
+    match c {
+        Column::MeasureName => out.push_str("measure_name"),
+        Column::Time => out.push_str("time"),
+        Column::MeasureValueDouble => out.push_str("\"measure_value::double\""),
+        Column::Dimension(d) => ident(out, d),
+    }
+}
+
+fn predicate(out: &mut String, p: &Predicate) {
+    match p {
+        Predicate::Eq(c, v) | Predicate::Ne(c, v) => {
+            column(out, c);
+            out.push_str(if matches!(p, Predicate::Eq(..)) {
+                " = "
+            } else {
+                " <> "
+            });
+            literal(out, v);
+        }
+        Predicate::IsNull(c) => {
+            column(out, c);
+            out.push_str(" IS NULL");
+        }
+        Predicate::IsNotNull(c) => {
+            column(out, c);
+            out.push_str(" IS NOT NULL");
+        }
+        Predicate::RegexpLike(c, re) => {
+            out.push_str("regexp_like(");
+            column(out, c);
+            out.push_str(", ");
+            literal(out, re);
+            out.push(')');
+        }
+        Predicate::Not(inner) => {
+            out.push_str("NOT (");
+            predicate(out, inner);
+            out.push(')');
+        }
+        Predicate::Or(items) => {
+            out.push('(');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(" OR ");
+                }
+                predicate(out, item);
+            }
+            out.push(')');
+        }
+        Predicate::TimeRange { start_ms, end_ms } => {
+            out.push_str(&format!(
+                "time >= from_milliseconds({start_ms}) AND time <= from_milliseconds({end_ms})"
+            ));
+        }
+    }
+}
+
+/// The label columns in Prometheus label-name order (byte order, `__name__` included).
+pub fn label_columns_sorted(dimensions: &[String]) -> Vec<Column> {
+    let mut cols: Vec<Column> = dimensions
+        .iter()
+        .map(|d| Column::Dimension(d.clone()))
+        .chain([Column::MeasureName])
+        .collect();
+    cols.sort_by(|a, b| a.label_name().cmp(&b.label_name()));
+    cols
+}
+
+/// ORDER BY that sorts rows like Prometheus sorts label sets (`labels.Compare`)
+/// and then by time. Labels are compared pairwise in name order; an absent label
+/// sorts after a present one unless no later label is present (then the set is
+/// a prefix and sorts first), hence a rank 1 (present) / 2 (absent, more labels
+/// follow) / 0 (absent, nothing follows) before each value.
+fn order_by_series(out: &mut String, dimensions: &[String]) {
+    let cols = label_columns_sorted(dimensions);
+    out.push_str(" ORDER BY ");
+    for (i, c) in cols.iter().enumerate() {
+        if *c != Column::MeasureName {
+            out.push_str("CASE WHEN ");
+            column(out, c);
+            out.push_str(" IS NOT NULL THEN 1");
+            let later = &cols[i + 1..];
+            if later.contains(&Column::MeasureName) {
+                out.push_str(" ELSE 2 END, ");
+            } else if later.is_empty() {
+                out.push_str(" ELSE 0 END, ");
+            } else {
+                out.push_str(" WHEN ");
+                for (k, l) in later.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(" OR ");
+                    }
+                    column(out, l);
+                    out.push_str(" IS NOT NULL");
+                }
+                out.push_str(" THEN 2 ELSE 0 END, ");
+            }
+        }
+        column(out, c);
+        out.push_str(", ");
+    }
+    out.push_str("time");
+}
+
+/// The one place SQL text is produced.
+pub fn render(s: &Select) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str("SELECT ");
+    for d in &s.dimensions {
+        ident(&mut out, d);
+        out.push_str(", ");
+    }
+    out.push_str("measure_name, time, \"measure_value::double\" FROM ");
+    ident(&mut out, &s.database);
+    out.push('.');
+    ident(&mut out, &s.table);
+    out.push_str(" WHERE \"measure_value::double\" IS NOT NULL");
+    for p in &s.predicates {
+        out.push_str(" AND ");
+        predicate(&mut out, p);
+    }
+    if s.order == Order::SeriesThenTime {
+        order_by_series(&mut out, &s.dimensions);
+    }
+    out
+}
+
+/// Render and enforce Timestream's QueryString limit.
+pub fn render_checked(s: &Select) -> Result<String, ReadError> {
+    let sql = render(s);
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(ReadError::QueryTooLarge {
+            len: sql.len(),
+            limit: MAX_QUERY_BYTES,
+        });
+    }
+    Ok(sql)
+}
+
+/// Labels named by matchers that are not known columns (candidates for a
+/// column-cache refresh before planning).
+pub fn unknown_labels<'a>(query: &'a Query, known: &BTreeSet<String>) -> Vec<&'a str> {
+    query
+        .matchers
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|n| *n != METRIC_NAME_LABEL && !known.contains(*n))
+        .collect()
+}
+
+/// A matcher on an existing column: no constraint, excludes everything, or a predicate.
+enum Outcome {
+    Always,
+    Never,
+    Where(Predicate),
+}
+
+/// A regex whose HIR is `(?s:.)*` / `(?s:.)+`: no regex call needed.
+fn any_repetition(hir: &regex_syntax::hir::Hir) -> Option<u32> {
+    let HirKind::Repetition(rep) = hir.kind() else {
+        return None;
+    };
+    let HirKind::Class(Class::Unicode(cls)) = rep.sub.kind() else {
+        return None;
+    };
+    let mut c = cls.clone();
+    c.negate();
+    (rep.max.is_none() && c.iter().next().is_none()).then_some(rep.min)
+}
+
+fn matcher_predicate(
+    m: &LabelMatcher,
+    col: Column,
+    nullable: bool,
+    opts: &PlanOptions,
+) -> Result<Outcome, ReadError> {
+    let ty = MatcherType::try_from(m.r#type)
+        .map_err(|_| ReadError::InvalidMatcher(format!("unknown matcher type {}", m.r#type)))?;
+    // `l=""`-style matchers also select series without the label (NULL column).
+    let or_null = |p: Predicate| {
+        if nullable {
+            Predicate::Or(vec![Predicate::IsNull(col.clone()), p])
+        } else {
+            p
+        }
+    };
+    Ok(match ty {
+        MatcherType::Eq if m.value.is_empty() => {
+            if nullable {
+                Outcome::Where(Predicate::IsNull(col))
+            } else {
+                Outcome::Never
+            }
+        }
+        MatcherType::Eq => Outcome::Where(Predicate::Eq(col, m.value.clone())),
+        MatcherType::Neq if m.value.is_empty() => {
+            if nullable {
+                Outcome::Where(Predicate::IsNotNull(col))
+            } else {
+                Outcome::Always
+            }
+        }
+        MatcherType::Neq => Outcome::Where(or_null(Predicate::Ne(col.clone(), m.value.clone()))),
+        MatcherType::Re | MatcherType::Nre => {
+            let hir = regex::parse(&m.value, opts.regex)?;
+            let positive = ty == MatcherType::Re;
+            match (any_repetition(&hir), positive) {
+                (Some(0), true) => return Ok(Outcome::Always),
+                (Some(0), false) => return Ok(Outcome::Never),
+                (Some(1), true) if nullable => {
+                    return Ok(Outcome::Where(Predicate::IsNotNull(col)))
+                }
+                (Some(1), true) => return Ok(Outcome::Always),
+                (Some(1), false) if nullable => return Ok(Outcome::Where(Predicate::IsNull(col))),
+                (Some(1), false) => return Ok(Outcome::Never),
+                _ => {}
+            }
+            let t = regex::translate(&m.value, opts.regex)?;
+            let like = Predicate::RegexpLike(col.clone(), t.java);
+            // NULL stands for "": included exactly when the matcher matches "".
+            match (positive, t.matches_empty) {
+                (true, true) => Outcome::Where(or_null(like)),
+                (true, false) => Outcome::Where(like),
+                (false, true) => Outcome::Where(Predicate::Not(Box::new(like))),
+                (false, false) => Outcome::Where(or_null(Predicate::Not(Box::new(like)))),
+            }
+        }
+    })
+}
+
+/// Whether the matcher accepts the empty value (= a series without the label).
+pub fn matches_empty(m: &LabelMatcher, opts: RegexOptions) -> Result<bool, ReadError> {
+    let ty = MatcherType::try_from(m.r#type)
+        .map_err(|_| ReadError::InvalidMatcher(format!("unknown matcher type {}", m.r#type)))?;
+    Ok(match ty {
+        MatcherType::Eq => m.value.is_empty(),
+        MatcherType::Neq => !m.value.is_empty(),
+        MatcherType::Re => regex::matches_empty(&regex::parse(&m.value, opts)?),
+        MatcherType::Nre => !regex::matches_empty(&regex::parse(&m.value, opts)?),
+    })
+}
+
+/// The effective time range: start/end of the query, narrowed (never widened)
+/// by hints, start clamped to 0 (Timestream has no negative times).
+pub fn time_range(q: &Query) -> Option<(i64, i64)> {
+    let mut start = q.start_timestamp_ms;
+    let mut end = q.end_timestamp_ms;
+    if let Some(h) = &q.hints {
+        if h.start_ms > start {
+            start = h.start_ms;
+        }
+        if h.end_ms != 0 && h.end_ms < end {
+            end = h.end_ms;
+        }
+    }
+    let start = start.max(0);
+    (start <= end).then_some((start, end))
+}
+
+/// Plan one Prometheus query against a table whose dimension columns are `known`.
+pub fn plan(
+    query: &Query,
+    database: &str,
+    table: &str,
+    known: &BTreeSet<String>,
+    opts: &PlanOptions,
+) -> Result<Plan, ReadError> {
+    let mut predicates = Vec::new();
+    let mut never = false;
+    for m in &query.matchers {
+        if m.name.is_empty() {
+            return Err(ReadError::InvalidMatcher("empty label name".into()));
+        }
+        let outcome = if m.name == METRIC_NAME_LABEL {
+            matcher_predicate(m, Column::MeasureName, false, opts)?
+        } else if known.contains(&m.name) {
+            matcher_predicate(m, Column::Dimension(m.name.clone()), true, opts)?
+        } else {
+            // No series has this label: it behaves as "" everywhere.
+            if matches_empty(m, opts.regex)? {
+                Outcome::Always
+            } else {
+                Outcome::Never
+            }
+        };
+        match outcome {
+            Outcome::Always => {}
+            Outcome::Never => never = true,
+            Outcome::Where(p) => predicates.push(p),
+        }
+    }
+    let Some((start_ms, end_ms)) = time_range(query) else {
+        return Ok(Plan::Empty);
+    };
+    if never {
+        return Ok(Plan::Empty);
+    }
+    predicates.push(Predicate::TimeRange { start_ms, end_ms });
+    Ok(Plan::Select(Select {
+        database: database.to_string(),
+        table: table.to_string(),
+        dimensions: known.iter().cloned().collect(),
+        predicates,
+        order: opts.order.unwrap_or(Order::None),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::pb::ReadHints;
+
+    fn m(ty: MatcherType, name: &str, value: &str) -> LabelMatcher {
+        LabelMatcher {
+            r#type: ty as i32,
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn q(matchers: Vec<LabelMatcher>) -> Query {
+        Query {
+            start_timestamp_ms: 1_000,
+            end_timestamp_ms: 2_500,
+            matchers,
+            hints: None,
+        }
+    }
+
+    fn known(cols: &[&str]) -> BTreeSet<String> {
+        cols.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn sql(matchers: Vec<LabelMatcher>, cols: &[&str]) -> Option<String> {
+        match plan(
+            &q(matchers),
+            "db",
+            "t",
+            &known(cols),
+            &PlanOptions::default(),
+        )
+        .unwrap()
+        {
+            Plan::Empty => None,
+            Plan::Select(s) => Some(render(&s)),
+        }
+    }
+
+    const BASE: &str = "SELECT \"job\", measure_name, time, \"measure_value::double\" FROM \"db\".\"t\" WHERE \"measure_value::double\" IS NOT NULL";
+    const TIME: &str = "time >= from_milliseconds(1000) AND time <= from_milliseconds(2500)";
+
+    #[test]
+    fn equality_and_escaping() {
+        let s = sql(
+            vec![
+                m(MatcherType::Eq, "__name__", "up"),
+                m(MatcherType::Eq, "job", "it's \"x\"\\"),
+            ],
+            &["job"],
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            format!("{BASE} AND measure_name = 'up' AND \"job\" = 'it''s \"x\"\\' AND {TIME}")
+        );
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        let s = sql(vec![m(MatcherType::Eq, "we\"ird", "v")], &["we\"ird"]).unwrap();
+        assert!(s.contains("\"we\"\"ird\" = 'v'"), "{s}");
+    }
+
+    #[test]
+    fn empty_matching_matchers_include_null() {
+        let s = sql(vec![m(MatcherType::Eq, "job", "")], &["job"]).unwrap();
+        assert!(
+            s.ends_with(&format!("AND \"job\" IS NULL AND {TIME}")),
+            "{s}"
+        );
+        let s = sql(vec![m(MatcherType::Neq, "job", "x")], &["job"]).unwrap();
+        assert!(s.contains("(\"job\" IS NULL OR \"job\" <> 'x')"), "{s}");
+        let s = sql(vec![m(MatcherType::Neq, "job", "")], &["job"]).unwrap();
+        assert!(s.contains("\"job\" IS NOT NULL"), "{s}");
+        let s = sql(vec![m(MatcherType::Re, "job", "a|")], &["job"]).unwrap();
+        assert!(
+            s.contains("(\"job\" IS NULL OR regexp_like(\"job\", '\\A(?:"),
+            "{s}"
+        );
+        let s = sql(vec![m(MatcherType::Nre, "job", "a")], &["job"]).unwrap();
+        assert!(
+            s.contains("(\"job\" IS NULL OR NOT (regexp_like(\"job\", '\\A(?:a)\\z')))"),
+            "{s}"
+        );
+        let s = sql(vec![m(MatcherType::Nre, "job", "a?")], &["job"]).unwrap();
+        assert!(s.contains("AND NOT (regexp_like(\"job\""), "{s}");
+        assert!(!s.contains("IS NULL OR NOT"), "{s}");
+    }
+
+    #[test]
+    fn trivial_regexes_need_no_regex_call() {
+        assert_eq!(
+            sql(vec![m(MatcherType::Re, "job", ".*")], &["job"]).unwrap(),
+            format!("{BASE} AND {TIME}")
+        );
+        assert!(sql(vec![m(MatcherType::Re, "job", ".+")], &["job"])
+            .unwrap()
+            .contains("\"job\" IS NOT NULL"));
+        assert_eq!(sql(vec![m(MatcherType::Nre, "job", ".*")], &["job"]), None);
+        assert_eq!(
+            sql(vec![m(MatcherType::Eq, "__name__", "")], &["job"]),
+            None
+        );
+        assert!(sql(vec![m(MatcherType::Re, "__name__", ".+")], &["job"]).is_some());
+    }
+
+    #[test]
+    fn unknown_labels_decided_locally() {
+        // Matches "" → no-op; otherwise nothing can match.
+        assert!(sql(vec![m(MatcherType::Eq, "nope", "")], &["job"]).is_some());
+        assert!(sql(vec![m(MatcherType::Neq, "nope", "x")], &["job"]).is_some());
+        assert!(sql(vec![m(MatcherType::Re, "nope", "x|")], &["job"]).is_some());
+        assert!(sql(vec![m(MatcherType::Nre, "nope", "x")], &["job"]).is_some());
+        assert_eq!(sql(vec![m(MatcherType::Eq, "nope", "x")], &["job"]), None);
+        assert_eq!(sql(vec![m(MatcherType::Neq, "nope", "")], &["job"]), None);
+        assert_eq!(sql(vec![m(MatcherType::Re, "nope", "x+")], &["job"]), None);
+        assert_eq!(sql(vec![m(MatcherType::Nre, "nope", "x*")], &["job"]), None);
+        assert!(!sql(vec![m(MatcherType::Neq, "nope", "x")], &["job"])
+            .unwrap()
+            .contains("nope"));
+    }
+
+    #[test]
+    fn invalid_input_is_a_400() {
+        let bad = LabelMatcher {
+            r#type: 9,
+            name: "a".into(),
+            value: "b".into(),
+        };
+        let e = plan(
+            &q(vec![bad]),
+            "db",
+            "t",
+            &known(&[]),
+            &PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), 400);
+        let e = plan(
+            &q(vec![m(MatcherType::Re, "job", "(")]),
+            "db",
+            "t",
+            &known(&["job"]),
+            &PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), 400);
+    }
+
+    #[test]
+    fn time_range_is_millisecond_exact_and_hints_only_narrow() {
+        let mut query = q(vec![]);
+        query.start_timestamp_ms = -5;
+        query.end_timestamp_ms = 1_234_567;
+        assert_eq!(time_range(&query), Some((0, 1_234_567)));
+        query.hints = Some(ReadHints {
+            start_ms: 10,
+            end_ms: 2_000_000,
+            ..Default::default()
+        });
+        assert_eq!(time_range(&query), Some((10, 1_234_567)));
+        query.hints = Some(ReadHints {
+            start_ms: -100,
+            end_ms: 999,
+            ..Default::default()
+        });
+        assert_eq!(time_range(&query), Some((0, 999)));
+        query.start_timestamp_ms = 5_000;
+        query.end_timestamp_ms = 4_000;
+        assert_eq!(time_range(&query), None);
+    }
+
+    #[test]
+    fn order_by_series_ranks_absent_labels() {
+        let s = Select {
+            database: "db".into(),
+            table: "t".into(),
+            dimensions: vec!["b".into(), "A".into(), "c".into()],
+            predicates: vec![],
+            order: Order::SeriesThenTime,
+        };
+        let sql = render(&s);
+        let order = sql.split(" ORDER BY ").nth(1).unwrap();
+        assert_eq!(
+            order,
+            "CASE WHEN \"A\" IS NOT NULL THEN 1 ELSE 2 END, \"A\", measure_name, \
+             CASE WHEN \"b\" IS NOT NULL THEN 1 WHEN \"c\" IS NOT NULL THEN 2 ELSE 0 END, \"b\", \
+             CASE WHEN \"c\" IS NOT NULL THEN 1 ELSE 0 END, \"c\", time"
+        );
+    }
+
+    #[test]
+    fn oversized_sql_is_rejected() {
+        let s = Select {
+            database: "db".into(),
+            table: "t".into(),
+            dimensions: vec![],
+            predicates: vec![Predicate::Eq(
+                Column::MeasureName,
+                "x".repeat(MAX_QUERY_BYTES),
+            )],
+            order: Order::None,
+        };
+        assert!(matches!(
+            render_checked(&s),
+            Err(ReadError::QueryTooLarge { .. })
+        ));
+    }
+}
