@@ -5,5 +5,15 @@
 //! (AWS SDK clients, batching, retries, error classification). `remote` holds the
 //! Prometheus wire protocol and is used by the translation layer only.
 
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod read;
 pub mod remote;
+pub mod server;
+pub mod telemetry;
+pub mod timestream;
+pub mod write;
+
+pub use http::{app, AppState};

@@ -1,3 +1,47 @@
-fn main() {
-    println!("timestream-prometheus-connector: under construction");
+//! Binary entry point: parse and validate the command line (exit 1 with a message naming
+//! the flag on any error, like the upstream), set up logging, run the server.
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use timestream_prometheus_connector::config::{CliError, Config};
+use timestream_prometheus_connector::{server, telemetry};
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(c) => c,
+        Err(CliError::Parse(e))
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(CliError::Parse(e)) => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+        Err(CliError::Invalid(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    telemetry::init(&config.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "startup failed");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

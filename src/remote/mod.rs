@@ -6,4 +6,6 @@
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
 }
+
 pub mod chunked;
+pub mod codec;

@@ -1,0 +1,118 @@
+//! HTTP layer: the axum router (built by `app(state)` for the server, tests and later the
+//! Lambda adapter), the shared `AppState`, health/metrics endpoints and request metrics.
+//!
+//! Seams for the remote-read handler (`http/read.rs`, owned by the read work):
+//! - Routes `POST /read` and `POST /api/v1/read` call `crate::http::read::handle`; it may use
+//!   any axum extractors with state `AppState`.
+//! - Credentials: `auth::Creds` extractor (or `auth::credentials_from_headers`) gives a
+//!   `RequestCredentials` (basic auth → static keys; `--enable-sigv4-auth` → own chain) or 401.
+//! - Clients: `state.clients.get(&creds)` → `Arc<Clients>`; `.query_client().await` is a
+//!   timestreamquery client (retries = `--max-read-retries`, endpoint override or discovery
+//!   per credential already applied). Failures are `timestream::error::Failure`; use
+//!   `timestream::error::classify(&sdk_err)` for SDK errors.
+//! - Errors: return `crate::error::ApiError` (one exhaustive status mapping; transient backend
+//!   failures → 503, permanent → 400/403/404 via `ApiError::from_failure`).
+//! - Config: `state.config.read` (`ReadConfig`: max_retries, base_endpoint, concurrency,
+//!   max_samples) and `state.config.max_decompressed_bytes` for the snappy cap
+//!   (`remote::codec::decompress` checks the declared length before allocating).
+//! - Metrics: `state.metrics.read_requests` (per result page) and `read_duration` (per request).
+
+pub mod auth;
+pub mod read;
+pub mod write;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::timestream::client::ClientCache;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// SDK clients per credential.
+    pub clients: Arc<ClientCache>,
+}
+
+/// The router: remote write/read, telemetry, health.
+pub fn app(state: AppState) -> Router {
+    let telemetry_path = state.config.telemetry_path.clone();
+    let body_limit = state.config.max_request_bytes;
+    Router::new()
+        .route("/write", post(write::handle))
+        .route("/api/v1/write", post(write::handle))
+        .route("/read", post(read::handle))
+        .route("/api/v1/read", post(read::handle))
+        .route(&telemetry_path, get(metrics_handler))
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/-/ready", get(|| async { "Ready\n" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// Counts requests by route (never the raw URI) and status; tracks in-flight remote calls.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let remote = matches!(
+        handler.as_str(),
+        "/write" | "/api/v1/write" | "/read" | "/api/v1/read"
+    );
+    // A guard, so a request dropped mid-way (client gone) still leaves the gauge.
+    let _in_flight = remote.then(|| InFlight::new(&state.metrics.requests_in_flight));
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[handler.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[handler.as_str(), resp.status().as_str()])
+        .inc();
+    resp
+}
+
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(g: &prometheus::IntGauge) -> InFlight {
+        g.inc();
+        InFlight(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

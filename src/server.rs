@@ -1,0 +1,317 @@
+//! Standalone server: builds the app state (SDK clients, embedded local store when asked),
+//! binds the listen address (Go notation), serves plain HTTP or HTTPS (rustls), and shuts
+//! down gracefully on SIGTERM / Ctrl-C. Startup problems are errors with a clear message;
+//! `main` turns them into exit code 1.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::timestream::client::{
+    ClientCache, ClientCacheConfig, EndpointConfig, RequestCredentials,
+};
+
+/// Credentials the connector itself uses against the embedded store (which accepts any).
+const LOCAL_STORE_KEYS: (&str, &str) = ("local", "local");
+
+/// A built application: state plus the embedded store it owns, if any.
+pub struct Runtime {
+    /// Shared state for `app()`.
+    pub state: AppState,
+    /// Embedded timestream-local, shut down with `Runtime::shutdown`.
+    pub local_store: Option<timestream_local::Server>,
+}
+
+impl Runtime {
+    /// Builds state and, with `--local-store`, starts the store and creates the default
+    /// database and table when missing.
+    pub async fn build(mut config: Config) -> anyhow::Result<Runtime> {
+        let mut local_store = None;
+        if let Some(ls) = &config.local_store {
+            std::fs::create_dir_all(&ls.data_dir).with_context(|| {
+                format!(
+                    "cannot create --local-store directory {}",
+                    ls.data_dir.display()
+                )
+            })?;
+            let mut opts = timestream_local::Options::new(ls.data_dir.clone());
+            opts.listen_address = ls.listen_address;
+            let server = timestream_local::Server::start(opts)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot start the local store on {} with data in {}",
+                        ls.listen_address,
+                        ls.data_dir.display()
+                    )
+                })?;
+            let url = server.url();
+            config.write.base_endpoint = Some(url.clone());
+            config.read.base_endpoint = Some(url);
+            local_store = Some(server);
+        }
+        let clients = ClientCache::new(ClientCacheConfig {
+            region: config.region.clone(),
+            endpoints: EndpointConfig {
+                write: config.write.base_endpoint.clone(),
+                query: config.read.base_endpoint.clone(),
+            },
+            max_write_attempts: config.write.max_retries,
+            max_read_attempts: config.read.max_retries,
+            capacity: config.client_cache_size,
+        })
+        .await;
+        if local_store.is_some() {
+            ensure_destination(&clients, &config).await?;
+        }
+        Ok(Runtime {
+            state: AppState {
+                config: Arc::new(config),
+                metrics: Arc::new(Metrics::new()),
+                clients: Arc::new(clients),
+            },
+            local_store,
+        })
+    }
+
+    /// Stops the embedded store.
+    pub async fn shutdown(self) {
+        if let Some(s) = self.local_store {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Creates the default database and table in the embedded store if they do not exist.
+async fn ensure_destination(clients: &ClientCache, config: &Config) -> anyhow::Result<()> {
+    let creds = RequestCredentials::Static {
+        access_key_id: LOCAL_STORE_KEYS.0.into(),
+        secret_access_key: LOCAL_STORE_KEYS.1.into(),
+    };
+    let client = clients
+        .get(&creds)
+        .write_client()
+        .await
+        .map_err(|f| anyhow::anyhow!("local store: {f}"))?;
+    let db = &config.destination.default_database;
+    let table = &config.destination.default_table;
+    if db.is_empty() || table.is_empty() {
+        return Ok(());
+    }
+    match client.create_database().database_name(db).send().await {
+        Ok(_) => tracing::info!(database = %db, "created database in the local store"),
+        Err(e) if is_conflict(&e) => {}
+        Err(e) => bail!(
+            "local store: cannot create database {db}: {}",
+            aws_sdk_timestreamwrite::error::DisplayErrorContext(&e)
+        ),
+    }
+    match client
+        .create_table()
+        .database_name(db)
+        .table_name(table)
+        .send()
+        .await
+    {
+        Ok(_) => tracing::info!(database = %db, table = %table, "created table in the local store"),
+        Err(e) if is_conflict(&e) => {}
+        Err(e) => bail!(
+            "local store: cannot create table {db}.{table}: {}",
+            aws_sdk_timestreamwrite::error::DisplayErrorContext(&e)
+        ),
+    }
+    Ok(())
+}
+
+fn is_conflict<E: aws_sdk_timestreamwrite::error::ProvideErrorMetadata, R>(
+    e: &aws_sdk_timestreamwrite::error::SdkError<E, R>,
+) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("ConflictException")
+}
+
+/// Resolves a listen address in Go notation (`:9201` = every interface, `host:port`).
+pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
+    if let Some(port) = address.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("--web.listen-address {address:?}: invalid port"))?;
+        // Dual-stack first (what Go does for ":port"), IPv4 where IPv6 is unavailable.
+        return match TcpListener::bind(SocketAddr::from(([0u16; 8], port))).await {
+            Ok(l) => Ok(l),
+            Err(_) => TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+                .await
+                .with_context(|| format!("cannot listen on {address}")),
+        };
+    }
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on --web.listen-address {address:?}"))
+}
+
+/// Loads a PEM certificate chain and private key into a rustls server config, checking
+/// that the key belongs to the certificate.
+pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read --tls-certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--tls-certificate {} is not valid PEM", cert.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "--tls-certificate {} contains no PEM certificate",
+            cert.display()
+        );
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "cannot read a PEM private key from --tls-key {}",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der.clone_key())
+        .with_context(|| format!("--tls-key {} is not a usable private key", key.display()))?;
+    let certified = rustls::sign::CertifiedKey::new(certs.clone(), signing_key);
+    certified.keys_match().map_err(|e| {
+        anyhow::anyhow!(
+            "--tls-key {} does not match --tls-certificate {}: {e}",
+            key.display(),
+            cert.display()
+        )
+    })?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol setup")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .with_context(|| format!("--tls-certificate {} cannot be used", cert.display()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Transient accept errors (EMFILE…) must not stop the server.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let svc = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    // Let in-flight requests finish, but not forever.
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs the standalone server until a stop signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Load TLS before anything listens, so a bad pair fails fast.
+    let tls = match &config.tls {
+        Some(t) => Some(load_tls(&t.certificate, &t.key)?),
+        None => None,
+    };
+    let listener = bind(&config.listen_address).await?;
+    let runtime = Runtime::build(config).await?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(store) = &runtime.local_store {
+        // Printed on stdout (not only logged) so it is visible with logging disabled.
+        println!(
+            "timestream-local store listening on {} (database {:?}, table {:?}); e.g. aws timestream-query query --endpoint-url {} --query-string 'SELECT * FROM \"{}\".\"{}\" LIMIT 10'",
+            store.url(),
+            runtime.state.config.destination.default_database,
+            runtime.state.config.destination.default_table,
+            store.url(),
+            runtime.state.config.destination.default_database,
+            runtime.state.config.destination.default_table,
+        );
+    }
+    println!("timestream-prometheus-connector listening on {scheme}://{addr} (remote write: /write, remote read: /read)");
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    let app = crate::app(runtime.state.clone());
+    serve(listener, app, tls, shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    runtime.shutdown().await;
+    Ok(())
+}

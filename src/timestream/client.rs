@@ -1,0 +1,346 @@
+//! AWS SDK client construction and the per-credential client cache.
+//!
+//! One `Clients` (a Timestream write client and a query client) is built per distinct
+//! credential and kept in a bounded LRU cache; the key is the whole credential (access key id
+//! AND secret), so one caller's clients never serve a request signed with other keys. Every
+//! client shares the HTTP connector of one base `SdkConfig`, so connections are pooled.
+//!
+//! Endpoints: with a base-endpoint override (VPC endpoint, local store) clients call it
+//! directly. Otherwise Timestream requires endpoint discovery (SPEC §2.7, §8.2): we call
+//! DescribeEndpoints with the caller's own credentials (the cell depends on the account),
+//! cache the answer in that credential's entry for its CachePeriodInMinutes, and rebuild the
+//! data-plane client against `https://<Address>`. The SDK's own discovery is not used
+//! because it binds one credential per client and panics on an empty endpoint list.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_smithy_types::retry::RetryConfig;
+
+use super::error::{classify, Failure, FailureKind};
+
+/// The credentials one request is served with.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum RequestCredentials {
+    /// Keys from the request's basic-auth header.
+    Static {
+        /// AWS access key id (basic-auth user name).
+        access_key_id: String,
+        /// AWS secret access key (basic-auth password).
+        secret_access_key: String,
+    },
+    /// The connector's own default credential chain (`--enable-sigv4-auth=true`).
+    DefaultChain,
+}
+
+impl fmt::Debug for RequestCredentials {
+    // Never print the secret; the key id is shortened as AWS consoles do.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestCredentials::Static { access_key_id, .. } => {
+                let shown: String = access_key_id.chars().take(4).collect();
+                write!(f, "Static({shown}…, secret redacted)")
+            }
+            RequestCredentials::DefaultChain => write!(f, "DefaultChain"),
+        }
+    }
+}
+
+/// Endpoint settings shared by all clients.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointConfig {
+    /// Write endpoint URL; None = discovery.
+    pub write: Option<String>,
+    /// Query endpoint URL; None = discovery.
+    pub query: Option<String>,
+}
+
+/// Settings of the client cache.
+#[derive(Debug, Clone)]
+pub struct ClientCacheConfig {
+    /// Signing region.
+    pub region: String,
+    /// Endpoints.
+    pub endpoints: EndpointConfig,
+    /// Attempts per WriteRecords call.
+    pub max_write_attempts: u32,
+    /// Attempts per Query call.
+    pub max_read_attempts: u32,
+    /// Most credentials kept.
+    pub capacity: usize,
+}
+
+/// The clients of one credential.
+pub struct Clients {
+    base_write: aws_sdk_timestreamwrite::Client,
+    base_query: aws_sdk_timestreamquery::Client,
+    write_conf: aws_sdk_timestreamwrite::Config,
+    query_conf: aws_sdk_timestreamquery::Config,
+    discover_write: bool,
+    discover_query: bool,
+    discovered_write: tokio::sync::Mutex<Option<(aws_sdk_timestreamwrite::Client, Instant)>>,
+    discovered_query: tokio::sync::Mutex<Option<(aws_sdk_timestreamquery::Client, Instant)>>,
+}
+
+impl Clients {
+    /// The write client to use now (discovering the cell endpoint if needed).
+    pub async fn write_client(&self) -> Result<aws_sdk_timestreamwrite::Client, Failure> {
+        if !self.discover_write {
+            return Ok(self.base_write.clone());
+        }
+        let mut slot = self.discovered_write.lock().await;
+        if let Some((c, until)) = slot.as_ref() {
+            if Instant::now() < *until {
+                return Ok(c.clone());
+            }
+        }
+        let out = self
+            .base_write
+            .describe_endpoints()
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let (url, ttl) = pick_endpoint(
+            out.endpoints()
+                .iter()
+                .map(|e| (e.address(), e.cache_period_in_minutes())),
+        )?;
+        let client = aws_sdk_timestreamwrite::Client::from_conf(
+            self.write_conf.to_builder().endpoint_url(url).build(),
+        );
+        *slot = Some((client.clone(), Instant::now() + ttl));
+        Ok(client)
+    }
+
+    /// The query client to use now (discovering the cell endpoint if needed).
+    pub async fn query_client(&self) -> Result<aws_sdk_timestreamquery::Client, Failure> {
+        if !self.discover_query {
+            return Ok(self.base_query.clone());
+        }
+        let mut slot = self.discovered_query.lock().await;
+        if let Some((c, until)) = slot.as_ref() {
+            if Instant::now() < *until {
+                return Ok(c.clone());
+            }
+        }
+        let out = self
+            .base_query
+            .describe_endpoints()
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let (url, ttl) = pick_endpoint(
+            out.endpoints()
+                .iter()
+                .map(|e| (e.address(), e.cache_period_in_minutes())),
+        )?;
+        let client = aws_sdk_timestreamquery::Client::from_conf(
+            self.query_conf.to_builder().endpoint_url(url).build(),
+        );
+        *slot = Some((client.clone(), Instant::now() + ttl));
+        Ok(client)
+    }
+}
+
+/// First usable endpoint of a DescribeEndpoints answer → (URL, cache period).
+fn pick_endpoint<'a>(
+    mut endpoints: impl Iterator<Item = (&'a str, i64)>,
+) -> Result<(String, Duration), Failure> {
+    match endpoints.find(|(a, _)| !a.is_empty()) {
+        Some((address, minutes)) => {
+            let url = if address.contains("://") {
+                address.to_string()
+            } else {
+                format!("https://{address}")
+            };
+            // At least a minute, so a zero period does not make us call on every request.
+            let ttl = Duration::from_secs(60 * minutes.max(1) as u64);
+            Ok((url, ttl))
+        }
+        None => Err(Failure {
+            kind: FailureKind::Transient,
+            code: "DescribeEndpoints".into(),
+            message: "Timestream returned no endpoint".into(),
+        }),
+    }
+}
+
+struct Entry {
+    clients: Arc<Clients>,
+    last_used: u64,
+}
+
+/// Bounded cache of `Clients` per credential.
+pub struct ClientCache {
+    base: SdkConfig,
+    config: ClientCacheConfig,
+    entries: Mutex<(u64, HashMap<RequestCredentials, Entry>)>,
+}
+
+impl ClientCache {
+    /// Loads the base AWS configuration (region from the flag; the default credential chain,
+    /// used only for `RequestCredentials::DefaultChain`, resolves lazily).
+    pub async fn new(config: ClientCacheConfig) -> ClientCache {
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .app_name(AppName::new("timestream-prometheus-connector").expect("valid app name"))
+            .load()
+            .await;
+        ClientCache {
+            base,
+            config,
+            entries: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// Number of credentials currently cached.
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("cache lock").1.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The clients for `creds`, built on first use.
+    pub fn get(&self, creds: &RequestCredentials) -> Arc<Clients> {
+        let mut guard = self.entries.lock().expect("cache lock");
+        let (tick, map) = &mut *guard;
+        *tick += 1;
+        let now = *tick;
+        if let Some(e) = map.get_mut(creds) {
+            e.last_used = now;
+            return e.clients.clone();
+        }
+        if map.len() >= self.config.capacity {
+            // O(n) only on eviction; the cache is small and evictions are rare.
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        let clients = Arc::new(self.build(creds));
+        map.insert(
+            creds.clone(),
+            Entry {
+                clients: clients.clone(),
+                last_used: now,
+            },
+        );
+        clients
+    }
+
+    fn build(&self, creds: &RequestCredentials) -> Clients {
+        let mut wb = aws_sdk_timestreamwrite::config::Builder::from(&self.base).retry_config(
+            RetryConfig::standard().with_max_attempts(self.config.max_write_attempts.max(1)),
+        );
+        let mut qb = aws_sdk_timestreamquery::config::Builder::from(&self.base).retry_config(
+            RetryConfig::standard().with_max_attempts(self.config.max_read_attempts.max(1)),
+        );
+        if let RequestCredentials::Static {
+            access_key_id,
+            secret_access_key,
+        } = creds
+        {
+            let c = Credentials::new(
+                access_key_id.clone(),
+                secret_access_key.clone(),
+                None,
+                None,
+                "basic-auth",
+            );
+            wb = wb.credentials_provider(c.clone());
+            qb = qb.credentials_provider(c);
+        }
+        if let Some(url) = &self.config.endpoints.write {
+            wb = wb.endpoint_url(url.clone());
+        }
+        if let Some(url) = &self.config.endpoints.query {
+            qb = qb.endpoint_url(url.clone());
+        }
+        let write_conf = wb.build();
+        let query_conf = qb.build();
+        Clients {
+            base_write: aws_sdk_timestreamwrite::Client::from_conf(write_conf.clone()),
+            base_query: aws_sdk_timestreamquery::Client::from_conf(query_conf.clone()),
+            write_conf,
+            query_conf,
+            discover_write: self.config.endpoints.write.is_none(),
+            discover_query: self.config.endpoints.query.is_none(),
+            discovered_write: tokio::sync::Mutex::new(None),
+            discovered_query: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(capacity: usize) -> ClientCacheConfig {
+        ClientCacheConfig {
+            region: "us-east-1".into(),
+            endpoints: EndpointConfig {
+                write: Some("http://127.0.0.1:1".into()),
+                query: Some("http://127.0.0.1:1".into()),
+            },
+            max_write_attempts: 10,
+            max_read_attempts: 3,
+            capacity,
+        }
+    }
+
+    fn creds(a: &str, s: &str) -> RequestCredentials {
+        RequestCredentials::Static {
+            access_key_id: a.into(),
+            secret_access_key: s.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn same_key_different_secret_gets_its_own_clients() {
+        let cache = ClientCache::new(cfg(8)).await;
+        let a = cache.get(&creds("AKID", "s1"));
+        let b = cache.get(&creds("AKID", "s2"));
+        let a2 = cache.get(&creds("AKID", "s1"));
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&a, &a2));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn least_recently_used_is_evicted() {
+        let cache = ClientCache::new(cfg(2)).await;
+        let a = cache.get(&creds("A", "s"));
+        let _b = cache.get(&creds("B", "s"));
+        let _ = cache.get(&creds("A", "s"));
+        let _c = cache.get(&creds("C", "s"));
+        assert_eq!(cache.len(), 2);
+        assert!(Arc::ptr_eq(&a, &cache.get(&creds("A", "s"))));
+    }
+
+    #[test]
+    fn debug_never_shows_secret() {
+        let s = format!("{:?}", creds("AKIAEXAMPLE", "wJalrXUtnFEMI"));
+        assert!(!s.contains("wJalr"));
+        assert!(!s.contains("AKIAEXAMPLE"));
+    }
+
+    #[test]
+    fn endpoint_pick() {
+        let (u, ttl) =
+            pick_endpoint([("ingest-cell2.timestream.us-east-1.amazonaws.com", 1440)].into_iter())
+                .unwrap();
+        assert_eq!(u, "https://ingest-cell2.timestream.us-east-1.amazonaws.com");
+        assert_eq!(ttl, Duration::from_secs(1440 * 60));
+        assert!(pick_endpoint(std::iter::empty()).is_err());
+    }
+}

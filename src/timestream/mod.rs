@@ -1,0 +1,8 @@
+//! The AWS side: SDK clients per credential (with endpoint discovery or a fixed endpoint),
+//! sending write plans as WriteRecords calls, and classifying SDK failures. Knows nothing
+//! of HTTP; `http::*` turns its results into statuses.
+
+pub mod client;
+pub mod error;
+pub mod writer;
+pub mod reader;

@@ -1,0 +1,452 @@
+//! The AWS side of remote read: the per-table column cache, routing a query to
+//! its table, running the planned SQL with pagination to the end, and feeding
+//! rows to the groupers of `crate::read::assemble`.
+//!
+//! Column cache: the dimension columns of each table, from `DESCRIBE` (or, where
+//! DESCRIBE is not understood, the ColumnInfo of `SELECT * … LIMIT 0`). It is
+//! refreshed when older than [`COLUMNS_TTL`], when a matcher names a label the
+//! cache does not know (at most once per [`MIN_REFRESH`] per table), and when
+//! Timestream says a selected column does not exist.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_timestreamquery::operation::query::QueryOutput;
+use aws_sdk_timestreamquery::types::Row;
+use aws_sdk_timestreamquery::Client;
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::SinkExt;
+
+use crate::read::assemble::{Grouper, Layout, OrderedGrouper};
+use crate::read::error::ReadError;
+use crate::read::regex::RegexOptions;
+use crate::read::sql::{self, Order, Plan, PlanOptions, METRIC_NAME_LABEL};
+use crate::remote::chunked::FrameBuilder;
+use crate::remote::pb::{label_matcher::Type as MatcherType, Query, QueryResult};
+use crate::timestream::error::{classify, Failure, FailureKind};
+
+/// Column lists older than this are fetched again before use.
+pub const COLUMNS_TTL: Duration = Duration::from_secs(60);
+/// Least time between two on-demand refreshes of one table's columns.
+pub const MIN_REFRESH: Duration = Duration::from_secs(1);
+/// Tables whose columns are kept (the cache is cleared when it is full).
+const MAX_TABLES: usize = 4096;
+/// Samples of one series held before they are sent as chunks (streamed mode).
+const SEGMENT_SAMPLES: usize = 120 * 8;
+
+/// Where reads go and how matchers are evaluated.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub default_database: String,
+    pub default_table: String,
+    pub database_label: Option<String>,
+    pub table_label: Option<String>,
+    pub regex: RegexOptions,
+    /// Most samples per request (0 = unlimited).
+    pub max_samples: u64,
+}
+
+/// Counts Query pages (the upstream `timestream_connector_read_requests_total`).
+pub type PageCounter = prometheus::IntCounter;
+
+#[derive(Clone)]
+struct Columns {
+    dims: Arc<BTreeSet<String>>,
+    fetched: Instant,
+}
+
+type CacheKey = (String, String, String);
+
+fn cache() -> &'static Mutex<HashMap<CacheKey, Columns>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Columns>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn failure(f: Failure) -> ReadError {
+    match f.kind {
+        FailureKind::Transient => ReadError::Unavailable(f.to_string()),
+        FailureKind::Invalid | FailureKind::NotFound => ReadError::Validation(f.to_string()),
+        FailureKind::AccessDenied => ReadError::AccessDenied(f.to_string()),
+    }
+}
+
+fn column_missing(e: &ReadError) -> bool {
+    matches!(e, ReadError::Validation(m) if m.contains("Column") && m.contains("does not exist"))
+}
+
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// One query session: a client, the identity it stands for, and the page counter.
+pub struct Reader {
+    pub client: Client,
+    /// Distinguishes accounts in the column cache (an access key id, never a secret).
+    pub identity: String,
+    pub options: ReadOptions,
+    pub pages: PageCounter,
+}
+
+/// A planned Prometheus query.
+pub struct Prepared {
+    key: CacheKey,
+    query: Query,
+    constants: Vec<(String, String)>,
+    plan: Plan,
+    order: Order,
+}
+
+/// Follows NextToken to the end of one query (pages may be empty).
+struct Pager<'r> {
+    reader: &'r Reader,
+    sql: &'r str,
+    token: Option<String>,
+    done: bool,
+}
+
+impl Pager<'_> {
+    async fn next(&mut self) -> Result<Option<QueryOutput>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        let out = self
+            .reader
+            .client
+            .query()
+            .query_string(self.sql)
+            .set_next_token(self.token.take())
+            .send()
+            .await
+            .map_err(|e| failure(classify(&e)))?;
+        self.reader.pages.inc();
+        match out.next_token() {
+            Some(t) if !t.is_empty() => self.token = Some(t.to_string()),
+            _ => self.done = true,
+        }
+        Ok(Some(out))
+    }
+}
+
+fn column_names(out: &QueryOutput) -> Vec<String> {
+    out.column_info()
+        .iter()
+        .map(|c| c.name().unwrap_or_default().to_string())
+        .collect()
+}
+
+impl Reader {
+    fn pager<'r>(&'r self, sql: &'r str) -> Pager<'r> {
+        Pager {
+            reader: self,
+            sql,
+            token: None,
+            done: false,
+        }
+    }
+
+    /// Runs `sql` to the last page, calling `on_page(columns, rows)` per page.
+    async fn pages(
+        &self,
+        sql: &str,
+        mut on_page: impl FnMut(&[String], &[Row]) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        let mut pager = self.pager(sql);
+        while let Some(out) = pager.next().await? {
+            on_page(&column_names(&out), out.rows())?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_columns(&self, db: &str, table: &str) -> Result<BTreeSet<String>, ReadError> {
+        let target = format!("{}.{}", ident(db), ident(table));
+        let mut dims = BTreeSet::new();
+        let described = self
+            .pages(&format!("DESCRIBE {target}"), |cols, rows| {
+                let find = |n: &str| cols.iter().position(|c| c.eq_ignore_ascii_case(n));
+                let (Some(name), Some(kind)) = (find("Column"), find("Timestream attribute type"))
+                else {
+                    return Err(ReadError::Internal("unexpected DESCRIBE columns".into()));
+                };
+                for r in rows {
+                    let cell = |i: usize| r.data().get(i).and_then(|d| d.scalar_value());
+                    if let (Some(n), Some("DIMENSION")) = (cell(name), cell(kind)) {
+                        dims.insert(n.to_string());
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        match described {
+            Ok(()) => return Ok(dims),
+            // DESCRIBE unsupported (the local store): fall back to ColumnInfo.
+            Err(ReadError::Validation(_)) | Err(ReadError::Internal(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut dims = BTreeSet::new();
+        self.pages(&format!("SELECT * FROM {target} LIMIT 0"), |cols, _| {
+            for c in cols {
+                if c != "measure_name" && c != "time" && !c.starts_with("measure_value::") {
+                    dims.insert(c.clone());
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(dims)
+    }
+
+    /// The table's dimensions: cached, refreshed when stale, or when `wanted`
+    /// names unknown labels (rate-limited), or when `force`.
+    async fn columns(
+        &self,
+        key: &CacheKey,
+        wanted: &[&str],
+        force: bool,
+    ) -> Result<Arc<BTreeSet<String>>, ReadError> {
+        let cached = cache().lock().ok().and_then(|c| c.get(key).cloned());
+        if let Some(c) = &cached {
+            let age = c.fetched.elapsed();
+            let unknown = wanted.iter().any(|w| !c.dims.contains(*w));
+            let refresh = age > COLUMNS_TTL || ((unknown || force) && age >= MIN_REFRESH);
+            if !refresh {
+                return Ok(c.dims.clone());
+            }
+        }
+        let dims = Arc::new(self.fetch_columns(&key.1, &key.2).await?);
+        if let Ok(mut c) = cache().lock() {
+            if c.len() >= MAX_TABLES {
+                c.clear();
+            }
+            c.insert(
+                key.clone(),
+                Columns {
+                    dims: dims.clone(),
+                    fetched: Instant::now(),
+                },
+            );
+        }
+        Ok(dims)
+    }
+
+    /// Route, fetch columns, plan and render (all request errors surface here,
+    /// before any response byte is sent).
+    pub async fn prepare(&self, query: &Query, order: Order) -> Result<Prepared, ReadError> {
+        let o = &self.options;
+        let mut q = query.clone();
+        let mut constants = Vec::new();
+        let mut route = |label: &Option<String>, default: &str| -> Result<String, ReadError> {
+            let Some(label) = label else {
+                return Ok(default.to_string());
+            };
+            let pos = q.matchers.iter().position(|m| {
+                &m.name == label && m.r#type == MatcherType::Eq as i32 && !m.value.is_empty()
+            });
+            if let Some(p) = pos {
+                let m = q.matchers.remove(p);
+                constants.push((m.name, m.value.clone()));
+                return Ok(m.value);
+            }
+            if default.is_empty() {
+                return Err(ReadError::InvalidMatcher(format!(
+                    "reads need an equality matcher on the routing label {label:?} (no default destination is configured)"
+                )));
+            }
+            // Series in the default destination do not carry the routing label:
+            // other matchers on it see "" (the planner treats it as unknown).
+            Ok(default.to_string())
+        };
+        let db = route(&o.database_label, &o.default_database)?;
+        let table = route(&o.table_label, &o.default_table)?;
+        // A routing label that selected a destination is not a column.
+        let routing: Vec<&String> = o.database_label.iter().chain(&o.table_label).collect();
+        let key = (self.identity.clone(), db, table);
+        let wanted: Vec<&str> = q
+            .matchers
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| *n != METRIC_NAME_LABEL && !routing.iter().any(|r| r == n))
+            .collect();
+        let mut known = (*self.columns(&key, &wanted, false).await?).clone();
+        for r in &routing {
+            known.remove(r.as_str());
+        }
+        let opts = PlanOptions {
+            regex: o.regex,
+            order: Some(order),
+        };
+        let mut plan = sql::plan(&q, &key.1, &key.2, &known, &opts)?;
+        if let Plan::Select(s) = &mut plan {
+            s.constant_labels = constants.iter().map(|c| c.0.clone()).collect();
+            sql::render_checked(s)?;
+        }
+        Ok(Prepared {
+            key,
+            query: q,
+            constants,
+            plan,
+            order,
+        })
+    }
+
+    /// Re-plan after Timestream reported a missing column (stale cache).
+    async fn replan(&self, p: &Prepared) -> Result<Plan, ReadError> {
+        let known = self.columns(&p.key, &[], true).await?;
+        let opts = PlanOptions {
+            regex: self.options.regex,
+            order: Some(p.order),
+        };
+        let mut plan = sql::plan(&p.query, &p.key.1, &p.key.2, &known, &opts)?;
+        if let Plan::Select(s) = &mut plan {
+            s.constant_labels = p.constants.iter().map(|c| c.0.clone()).collect();
+        }
+        Ok(plan)
+    }
+
+    /// Answer a prepared query as one QueryResult (SAMPLES).
+    pub async fn samples(&self, p: &Prepared, budget: &mut u64) -> Result<QueryResult, ReadError> {
+        let mut plan = p.plan.clone();
+        for attempt in 0..2 {
+            let Plan::Select(s) = &plan else {
+                return Ok(QueryResult::default());
+            };
+            let sql = sql::render_checked(s)?;
+            let mut grouper: Option<Grouper> = None;
+            let mut count = 0u64;
+            let max = self.options.max_samples;
+            let res = self
+                .pages(&sql, |cols, rows| {
+                    let g = match &mut grouper {
+                        Some(g) => g,
+                        None => grouper.insert(Grouper::new(Layout::with_constants(
+                            cols,
+                            &p.constants,
+                        )?)),
+                    };
+                    let mut cells: Vec<Option<&str>> = Vec::with_capacity(cols.len());
+                    for r in rows {
+                        cells.clear();
+                        cells.extend(r.data().iter().map(|d| d.scalar_value()));
+                        g.push(&cells)?;
+                    }
+                    count += rows.len() as u64;
+                    if max > 0 && count > *budget {
+                        return Err(too_many(max));
+                    }
+                    Ok(())
+                })
+                .await;
+            match res {
+                Err(e) if attempt == 0 && retry_with_fresh_columns(&e) => {
+                    plan = self.replan(p).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            if max > 0 {
+                *budget -= count;
+            }
+            let series = grouper.map(Grouper::finish).unwrap_or_default();
+            // Two samples at one timestamp in a series means a dimension column
+            // we did not select (cache older than the data): refresh and rerun.
+            let dup = series
+                .iter()
+                .any(|s| s.samples.windows(2).any(|w| w[0].timestamp == w[1].timestamp));
+            if dup && attempt == 0 {
+                plan = self.replan(p).await?;
+                continue;
+            }
+            return Ok(QueryResult { timeseries: series });
+        }
+        Err(ReadError::Internal("query plan kept changing".into()))
+    }
+
+    /// Answer a prepared query as frames of XOR chunks, sent page by page
+    /// (awaiting the channel, so memory stays bounded by a page and a frame).
+    pub async fn stream(
+        &self,
+        index: usize,
+        p: &Prepared,
+        budget: &mut u64,
+        tx: &mut mpsc::Sender<Bytes>,
+    ) -> Result<(), ReadError> {
+        let mut plan = p.plan.clone();
+        let mut sent_any = false;
+        let max = self.options.max_samples;
+        for attempt in 0..2 {
+            let Plan::Select(s) = &plan else {
+                return Ok(());
+            };
+            let sql = sql::render_checked(s)?;
+            let mut grouper: Option<OrderedGrouper> = None;
+            let mut frames = FrameBuilder::new(index as i64);
+            let mut count = 0u64;
+            let mut pager = self.pager(&sql);
+            let mut outbox: Vec<Bytes> = Vec::new();
+            let res: Result<(), ReadError> = async {
+                while let Some(out) = pager.next().await? {
+                    let cols = column_names(&out);
+                    let g = match &mut grouper {
+                        Some(g) => g,
+                        None => grouper.insert(OrderedGrouper::new(
+                            Layout::with_constants(&cols, &p.constants)?,
+                            SEGMENT_SAMPLES,
+                        )),
+                    };
+                    let mut cells: Vec<Option<&str>> = Vec::with_capacity(cols.len());
+                    for r in out.rows() {
+                        cells.clear();
+                        cells.extend(r.data().iter().map(|d| d.scalar_value()));
+                        if let Some(seg) = g.push(&cells)? {
+                            outbox.extend(frames.push(&seg.labels, &seg.samples));
+                        }
+                    }
+                    count += out.rows().len() as u64;
+                    if max > 0 && count > *budget {
+                        return Err(too_many(max));
+                    }
+                    for f in outbox.drain(..) {
+                        sent_any = true;
+                        tx.send(f).await.map_err(|_| ReadError::ClientGone)?;
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            match res {
+                Err(e) if attempt == 0 && !sent_any && retry_with_fresh_columns(&e) => {
+                    plan = self.replan(p).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            if let Some(seg) = grouper.and_then(OrderedGrouper::finish) {
+                outbox.extend(frames.push(&seg.labels, &seg.samples));
+            }
+            outbox.extend(frames.flush());
+            for f in outbox {
+                tx.send(f).await.map_err(|_| ReadError::ClientGone)?;
+            }
+            if max > 0 {
+                *budget -= count;
+            }
+            return Ok(());
+        }
+        Err(ReadError::Internal("query plan kept changing".into()))
+    }
+}
+
+/// Errors that a stale column cache explains: a selected column that no longer
+/// exists, or two series merged because a new dimension was not selected.
+fn retry_with_fresh_columns(e: &ReadError) -> bool {
+    column_missing(e) || matches!(e, ReadError::SeriesCollision(_))
+}
+
+fn too_many(max: u64) -> ReadError {
+    ReadError::InvalidMatcher(format!(
+        "the request selects more than {max} samples (--read.max-samples); narrow the matchers or the time range"
+    ))
+}

@@ -1,0 +1,822 @@
+//! Remote-write translation: a decoded `WriteRequest` → a plan of Timestream WriteRecords
+//! batches. Pure: no I/O, no SDK types; the plan borrows the request's strings so nothing is
+//! copied per sample here (the SDK records are built per batch by `timestream::writer`).
+//!
+//! Rules (issue 3): one record per sample; MeasureName = `__name__`; dimensions = the other
+//! labels minus empty values and routing labels; what Timestream cannot store is skipped and
+//! counted (or refused with `fail_on_long_label`); NaN/±Inf skipped and counted (or refused
+//! with `fail_on_invalid_sample_value`); stale markers are always skipped and counted apart.
+//!
+//! Batching: series are sorted by (destination, metric name, dimensions) and their samples
+//! cut into batches of at most 100 records in that order, so neighbours in a batch share
+//! as much as possible; the writer moves what they share into CommonAttributes.
+
+use std::cmp::Ordering;
+use std::ops::Range;
+
+use crate::config::DestinationConfig;
+use crate::remote::pb::{Sample, TimeSeries, WriteRequest};
+
+/// Prometheus' metric-name label.
+pub const METRIC_NAME_LABEL: &str = "__name__";
+/// Records per WriteRecords call (Timestream quota).
+pub const MAX_RECORDS_PER_CALL: usize = 100;
+/// Longest dimension name Timestream stores (bytes).
+pub const MAX_DIMENSION_NAME_BYTES: usize = 60;
+/// Longest measure name Timestream stores (bytes).
+pub const MAX_MEASURE_NAME_BYTES: usize = 256;
+/// Longest dimension value Timestream stores (bytes).
+pub const MAX_DIMENSION_VALUE_BYTES: usize = 2048;
+/// Most dimensions per record.
+pub const MAX_DIMENSIONS: usize = 128;
+/// Prometheus' stale-marker NaN (`value.StaleNaN`).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Why a sample was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// NaN (other than a stale marker), +Inf or -Inf.
+    NonFinite = 0,
+    /// Prometheus' staleness marker.
+    StaleMarker,
+    /// Metric name longer than 256 bytes.
+    LongMetricName,
+    /// Label name longer than 60 bytes.
+    LongLabelName,
+    /// Label value longer than 2048 bytes.
+    LongLabelValue,
+    /// Label name reserved by Timestream (`time`, `measure_name*`, `measure_value*`, `ts_*`) or empty.
+    ReservedLabelName,
+    /// More than 128 labels.
+    TooManyLabels,
+}
+
+impl IgnoreReason {
+    /// Every reason, in index order.
+    pub const ALL: [IgnoreReason; 7] = [
+        IgnoreReason::NonFinite,
+        IgnoreReason::StaleMarker,
+        IgnoreReason::LongMetricName,
+        IgnoreReason::LongLabelName,
+        IgnoreReason::LongLabelValue,
+        IgnoreReason::ReservedLabelName,
+        IgnoreReason::TooManyLabels,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnoreReason::NonFinite => "non_finite_value",
+            IgnoreReason::StaleMarker => "stale_marker",
+            IgnoreReason::LongMetricName => "long_metric_name",
+            IgnoreReason::LongLabelName => "long_label_name",
+            IgnoreReason::LongLabelValue => "long_label_value",
+            IgnoreReason::ReservedLabelName => "reserved_label_name",
+            IgnoreReason::TooManyLabels => "too_many_labels",
+        }
+    }
+}
+
+/// Translation options.
+#[derive(Debug, Clone)]
+pub struct PlanOptions<'c> {
+    /// Destinations and routing labels.
+    pub destination: &'c DestinationConfig,
+    /// Refuse (400) unstorable series instead of skipping them.
+    pub fail_on_long_label: bool,
+    /// Refuse (400) NaN/±Inf instead of skipping them.
+    pub fail_on_invalid_sample_value: bool,
+}
+
+/// Why a request is refused as a whole (→ 400).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// A series with samples has no `__name__`.
+    #[error(
+        "series {labels} has no __name__ label (the metric name is Timestream's measure name)"
+    )]
+    MissingMetricName {
+        /// The series' labels, Prometheus notation.
+        labels: String,
+    },
+    /// Unstorable name/value with `--fail-on-long-label=true`.
+    #[error("series {series} cannot be stored in Timestream: {detail}")]
+    Unstorable {
+        /// Series, Prometheus notation.
+        series: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// NaN/±Inf with `--fail-on-invalid-sample-value=true`.
+    #[error("series {series} has the non-finite sample value {value} at {timestamp_ms} ms, which Timestream cannot store")]
+    InvalidSampleValue {
+        /// Series, Prometheus notation.
+        series: String,
+        /// The value.
+        value: f64,
+        /// Its timestamp.
+        timestamp_ms: i64,
+    },
+    /// A label name appears twice in a series.
+    #[error("series {series} repeats the label name {name:?}")]
+    DuplicateLabel {
+        /// Series, Prometheus notation.
+        series: String,
+        /// The name.
+        name: String,
+    },
+    /// No routing label and no default.
+    #[error("series {series} has no {label:?} label and no {flag} is configured")]
+    NoDestination {
+        /// Series, Prometheus notation.
+        series: String,
+        /// Routing label.
+        label: String,
+        /// The flag that would have helped.
+        flag: &'static str,
+    },
+}
+
+/// One dimension (borrowed from the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dim<'a> {
+    /// Label name.
+    pub name: &'a str,
+    /// Label value (never empty).
+    pub value: &'a str,
+}
+
+/// A database/table pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination<'a> {
+    /// Database name.
+    pub database: &'a str,
+    /// Table name.
+    pub table: &'a str,
+}
+
+/// A series that will be written.
+#[derive(Debug, Clone)]
+pub struct PlannedSeries<'a> {
+    /// Index into `WritePlan::destinations`.
+    pub destination: u32,
+    /// Metric name (MeasureName).
+    pub name: &'a str,
+    /// Dimensions sorted by name.
+    pub dims: Vec<Dim<'a>>,
+    /// All samples of the series (records reference the finite ones).
+    pub samples: &'a [Sample],
+}
+
+/// One record: a sample of a planned series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef {
+    /// Index into `WritePlan::series`.
+    pub series: u32,
+    /// Index into that series' samples.
+    pub sample: u32,
+}
+
+/// One WriteRecords call.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    /// Index into `WritePlan::destinations`.
+    pub destination: u32,
+    /// Range of `WritePlan::records`.
+    pub records: Range<usize>,
+    /// Metric name shared by every record, if any.
+    pub common_name: Option<&'a str>,
+    /// Timestamp shared by every record, if any.
+    pub common_time: Option<i64>,
+    /// Dimensions every record has (sorted by name).
+    pub common_dims: Vec<Dim<'a>>,
+}
+
+/// Counts of what the request contained.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanStats {
+    /// Samples in the request.
+    pub received: u64,
+    /// Samples that will be written.
+    pub accepted: u64,
+    /// Skipped samples by `IgnoreReason as usize`.
+    pub ignored: [u64; 7],
+}
+
+impl PlanStats {
+    /// Skipped samples in total.
+    pub fn ignored_total(&self) -> u64 {
+        self.ignored.iter().sum()
+    }
+}
+
+/// The translated request.
+#[derive(Debug, Clone, Default)]
+pub struct WritePlan<'a> {
+    /// Distinct destinations.
+    pub destinations: Vec<Destination<'a>>,
+    /// Series to write, sorted.
+    pub series: Vec<PlannedSeries<'a>>,
+    /// One per accepted sample, in batch order.
+    pub records: Vec<RecordRef>,
+    /// WriteRecords calls.
+    pub batches: Vec<Batch<'a>>,
+    /// Counts.
+    pub stats: PlanStats,
+}
+
+impl<'a> WritePlan<'a> {
+    /// The series and sample a record refers to.
+    pub fn record(&self, r: RecordRef) -> (&PlannedSeries<'a>, &'a Sample) {
+        let s = &self.series[r.series as usize];
+        (s, &s.samples[r.sample as usize])
+    }
+
+    /// The metric name of a record, for error messages.
+    pub fn record_name(&self, index: usize) -> &'a str {
+        self.series[self.records[index].series as usize].name
+    }
+}
+
+/// Prometheus notation of a series (`name{a="b"}`), for messages.
+pub fn series_to_string(ts: &TimeSeries) -> String {
+    let mut name = "";
+    let mut rest = String::new();
+    for l in &ts.labels {
+        if l.name == METRIC_NAME_LABEL {
+            name = &l.value;
+        } else {
+            if !rest.is_empty() {
+                rest.push_str(", ");
+            }
+            rest.push_str(&l.name);
+            rest.push_str("=\"");
+            for c in l.value.chars().take(200) {
+                match c {
+                    '"' => rest.push_str("\\\""),
+                    '\\' => rest.push_str("\\\\"),
+                    '\n' => rest.push_str("\\n"),
+                    c => rest.push(c),
+                }
+            }
+            rest.push('"');
+        }
+    }
+    let name: String = name.chars().take(300).collect();
+    format!("{name}{{{rest}}}")
+}
+
+fn reserved_name(name: &str) -> bool {
+    name.is_empty()
+        || name == "time"
+        || name.starts_with("measure_name")
+        || name.starts_with("measure_value")
+        || name.starts_with("ts_")
+}
+
+fn is_stale_marker(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Checks a series' names; `Some((reason, detail))` when Timestream cannot store it.
+fn unstorable(name: &str, dims: &[Dim<'_>]) -> Option<(IgnoreReason, String)> {
+    if name.len() > MAX_MEASURE_NAME_BYTES {
+        return Some((
+            IgnoreReason::LongMetricName,
+            format!(
+                "the metric name is {} bytes long; Timestream's limit is {MAX_MEASURE_NAME_BYTES}",
+                name.len()
+            ),
+        ));
+    }
+    if dims.len() > MAX_DIMENSIONS {
+        return Some((
+            IgnoreReason::TooManyLabels,
+            format!(
+                "it has {} labels; Timestream's limit is {MAX_DIMENSIONS} dimensions",
+                dims.len()
+            ),
+        ));
+    }
+    for d in dims {
+        if d.name.len() > MAX_DIMENSION_NAME_BYTES {
+            return Some((
+                IgnoreReason::LongLabelName,
+                format!(
+                    "the label name {:?} is {} bytes long; Timestream's limit is {MAX_DIMENSION_NAME_BYTES}",
+                    d.name,
+                    d.name.len()
+                ),
+            ));
+        }
+        if reserved_name(d.name) {
+            return Some((
+                IgnoreReason::ReservedLabelName,
+                format!(
+                    "the label name {:?} is reserved by Timestream (time, measure_name*, measure_value*, ts_*)",
+                    d.name
+                ),
+            ));
+        }
+        if d.value.len() > MAX_DIMENSION_VALUE_BYTES {
+            return Some((
+                IgnoreReason::LongLabelValue,
+                format!(
+                    "the value of label {:?} is {} bytes long; Timestream's limit is {MAX_DIMENSION_VALUE_BYTES}",
+                    d.name,
+                    d.value.len()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+fn cmp_series(a: &PlannedSeries<'_>, b: &PlannedSeries<'_>) -> Ordering {
+    a.destination
+        .cmp(&b.destination)
+        .then_with(|| a.name.cmp(b.name))
+        .then_with(|| a.dims.cmp(&b.dims))
+}
+
+/// Translates a request into batches. Errors only for what must refuse the whole request.
+pub fn plan_write<'a>(
+    req: &'a WriteRequest,
+    opts: &PlanOptions<'a>,
+) -> Result<WritePlan<'a>, PlanError> {
+    let dest_cfg = opts.destination;
+    let db_label = dest_cfg.database_label.as_deref();
+    let table_label = dest_cfg.table_label.as_deref();
+    let mut plan = WritePlan::default();
+    let mut total_records = 0usize;
+
+    for ts in &req.timeseries {
+        let n_samples = ts.samples.len() as u64;
+        plan.stats.received += n_samples;
+        if n_samples == 0 {
+            continue;
+        }
+        let mut name: Option<&'a str> = None;
+        let mut database: Option<&'a str> = None;
+        let mut table: Option<&'a str> = None;
+        let mut dims: Vec<Dim<'a>> = Vec::with_capacity(ts.labels.len());
+        for l in &ts.labels {
+            let (n, v) = (l.name.as_str(), l.value.as_str());
+            if n == METRIC_NAME_LABEL {
+                if !v.is_empty() {
+                    name = Some(v);
+                }
+            } else if Some(n) == db_label {
+                if !v.is_empty() {
+                    database = Some(v);
+                }
+            } else if Some(n) == table_label {
+                if !v.is_empty() {
+                    table = Some(v);
+                }
+            } else if !v.is_empty() {
+                // Prometheus treats an empty value as an absent label; Timestream refuses it.
+                dims.push(Dim { name: n, value: v });
+            }
+        }
+        let Some(name) = name else {
+            return Err(PlanError::MissingMetricName {
+                labels: series_to_string(ts),
+            });
+        };
+        // Senders must sort labels; checking is cheaper than trusting.
+        if !dims.windows(2).all(|w| w[0].name < w[1].name) {
+            dims.sort_unstable_by(|a, b| a.name.cmp(b.name));
+            if let Some(w) = dims.windows(2).find(|w| w[0].name == w[1].name) {
+                return Err(PlanError::DuplicateLabel {
+                    series: series_to_string(ts),
+                    name: w[0].name.to_string(),
+                });
+            }
+        }
+        if let Some((reason, detail)) = unstorable(name, &dims) {
+            if opts.fail_on_long_label {
+                return Err(PlanError::Unstorable {
+                    series: series_to_string(ts),
+                    detail,
+                });
+            }
+            tracing::debug!(series = %series_to_string(ts), reason = reason.as_str(), %detail, "series skipped");
+            plan.stats.ignored[reason as usize] += n_samples;
+            continue;
+        }
+        let database = match database {
+            Some(d) => d,
+            None if !dest_cfg.default_database.is_empty() => dest_cfg.default_database.as_str(),
+            None => {
+                return Err(PlanError::NoDestination {
+                    series: series_to_string(ts),
+                    label: db_label.unwrap_or_default().to_string(),
+                    flag: "--default-database",
+                })
+            }
+        };
+        let table = match table {
+            Some(t) => t,
+            None if !dest_cfg.default_table.is_empty() => dest_cfg.default_table.as_str(),
+            None => {
+                return Err(PlanError::NoDestination {
+                    series: series_to_string(ts),
+                    label: table_label.unwrap_or_default().to_string(),
+                    flag: "--default-table",
+                })
+            }
+        };
+        let mut finite = 0usize;
+        for s in &ts.samples {
+            if s.value.is_finite() {
+                finite += 1;
+            } else if is_stale_marker(s.value) {
+                plan.stats.ignored[IgnoreReason::StaleMarker as usize] += 1;
+            } else if opts.fail_on_invalid_sample_value {
+                return Err(PlanError::InvalidSampleValue {
+                    series: series_to_string(ts),
+                    value: s.value,
+                    timestamp_ms: s.timestamp,
+                });
+            } else {
+                plan.stats.ignored[IgnoreReason::NonFinite as usize] += 1;
+            }
+        }
+        if finite == 0 {
+            continue;
+        }
+        total_records += finite;
+        let d = Destination { database, table };
+        let destination = match plan.destinations.iter().position(|x| *x == d) {
+            Some(i) => i,
+            None => {
+                plan.destinations.push(d);
+                plan.destinations.len() - 1
+            }
+        } as u32;
+        plan.series.push(PlannedSeries {
+            destination,
+            name,
+            dims,
+            samples: &ts.samples,
+        });
+    }
+
+    plan.series.sort_unstable_by(cmp_series);
+    plan.records.reserve_exact(total_records);
+    for (si, s) in plan.series.iter().enumerate() {
+        for (i, sample) in s.samples.iter().enumerate() {
+            if sample.value.is_finite() {
+                plan.records.push(RecordRef {
+                    series: si as u32,
+                    sample: i as u32,
+                });
+            }
+        }
+    }
+    plan.stats.accepted = plan.records.len() as u64;
+    plan.batches = cut_batches(&plan.series, &plan.records);
+    Ok(plan)
+}
+
+/// Cuts the sorted records into batches of ≤100 with one destination each, and works out
+/// what each batch's records share.
+fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<Batch<'a>> {
+    let mut batches = Vec::with_capacity(records.len() / MAX_RECORDS_PER_CALL + 1);
+    let mut start = 0;
+    while start < records.len() {
+        let dest = series[records[start].series as usize].destination;
+        let mut end = start + 1;
+        while end < records.len()
+            && end - start < MAX_RECORDS_PER_CALL
+            && series[records[end].series as usize].destination == dest
+        {
+            end += 1;
+        }
+        batches.push(describe_batch(series, records, start..end, dest));
+        start = end;
+    }
+    batches
+}
+
+fn describe_batch<'a>(
+    series: &[PlannedSeries<'a>],
+    records: &[RecordRef],
+    range: Range<usize>,
+    destination: u32,
+) -> Batch<'a> {
+    let first = &series[records[range.start].series as usize];
+    let first_time = first.samples[records[range.start].sample as usize].timestamp;
+    let mut common_name = Some(first.name);
+    let mut common_time = Some(first_time);
+    let mut common_dims = first.dims.clone();
+    let mut last_series = records[range.start].series;
+    for r in &records[range.clone()] {
+        let s = &series[r.series as usize];
+        if common_time.is_some() && s.samples[r.sample as usize].timestamp != first_time {
+            common_time = None;
+        }
+        if r.series != last_series {
+            last_series = r.series;
+            if common_name.is_some() && s.name != first.name {
+                common_name = None;
+            }
+            if !common_dims.is_empty() {
+                retain_shared(&mut common_dims, &s.dims);
+            }
+        }
+    }
+    Batch {
+        destination,
+        records: range,
+        common_name,
+        common_time,
+        common_dims,
+    }
+}
+
+/// Keeps the dimensions of `common` that `other` has with the same value (both sorted by name).
+fn retain_shared(common: &mut Vec<Dim<'_>>, other: &[Dim<'_>]) {
+    let mut j = 0;
+    common.retain(|d| {
+        while j < other.len() && other[j].name < d.name {
+            j += 1;
+        }
+        j < other.len() && other[j] == *d
+    });
+}
+
+/// The dimensions of `dims` not in `common` (both sorted by name; `common` ⊆ `dims`).
+pub fn own_dims<'s, 'a>(
+    dims: &'s [Dim<'a>],
+    common: &'s [Dim<'a>],
+) -> impl Iterator<Item = &'s Dim<'a>> + 's {
+    let mut j = 0;
+    dims.iter().filter(move |d| {
+        while j < common.len() && common[j].name < d.name {
+            j += 1;
+        }
+        !(j < common.len() && common[j] == **d)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::pb::Label;
+
+    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(value, timestamp)| Sample { value, timestamp })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn dest() -> DestinationConfig {
+        DestinationConfig {
+            default_database: "db".into(),
+            default_table: "tb".into(),
+            database_label: None,
+            table_label: None,
+        }
+    }
+
+    fn opts(d: &DestinationConfig) -> PlanOptions<'_> {
+        PlanOptions {
+            destination: d,
+            fail_on_long_label: false,
+            fail_on_invalid_sample_value: false,
+        }
+    }
+
+    fn req(ts: Vec<TimeSeries>) -> WriteRequest {
+        WriteRequest {
+            timeseries: ts,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_record_per_finite_sample_and_counts() {
+        let d = dest();
+        let r = req(vec![series(
+            &[("__name__", "up"), ("job", "a"), ("empty", "")],
+            &[
+                (1.0, 1),
+                (f64::NAN, 2),
+                (f64::from_bits(STALE_NAN_BITS), 3),
+                (f64::INFINITY, 4),
+                (2.0, 5),
+            ],
+        )]);
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        assert_eq!(p.records.len(), 2);
+        assert_eq!(p.stats.received, 5);
+        assert_eq!(p.stats.accepted, 2);
+        assert_eq!(p.stats.ignored[IgnoreReason::NonFinite as usize], 2);
+        assert_eq!(p.stats.ignored[IgnoreReason::StaleMarker as usize], 1);
+        assert_eq!(
+            p.series[0].dims,
+            vec![Dim {
+                name: "job",
+                value: "a"
+            }]
+        );
+    }
+
+    #[test]
+    fn missing_name_is_refused_naming_it() {
+        let d = dest();
+        let r = req(vec![series(&[("job", "a")], &[(1.0, 1)])]);
+        let e = plan_write(&r, &opts(&d)).unwrap_err();
+        assert!(e.to_string().contains("__name__"));
+        // Without samples nothing is written, so nothing is wrong.
+        let r = req(vec![series(&[("job", "a")], &[])]);
+        assert!(plan_write(&r, &opts(&d)).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn unstorable_series_skipped_or_refused() {
+        let d = dest();
+        let long = "l".repeat(61);
+        for labels in [
+            vec![("__name__", "m"), (long.as_str(), "v")],
+            vec![("__name__", "m"), ("time", "v")],
+            vec![("__name__", "m"), ("ts_x", "v")],
+            vec![("__name__", "m"), ("measure_value::double", "v")],
+            vec![("__name__", "m"), ("measure_name", "v")],
+        ] {
+            let r = req(vec![series(&labels, &[(1.0, 1), (2.0, 2)])]);
+            let p = plan_write(&r, &opts(&d)).unwrap();
+            assert!(p.records.is_empty());
+            assert_eq!(p.stats.ignored_total(), 2);
+            let mut o = opts(&d);
+            o.fail_on_long_label = true;
+            assert!(matches!(
+                plan_write(&r, &o),
+                Err(PlanError::Unstorable { .. })
+            ));
+        }
+        let name = "m".repeat(257);
+        let r = req(vec![series(&[("__name__", &name)], &[(1.0, 1)])]);
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        assert_eq!(p.stats.ignored[IgnoreReason::LongMetricName as usize], 1);
+        let ok = "m".repeat(256);
+        let l60 = "l".repeat(60);
+        let r = req(vec![series(&[("__name__", &ok), (&l60, "v")], &[(1.0, 1)])]);
+        assert_eq!(plan_write(&r, &opts(&d)).unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn invalid_value_refused_with_flag_but_stale_markers_never() {
+        let d = dest();
+        let mut o = opts(&d);
+        o.fail_on_invalid_sample_value = true;
+        let r = req(vec![series(
+            &[("__name__", "m")],
+            &[(f64::from_bits(STALE_NAN_BITS), 1)],
+        )]);
+        assert!(plan_write(&r, &o).is_ok());
+        let r = req(vec![series(
+            &[("__name__", "m")],
+            &[(f64::NEG_INFINITY, 1)],
+        )]);
+        assert!(matches!(
+            plan_write(&r, &o),
+            Err(PlanError::InvalidSampleValue { .. })
+        ));
+    }
+
+    #[test]
+    fn routing_labels_pick_destination_and_are_not_dimensions() {
+        let d = DestinationConfig {
+            default_database: "db".into(),
+            default_table: "tb".into(),
+            database_label: Some("_db".into()),
+            table_label: Some("_tb".into()),
+        };
+        let r = req(vec![
+            series(
+                &[("__name__", "a"), ("_db", "x"), ("_tb", "y"), ("k", "v")],
+                &[(1.0, 1)],
+            ),
+            series(&[("__name__", "a"), ("k", "v")], &[(1.0, 1)]),
+        ]);
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        assert_eq!(p.destinations.len(), 2);
+        assert_eq!(p.batches.len(), 2);
+        for s in &p.series {
+            assert_eq!(
+                s.dims,
+                vec![Dim {
+                    name: "k",
+                    value: "v"
+                }]
+            );
+        }
+        let dests: Vec<_> = p
+            .destinations
+            .iter()
+            .map(|d| (d.database, d.table))
+            .collect();
+        assert!(dests.contains(&("x", "y")) && dests.contains(&("db", "tb")));
+        let nd = DestinationConfig {
+            default_database: String::new(),
+            ..d.clone()
+        };
+        let r = req(vec![series(&[("__name__", "a")], &[(1.0, 1)])]);
+        assert!(matches!(
+            plan_write(&r, &opts(&nd)),
+            Err(PlanError::NoDestination { .. })
+        ));
+    }
+
+    #[test]
+    fn batches_of_at_most_100_with_shared_attributes() {
+        let d = dest();
+        let mut ts = Vec::new();
+        for i in 0..250 {
+            let cpu = i.to_string();
+            ts.push(series(
+                &[
+                    ("__name__", "cpu"),
+                    ("cpu", &cpu),
+                    ("instance", "h:9100"),
+                    ("job", "node"),
+                ],
+                &[(i as f64, 1000)],
+            ));
+        }
+        ts.push(series(
+            &[("__name__", "up"), ("instance", "h:9100"), ("job", "node")],
+            &[(1.0, 1000), (1.0, 2000)],
+        ));
+        let r = req(ts);
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        assert_eq!(p.records.len(), 252);
+        let sizes: Vec<_> = p.batches.iter().map(|b| b.records.len()).collect();
+        assert_eq!(sizes, vec![100, 100, 52]);
+        let b0 = &p.batches[0];
+        assert_eq!(b0.common_name, Some("cpu"));
+        assert_eq!(b0.common_time, Some(1000));
+        assert_eq!(
+            b0.common_dims,
+            vec![
+                Dim {
+                    name: "instance",
+                    value: "h:9100"
+                },
+                Dim {
+                    name: "job",
+                    value: "node"
+                }
+            ]
+        );
+        let b2 = &p.batches[2];
+        assert_eq!(b2.common_name, None);
+        assert_eq!(b2.common_time, None);
+        assert_eq!(b2.common_dims.len(), 2);
+        // Every record's own dims + common dims = its series' dims.
+        for b in &p.batches {
+            for r in &p.records[b.records.clone()] {
+                let (s, _) = p.record(*r);
+                let own: Vec<_> = own_dims(&s.dims, &b.common_dims).copied().collect();
+                let mut all = own.clone();
+                all.extend(b.common_dims.iter().copied());
+                all.sort();
+                assert_eq!(all, s.dims);
+                assert!(own.iter().all(|d| !b.common_dims.contains(d)));
+            }
+        }
+    }
+
+    #[test]
+    fn unsorted_and_duplicate_labels() {
+        let d = dest();
+        let r = req(vec![series(
+            &[("__name__", "m"), ("b", "1"), ("a", "2")],
+            &[(1.0, 1)],
+        )]);
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        assert_eq!(p.series[0].dims[0].name, "a");
+        let r = req(vec![series(
+            &[("__name__", "m"), ("b", "1"), ("b", "2")],
+            &[(1.0, 1)],
+        )]);
+        assert!(matches!(
+            plan_write(&r, &opts(&d)),
+            Err(PlanError::DuplicateLabel { .. })
+        ));
+    }
+}
