@@ -12,6 +12,9 @@ X-Amz-Target: Timestream_20181101.<Operation>). Point the AWS SDKs or the AWS CL
 endpoint override, e.g.
   aws timestream-write create-database --database-name example_db \\
       --endpoint-url http://127.0.0.1:8787 --region us-east-1
+DescribeEndpoints answers with this server's own host:port (as the client addressed it). The AWS
+CLI/boto3 get it as `http://host:port` because botocore would otherwise switch to https; so
+AWS_ENDPOINT_URL=http://127.0.0.1:8787 (which makes the CLI discover endpoints) works too.
 
 CREDENTIALS FILE (--credentials-file)
   One `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line, separated by whitespace; blank lines and

@@ -315,6 +315,18 @@ fn describe_endpoints(st: &AppState, headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| st.addr.to_string());
+    // botocore (AWS CLI, boto3) keeps a scheme given in Address but prefixes "https://" to a bare
+    // host; this listener is plain HTTP, so those clients get an explicit "http://". Other SDKs
+    // (Rust, Go) always prefix "https://" themselves and get the service's bare host:port.
+    let botocore = headers
+        .get("user-agent")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|ua| ua.to_ascii_lowercase().contains("botocore"));
+    let address = if botocore {
+        format!("http://{address}")
+    } else {
+        address
+    };
     json!({"Endpoints": [{"Address": address, "CachePeriodInMinutes": 1440}]}).to_string()
 }
 

@@ -279,6 +279,13 @@ async fn describe_endpoints_returns_own_address() {
     let ep = &out.endpoints()[0];
     assert_eq!(ep.address(), l.server.local_addr().to_string());
     assert_eq!(ep.cache_period_in_minutes(), 1440);
+    // botocore clients get an explicit http:// (they would switch a bare host to https).
+    let body = r#"{}"#;
+    let raw = botocore_describe_endpoints(l.server.local_addr(), body).await;
+    assert!(
+        raw.contains(&format!("\"Address\":\"http://{}\"", l.server.local_addr())),
+        "{raw}"
+    );
     let q = query_client(&l.server.url());
     let out = q.describe_endpoints().send().await.unwrap();
     assert_eq!(
@@ -286,4 +293,17 @@ async fn describe_endpoints_returns_own_address() {
         l.server.local_addr().to_string()
     );
     l.server.shutdown().await;
+}
+
+async fn botocore_describe_endpoints(addr: std::net::SocketAddr, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: aws-cli/1.45.11 botocore/1.43.11\r\nX-Amz-Target: Timestream_20181101.DescribeEndpoints\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

@@ -1,0 +1,101 @@
+//! The AWS CLI against timestream-local: with --endpoint-url (no endpoint discovery) and with
+//! AWS_ENDPOINT_URL (the CLI discovers endpoints through DescribeEndpoints first).
+//! Skipped, with a message, when `aws` is not installed.
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn aws_available() -> bool {
+    Command::new("aws")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn aws(url: &str, via_env: bool, args: &[&str]) -> (bool, String, String) {
+    let mut c = Command::new("aws");
+    c.args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "example-secret")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_PAGER", "")
+        .env("AWS_MAX_ATTEMPTS", "1");
+    if via_env {
+        c.env("AWS_ENDPOINT_URL", url);
+    } else {
+        c.args(["--endpoint-url", url]);
+    }
+    let o = c.output().expect("run aws");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_cli_create_write_query() {
+    if !aws_available() {
+        eprintln!("SKIPPED aws_cli_create_write_query: the `aws` CLI is not installed");
+        return;
+    }
+    let l = start().await;
+    let url = l.server.url();
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || {
+        for (via_env, db) in [(false, "cli_db"), (true, "cli_env_db")] {
+            let (ok, out, err) = aws(&u, via_env, &["timestream-write", "create-database", "--database-name", db]);
+            assert!(ok, "create-database: {err}");
+            assert!(out.contains(&format!("\"DatabaseName\": \"{db}\"")), "{out}");
+            let (ok, out, err) = aws(
+                &u,
+                via_env,
+                &["timestream-write", "create-table", "--database-name", db, "--table-name", "cli_table"],
+            );
+            assert!(ok, "create-table: {err}");
+            assert!(out.contains("\"TableStatus\": \"ACTIVE\""), "{out}");
+            let t = now_ms();
+            let records = format!(
+                r#"[{{"Dimensions":[{{"Name":"host","Value":"a"}}],"MeasureName":"cpu","MeasureValue":"1.5","Time":"{t}"}},
+                    {{"Dimensions":[{{"Name":"host","Value":"b"}}],"MeasureName":"cpu","MeasureValue":"2.5","Time":"{t}"}}]"#
+            );
+            let (ok, out, err) = aws(
+                &u,
+                via_env,
+                &[
+                    "timestream-write", "write-records", "--database-name", db, "--table-name",
+                    "cli_table", "--records", &records,
+                ],
+            );
+            assert!(ok, "write-records: {err}");
+            assert!(out.contains("\"Total\": 2"), "{out}");
+            // A rejected record surfaces as RejectedRecordsException in the CLI too.
+            let conflict = format!(
+                r#"[{{"Dimensions":[{{"Name":"host","Value":"a"}}],"MeasureName":"cpu","MeasureValue":"9","Time":"{t}"}}]"#
+            );
+            let (ok, _, err) = aws(
+                &u,
+                via_env,
+                &[
+                    "timestream-write", "write-records", "--database-name", db, "--table-name",
+                    "cli_table", "--records", &conflict,
+                ],
+            );
+            assert!(!ok && err.contains("RejectedRecordsException"), "{err}");
+            let q = format!("SELECT count(*) FROM \"{db}\".\"cli_table\"");
+            let (ok, out, err) = aws(&u, via_env, &["timestream-query", "query", "--query-string", &q]);
+            assert!(ok, "query: {err}");
+            assert!(out.contains("\"ScalarValue\": \"2\""), "{out}");
+        }
+    })
+    .await
+    .unwrap();
+    l.server.shutdown().await;
+}
