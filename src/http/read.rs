@@ -1,12 +1,270 @@
-//! Placeholder for `POST /read` (owned by the remote-read work; replaced there).
+//! `POST /read` (and `/api/v1/read`): credentials → decode (size-capped) → plan every
+//! query (all request errors answer 4xx before any byte is sent) → run → respond.
+//!
+//! Response types: SAMPLES (snappy protobuf ReadResponse, one QueryResult per query in
+//! order) or STREAMED_XOR_CHUNKS when the request lists it before SAMPLES. Streamed
+//! answers are produced page by page by a task feeding a bounded channel; an error
+//! after the first frame aborts the body, so the client sees a failed transfer and
+//! never a short answer with a 200.
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
-/// Answers 501 until the remote-read handler lands.
-pub async fn handle() -> impl IntoResponse {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        "remote read is not implemented yet\n",
-    )
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use prometheus::{IntCounterVec, Opts, Registry};
+use prost::Message;
+
+use super::auth::Creds;
+use super::AppState;
+use crate::error::{ApiError, PermanentKind};
+use crate::read::error::ReadError;
+use crate::read::regex::RegexOptions;
+use crate::read::sql::Order;
+use crate::remote::codec::{compress, decompress, CodecError};
+use crate::remote::pb::{read_request::ResponseType, ReadRequest, ReadResponse};
+use crate::timestream::client::RequestCredentials;
+use crate::timestream::reader::{ReadOptions, Reader};
+
+/// Content type of a streamed remote-read answer.
+pub const STREAMED_CONTENT_TYPE: &str =
+    "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+
+/// Frames buffered between the query task and the socket (each ≤ 1 MiB).
+const CHANNEL_FRAMES: usize = 2;
+
+/// `timestream_connector_read_errors_total{code}`: failed remote-read requests by
+/// error code. Registered into each app's registry on first use (the metrics
+/// struct belongs to another module; one process has one app in production).
+fn read_errors(registry: &Registry) -> IntCounterVec {
+    static VEC: OnceLock<IntCounterVec> = OnceLock::new();
+    static REGISTERED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    let vec = VEC
+        .get_or_init(|| {
+            IntCounterVec::new(
+                Opts::new(
+                    "timestream_connector_read_errors_total",
+                    "Failed remote-read requests, by error code.",
+                ),
+                &["code"],
+            )
+            .expect("valid metric")
+        })
+        .clone();
+    let id = registry as *const Registry as usize;
+    if let Ok(mut r) = REGISTERED.lock() {
+        if !r.contains(&id) {
+            r.push(id);
+            let _ = registry.register(Box::new(vec.clone()));
+        }
+    }
+    vec
+}
+
+fn api_error(e: &ReadError) -> ApiError {
+    let msg = e.to_string();
+    match e.status() {
+        400 => ApiError::BadRequest(msg),
+        403 => ApiError::BackendPermanent {
+            kind: PermanentKind::AccessDenied,
+            message: msg,
+        },
+        503 => ApiError::BackendTransient(msg),
+        _ => ApiError::Internal(msg),
+    }
+}
+
+fn fail(state: &AppState, started: Instant, e: ReadError) -> Response {
+    read_errors(state.metrics.registry())
+        .with_label_values(&[e.code()])
+        .inc();
+    state
+        .metrics
+        .read_duration
+        .observe(started.elapsed().as_secs_f64());
+    if e.status() >= 500 {
+        tracing::warn!(error = %e, "remote read failed");
+    } else {
+        tracing::info!(error = %e, "remote read refused");
+    }
+    api_error(&e).into_response()
+}
+
+/// The response type: the first accepted one we support; none listed = SAMPLES.
+fn negotiate(req: &ReadRequest) -> Result<ResponseType, ReadError> {
+    if req.accepted_response_types.is_empty() {
+        return Ok(ResponseType::Samples);
+    }
+    req.accepted_response_types
+        .iter()
+        .find_map(|t| ResponseType::try_from(*t).ok())
+        .ok_or_else(|| {
+            ReadError::UnsupportedResponseType(format!("{:?}", req.accepted_response_types))
+        })
+}
+
+fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
+    let raw = decompress(body, limit).map_err(|e| match e {
+        CodecError::TooLarge { .. } | CodecError::Snappy(_) | CodecError::Protobuf { .. } => {
+            ReadError::Decode(e.to_string())
+        }
+    })?;
+    ReadRequest::decode(raw.as_slice())
+        .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))
+}
+
+fn identity(creds: &RequestCredentials) -> String {
+    match creds {
+        RequestCredentials::Static { access_key_id, .. } => access_key_id.clone(),
+        RequestCredentials::DefaultChain => String::new(),
+    }
+}
+
+async fn one_query(
+    reader: &Reader,
+    p: &crate::timestream::reader::Prepared,
+    max: u64,
+) -> Result<crate::remote::pb::QueryResult, ReadError> {
+    let mut budget = if max == 0 { u64::MAX } else { max };
+    reader.samples(p, &mut budget).await
+}
+
+/// The handler.
+#[tracing::instrument(skip_all, fields(request_type = "remote_read"))]
+pub async fn handle(State(state): State<AppState>, Creds(creds): Creds, body: Bytes) -> Response {
+    let started = Instant::now();
+    match serve(&state, &creds, &body, started).await {
+        Ok(r) => r,
+        Err(e) => fail(&state, started, e),
+    }
+}
+
+async fn serve(
+    state: &AppState,
+    creds: &RequestCredentials,
+    body: &[u8],
+    started: Instant,
+) -> Result<Response, ReadError> {
+    let req = decode(body, state.config.max_decompressed_bytes)?;
+    let kind = negotiate(&req)?;
+    let cfg = &state.config;
+    let client = state
+        .clients
+        .get(creds)
+        .query_client()
+        .await
+        .map_err(|f| match f.kind {
+            crate::timestream::error::FailureKind::Transient => {
+                ReadError::Unavailable(f.to_string())
+            }
+            crate::timestream::error::FailureKind::AccessDenied => {
+                ReadError::AccessDenied(f.to_string())
+            }
+            _ => ReadError::Validation(f.to_string()),
+        })?;
+    let reader = Reader {
+        client,
+        identity: identity(creds),
+        options: ReadOptions {
+            default_database: cfg.destination.default_database.clone(),
+            default_table: cfg.destination.default_table.clone(),
+            database_label: cfg.destination.database_label.clone(),
+            table_label: cfg.destination.table_label.clone(),
+            regex: RegexOptions::default(),
+            max_samples: cfg.read.max_samples,
+        },
+        pages: state.metrics.read_requests.clone(),
+    };
+    let order = match kind {
+        ResponseType::Samples => Order::None,
+        ResponseType::StreamedXorChunks => Order::SeriesThenTime,
+    };
+    let mut prepared = Vec::with_capacity(req.queries.len());
+    for q in &req.queries {
+        prepared.push(reader.prepare(q, order).await?);
+    }
+    match kind {
+        ResponseType::Samples => {
+            let max = cfg.read.max_samples;
+            let concurrency = cfg.read.concurrency.max(1);
+            let mut results = Vec::with_capacity(prepared.len());
+            for group in prepared.chunks(concurrency) {
+                let runs = group.iter().map(|p| one_query(&reader, p, max));
+                results.extend(futures::future::try_join_all(runs).await?);
+            }
+            let total: u64 = results
+                .iter()
+                .flat_map(|r| &r.timeseries)
+                .map(|s| s.samples.len() as u64)
+                .sum();
+            if max > 0 && total > max {
+                return Err(ReadError::InvalidMatcher(format!(
+                    "the request selects {total} samples, more than --read.max-samples={max}"
+                )));
+            }
+            let body = compress(&ReadResponse { results }.encode_to_vec());
+            state
+                .metrics
+                .read_duration
+                .observe(started.elapsed().as_secs_f64());
+            Ok((
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/x-protobuf"),
+                    (header::CONTENT_ENCODING, "snappy"),
+                ],
+                body,
+            )
+                .into_response())
+        }
+        ResponseType::StreamedXorChunks => {
+            let (tx, mut rx) = mpsc::channel::<Result<Bytes, ReadError>>(CHANNEL_FRAMES);
+            let st = state.clone();
+            tokio::spawn(async move {
+                let mut tx = tx;
+                let mut budget = if reader.options.max_samples == 0 {
+                    u64::MAX
+                } else {
+                    reader.options.max_samples
+                };
+                let mut outcome = Ok(());
+                for (i, p) in prepared.iter().enumerate() {
+                    outcome = reader.stream(i, p, &mut budget, &mut tx).await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                }
+                st.metrics
+                    .read_duration
+                    .observe(started.elapsed().as_secs_f64());
+                if let Err(e) = outcome {
+                    read_errors(st.metrics.registry())
+                        .with_label_values(&[e.code()])
+                        .inc();
+                    tracing::warn!(error = %e, "streamed remote read failed");
+                    // Before the first frame this becomes the status; after it, it
+                    // aborts the body.
+                    let _ = tx.send(Err(e)).await;
+                }
+            });
+            // Wait for the first frame: errors before it still get a proper status.
+            let first = match rx.next().await {
+                // Already counted by the task.
+                Some(Err(e)) => return Ok(api_error(&e).into_response()),
+                Some(Ok(f)) => Some(f),
+                None => None,
+            };
+            let stream = futures::stream::iter(first.map(Ok)).chain(rx);
+            let mut resp = Response::new(Body::from_stream(stream));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(STREAMED_CONTENT_TYPE),
+            );
+            Ok(resp)
+        }
+    }
 }

@@ -16,11 +16,19 @@ use super::error::ReadError;
 use super::sql::METRIC_NAME_LABEL;
 use crate::remote::pb::{Label, Sample, TimeSeries};
 
+/// Where a label's value comes from.
+#[derive(Debug, Clone)]
+enum Src {
+    Column(usize),
+    /// A label every series of the query carries (e.g. a routing label).
+    Constant(Box<str>),
+}
+
 /// Which cell holds what.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    /// (label name, column index), sorted by label name.
-    slots: Vec<(String, usize)>,
+    /// (label name, source), sorted by label name.
+    slots: Vec<(String, Src)>,
     time: usize,
     value: usize,
     columns: usize,
@@ -30,6 +38,14 @@ impl Layout {
     /// From the result's column names: `measure_name` → `__name__`, `time`,
     /// `measure_value::double`; every other column is a dimension (label).
     pub fn new<S: AsRef<str>>(columns: &[S]) -> Result<Layout, ReadError> {
+        Layout::with_constants(columns, &[])
+    }
+
+    /// As [`Layout::new`], plus labels with a fixed value on every series.
+    pub fn with_constants<S: AsRef<str>>(
+        columns: &[S],
+        constants: &[(String, String)],
+    ) -> Result<Layout, ReadError> {
         let mut slots = Vec::new();
         let (mut time, mut value, mut name) = (None, None, None);
         for (i, c) in columns.iter().enumerate() {
@@ -38,10 +54,15 @@ impl Layout {
                 "measure_value::double" => value = Some(i),
                 "measure_name" => {
                     name = Some(i);
-                    slots.push((METRIC_NAME_LABEL.to_string(), i));
+                    slots.push((METRIC_NAME_LABEL.to_string(), Src::Column(i)));
                 }
                 other if other.starts_with("measure_value::") => {}
-                other => slots.push((other.to_string(), i)),
+                other => slots.push((other.to_string(), Src::Column(i))),
+            }
+        }
+        for (n, v) in constants {
+            if !v.is_empty() && !slots.iter().any(|(s, _)| s == n) {
+                slots.push((n.clone(), Src::Constant(v.as_str().into())));
             }
         }
         let missing = |c: &str| ReadError::Internal(format!("query result has no {c} column"));
@@ -57,8 +78,11 @@ impl Layout {
 
     /// The label value of slot `j` in `row` (empty values are absent labels).
     #[inline]
-    fn cell<'r>(&self, row: &[Option<&'r str>], j: usize) -> Option<&'r str> {
-        row[self.slots[j].1].filter(|v| !v.is_empty())
+    fn cell<'a>(&'a self, row: &[Option<&'a str>], j: usize) -> Option<&'a str> {
+        match &self.slots[j].1 {
+            Src::Column(c) => row[*c].filter(|v| !v.is_empty()),
+            Src::Constant(v) => Some(v),
+        }
     }
 
     fn labels(&self, values: &[Option<Box<str>>]) -> Vec<Label> {
@@ -325,9 +349,12 @@ impl OrderedGrouper {
             if (0..n).all(|j| values[j].as_deref() == self.layout.cell(row, j)) {
                 if samples
                     .last()
-                    .is_some_and(|l| l.timestamp > sample.timestamp)
+                    .is_some_and(|l| l.timestamp >= sample.timestamp)
                 {
-                    return Err(ReadError::Internal("rows are not in time order".into()));
+                    return Err(ReadError::SeriesCollision(format!(
+                        "two rows of one series at or out of time order ({} ms)",
+                        sample.timestamp
+                    )));
                 }
                 samples.push(sample);
                 if samples.len() >= self.max_samples {

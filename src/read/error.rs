@@ -31,6 +31,12 @@ pub enum ReadError {
     /// Throttling or a server-side failure that persisted through the SDK's retries.
     #[error("Timestream is unavailable, retry later: {0}")]
     Unavailable(String),
+    /// Rows of one series overlap in time: the column cache missed a dimension.
+    #[error("series overlap in the query result: {0}")]
+    SeriesCollision(String),
+    /// The client closed the connection while the answer was being streamed.
+    #[error("the client went away")]
+    ClientGone,
     /// Anything unexpected (malformed rows, SDK construction failures).
     #[error("internal error while reading: {0}")]
     Internal(String),
@@ -49,7 +55,9 @@ impl ReadError {
             | ReadError::Validation(_) => 400,
             ReadError::AccessDenied(_) => 403,
             ReadError::Unavailable(_) => 503,
-            ReadError::Internal(_) => 500,
+            ReadError::Internal(_) | ReadError::SeriesCollision(_) => 500,
+            // Nobody reads the status; 499 in nginx's tradition for logs.
+            ReadError::ClientGone => 499,
         }
     }
 
@@ -65,6 +73,8 @@ impl ReadError {
             ReadError::Validation(_) => "validation",
             ReadError::AccessDenied(_) => "access_denied",
             ReadError::Unavailable(_) => "unavailable",
+            ReadError::SeriesCollision(_) => "series_collision",
+            ReadError::ClientGone => "client_gone",
             ReadError::Internal(_) => "internal",
         }
     }

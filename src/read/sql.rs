@@ -75,6 +75,9 @@ pub struct Select {
     /// ANDed conditions.
     pub predicates: Vec<Predicate>,
     pub order: Order,
+    /// Labels the caller adds to every series (not columns): they take part in
+    /// the series order.
+    pub constant_labels: Vec<String>,
 }
 
 /// What a Prometheus query needs from Timestream.
@@ -162,42 +165,45 @@ fn predicate(out: &mut String, p: &Predicate) {
     }
 }
 
-/// The label columns in Prometheus label-name order (byte order, `__name__` included).
-pub fn label_columns_sorted(dimensions: &[String]) -> Vec<Column> {
-    let mut cols: Vec<Column> = dimensions
-        .iter()
-        .map(|d| Column::Dimension(d.clone()))
-        .chain([Column::MeasureName])
-        .collect();
-    cols.sort_by(|a, b| a.label_name().cmp(&b.label_name()));
-    cols
-}
-
 /// ORDER BY that sorts rows like Prometheus sorts label sets (`labels.Compare`)
 /// and then by time. Labels are compared pairwise in name order; an absent label
 /// sorts after a present one unless no later label is present (then the set is
 /// a prefix and sorts first), hence a rank 1 (present) / 2 (absent, more labels
-/// follow) / 0 (absent, nothing follows) before each value.
-fn order_by_series(out: &mut String, dimensions: &[String]) {
-    let cols = label_columns_sorted(dimensions);
+/// follow) / 0 (absent, nothing follows) before each value. `measure_name` and
+/// constant labels (added to every series, not columns) are always present.
+fn order_by_series(out: &mut String, dimensions: &[String], constants: &[String]) {
+    // (label name, column; None = constant label)
+    let mut labels: Vec<(&str, Option<Column>)> = dimensions
+        .iter()
+        .map(|d| (d.as_str(), Some(Column::Dimension(d.clone()))))
+        .chain([(METRIC_NAME_LABEL, Some(Column::MeasureName))])
+        .chain(constants.iter().map(|c| (c.as_str(), None)))
+        .collect();
+    labels.sort_by(|a, b| a.0.cmp(b.0));
     out.push_str(" ORDER BY ");
-    for (i, c) in cols.iter().enumerate() {
+    for (i, (_, col)) in labels.iter().enumerate() {
+        let Some(c) = col else { continue };
         if *c != Column::MeasureName {
+            let later = &labels[i + 1..];
             out.push_str("CASE WHEN ");
             column(out, c);
             out.push_str(" IS NOT NULL THEN 1");
-            let later = &cols[i + 1..];
-            if later.contains(&Column::MeasureName) {
+            if later
+                .iter()
+                .any(|(_, l)| matches!(l, None | Some(Column::MeasureName)))
+            {
                 out.push_str(" ELSE 2 END, ");
             } else if later.is_empty() {
                 out.push_str(" ELSE 0 END, ");
             } else {
                 out.push_str(" WHEN ");
-                for (k, l) in later.iter().enumerate() {
+                for (k, (_, l)) in later.iter().enumerate() {
                     if k > 0 {
                         out.push_str(" OR ");
                     }
-                    column(out, l);
+                    if let Some(l) = l {
+                        column(out, l);
+                    }
                     out.push_str(" IS NOT NULL");
                 }
                 out.push_str(" THEN 2 ELSE 0 END, ");
@@ -227,7 +233,7 @@ pub fn render(s: &Select) -> String {
         predicate(&mut out, p);
     }
     if s.order == Order::SeriesThenTime {
-        order_by_series(&mut out, &s.dimensions);
+        order_by_series(&mut out, &s.dimensions, &s.constant_labels);
     }
     out
 }
@@ -409,6 +415,7 @@ pub fn plan(
         dimensions: known.iter().cloned().collect(),
         predicates,
         order: opts.order.unwrap_or(Order::None),
+        constant_labels: Vec::new(),
     }))
 }
 
@@ -595,6 +602,7 @@ mod tests {
             dimensions: vec!["b".into(), "A".into(), "c".into()],
             predicates: vec![],
             order: Order::SeriesThenTime,
+            constant_labels: vec![],
         };
         let sql = render(&s);
         let order = sql.split(" ORDER BY ").nth(1).unwrap();
@@ -617,6 +625,7 @@ mod tests {
                 "x".repeat(MAX_QUERY_BYTES),
             )],
             order: Order::None,
+            constant_labels: vec![],
         };
         assert!(matches!(
             render_checked(&s),

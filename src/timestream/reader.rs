@@ -319,10 +319,8 @@ impl Reader {
                 .pages(&sql, |cols, rows| {
                     let g = match &mut grouper {
                         Some(g) => g,
-                        None => grouper.insert(Grouper::new(Layout::with_constants(
-                            cols,
-                            &p.constants,
-                        )?)),
+                        None => grouper
+                            .insert(Grouper::new(Layout::with_constants(cols, &p.constants)?)),
                     };
                     let mut cells: Vec<Option<&str>> = Vec::with_capacity(cols.len());
                     for r in rows {
@@ -351,9 +349,11 @@ impl Reader {
             let series = grouper.map(Grouper::finish).unwrap_or_default();
             // Two samples at one timestamp in a series means a dimension column
             // we did not select (cache older than the data): refresh and rerun.
-            let dup = series
-                .iter()
-                .any(|s| s.samples.windows(2).any(|w| w[0].timestamp == w[1].timestamp));
+            let dup = series.iter().any(|s| {
+                s.samples
+                    .windows(2)
+                    .any(|w| w[0].timestamp == w[1].timestamp)
+            });
             if dup && attempt == 0 {
                 plan = self.replan(p).await?;
                 continue;
@@ -370,7 +370,7 @@ impl Reader {
         index: usize,
         p: &Prepared,
         budget: &mut u64,
-        tx: &mut mpsc::Sender<Bytes>,
+        tx: &mut mpsc::Sender<Result<Bytes, ReadError>>,
     ) -> Result<(), ReadError> {
         let mut plan = p.plan.clone();
         let mut sent_any = false;
@@ -409,7 +409,7 @@ impl Reader {
                     }
                     for f in outbox.drain(..) {
                         sent_any = true;
-                        tx.send(f).await.map_err(|_| ReadError::ClientGone)?;
+                        tx.send(Ok(f)).await.map_err(|_| ReadError::ClientGone)?;
                     }
                 }
                 Ok(())
@@ -428,7 +428,7 @@ impl Reader {
             }
             outbox.extend(frames.flush());
             for f in outbox {
-                tx.send(f).await.map_err(|_| ReadError::ClientGone)?;
+                tx.send(Ok(f)).await.map_err(|_| ReadError::ClientGone)?;
             }
             if max > 0 {
                 *budget -= count;
