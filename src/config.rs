@@ -73,6 +73,8 @@ pub enum LogFormat {
 #[command(
     name = "timestream-prometheus-connector",
     version,
+    // Like Go's flag package: a repeated flag takes its last value.
+    args_override_self = true,
     about = "Prometheus remote write/read storage for Amazon Timestream for LiveAnalytics"
 )]
 pub struct Cli {
