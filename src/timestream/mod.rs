@@ -4,5 +4,5 @@
 
 pub mod client;
 pub mod error;
-pub mod writer;
 pub mod reader;
+pub mod writer;
