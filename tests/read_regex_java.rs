@@ -106,6 +106,8 @@ const CORPUS: &[(&str, Option<&str>)] = &[
     ("é|É", None),
     ("[^é]+", None),
     ("\\B", None),
+    ("[^\\x00-\\x{10FFFF}]", None),
+    ("a|[^\\x00-\\x{10FFFF}]", None),
     // RE2 syntax the regex crate reads differently: the RE2 meaning spelled out.
     ("x{,5}", Some("x\\{,5\\}")),
     ("a{", Some("a\\{")),

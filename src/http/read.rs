@@ -169,6 +169,7 @@ async fn serve(
     let reader = Reader {
         client,
         identity: identity(creds),
+        scope: std::sync::Arc::as_ptr(&state.clients) as usize,
         options: ReadOptions {
             default_database: cfg.destination.default_database.clone(),
             default_table: cfg.destination.default_table.clone(),

@@ -492,6 +492,10 @@ fn asciify_item(item: &mut ClassSetItem) {
 // ---------------------------------------------------------------------------
 // HIR → Java.
 
+/// A class that matches no character (surrogates included), in plain syntax
+/// rather than a lookaround so simpler Java-compatible engines accept it.
+const NOTHING: &str = "[^\\x{0}-\\x{10FFFF}]";
+
 /// Escape one character for Java, inside or outside a class.
 fn push_java_char(out: &mut String, c: char) {
     if c.is_ascii_alphanumeric() {
@@ -537,7 +541,7 @@ fn emit(hir: &Hir, out: &mut String) -> Result<(), String> {
             let comp: Vec<(char, char)> = complement.iter().map(|r| (r.start(), r.end())).collect();
             if ranges.is_empty() {
                 // Matches nothing.
-                out.push_str("(?!)");
+                out.push_str(NOTHING);
             } else if comp.is_empty() {
                 out.push_str("(?s:.)");
             } else if comp.len() < ranges.len() {
@@ -550,7 +554,7 @@ fn emit(hir: &Hir, out: &mut String) -> Result<(), String> {
         // classes are code-point classes too.
         HirKind::Class(Class::Bytes(cls)) => {
             if cls.ranges().is_empty() {
-                out.push_str("(?!)");
+                out.push_str(NOTHING);
             } else if cls.is_ascii() {
                 let ranges: Vec<(char, char)> = cls
                     .iter()
@@ -777,6 +781,6 @@ mod tests {
     fn big_unicode_class_uses_complement_when_shorter() {
         let j = t("[^a]");
         assert_eq!(j, "\\A(?:[^a])\\z");
-        assert_eq!(t("[^\\x{0}-\\x{10FFFF}]"), "\\A(?:(?!))\\z");
+        assert_eq!(t("[^\\x{0}-\\x{10FFFF}]"), format!("\\A(?:{NOTHING})\\z"));
     }
 }

@@ -57,7 +57,8 @@ struct Columns {
     fetched: Instant,
 }
 
-type CacheKey = (String, String, String);
+/// (scope, identity, database, table).
+type CacheKey = (usize, String, String, String);
 
 fn cache() -> &'static Mutex<HashMap<CacheKey, Columns>> {
     static CACHE: OnceLock<Mutex<HashMap<CacheKey, Columns>>> = OnceLock::new();
@@ -85,6 +86,8 @@ pub struct Reader {
     pub client: Client,
     /// Distinguishes accounts in the column cache (an access key id, never a secret).
     pub identity: String,
+    /// Distinguishes backends in the column cache (one value per app instance).
+    pub scope: usize,
     pub options: ReadOptions,
     pub pages: PageCounter,
 }
@@ -209,12 +212,14 @@ impl Reader {
         if let Some(c) = &cached {
             let age = c.fetched.elapsed();
             let unknown = wanted.iter().any(|w| !c.dims.contains(*w));
-            let refresh = age > COLUMNS_TTL || ((unknown || force) && age >= MIN_REFRESH);
+            // Timestream saying a column is missing (`force`) is always worth a refresh;
+            // labels merely unknown to us refresh at a bounded rate.
+            let refresh = force || age > COLUMNS_TTL || (unknown && age >= MIN_REFRESH);
             if !refresh {
                 return Ok(c.dims.clone());
             }
         }
-        let dims = Arc::new(self.fetch_columns(&key.1, &key.2).await?);
+        let dims = Arc::new(self.fetch_columns(&key.2, &key.3).await?);
         if let Ok(mut c) = cache().lock() {
             if c.len() >= MAX_TABLES {
                 c.clear();
@@ -261,7 +266,7 @@ impl Reader {
         let table = route(&o.table_label, &o.default_table)?;
         // A routing label that selected a destination is not a column.
         let routing: Vec<&String> = o.database_label.iter().chain(&o.table_label).collect();
-        let key = (self.identity.clone(), db, table);
+        let key = (self.scope, self.identity.clone(), db, table);
         let wanted: Vec<&str> = q
             .matchers
             .iter()
@@ -276,7 +281,7 @@ impl Reader {
             regex: o.regex,
             order: Some(order),
         };
-        let mut plan = sql::plan(&q, &key.1, &key.2, &known, &opts)?;
+        let mut plan = sql::plan(&q, &key.2, &key.3, &known, &opts)?;
         if let Plan::Select(s) = &mut plan {
             s.constant_labels = constants.iter().map(|c| c.0.clone()).collect();
             sql::render_checked(s)?;
@@ -297,7 +302,7 @@ impl Reader {
             regex: self.options.regex,
             order: Some(p.order),
         };
-        let mut plan = sql::plan(&p.query, &p.key.1, &p.key.2, &known, &opts)?;
+        let mut plan = sql::plan(&p.query, &p.key.2, &p.key.3, &known, &opts)?;
         if let Plan::Select(s) = &mut plan {
             s.constant_labels = p.constants.iter().map(|c| c.0.clone()).collect();
         }
