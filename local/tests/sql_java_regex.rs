@@ -101,6 +101,13 @@ const PATTERNS: &[&str] = &[
     "(?:(?i)a)b",
     "(?x)a b # c",
     "(?-i)a",
+    r"(?iu)[\[a-c]+",
+    "(?iu)[^é]",
+    "(?iu)[é-ë]",
+    "(?i)[é-ë]",
+    "{a}",
+    "a}",
+    "]",
     // Escapes and classes.
     r"\d+\s\w",
     r"\D\S\W",
@@ -157,6 +164,7 @@ const STRINGS: &[&str] = &[
     "abc\r\n", "a\n", "a\r\n", "a\r", "\r\n", "\n", "é", "É", "straße", "STRASSE", "αβγ", "😀",
     "[&{.", "aa", "aaa", "ab", "abcd", "x y", "1 a", "7 _", "\u{2028}", "\t", "A", ":", "foo bar",
     "a b", "\u{b}", "k", "K", "\u{212A}", "a.b*", "(", "-", "]", "x", "xx", "٣", "AB", "Ab", "ac",
+    "[A", "Ë", "ë", "{a}", "}",
 ];
 
 fn hex(s: &str) -> String {
@@ -224,14 +232,19 @@ fn regexp_like_agrees_with_java_util_regex() {
                 (Ok(b), j) => (*b && j == "1") || (!*b && j == "0"),
             };
             if !ok {
-                mismatches.push(format!("pattern {p:?} on {s:?}: ours {ours:?}, java {theirs}"));
+                mismatches.push(format!(
+                    "pattern {p:?} on {s:?}: ours {ours:?}, java {theirs}"
+                ));
             }
         }
     }
     assert_eq!(k, java.len());
     // The oracle really ran: it produced matches, non-matches and syntax errors.
     for v in ["1", "0", "E"] {
-        assert!(java.iter().filter(|x| *x == v).count() > 10, "too few {v} answers");
+        assert!(
+            java.iter().filter(|x| *x == v).count() > 10,
+            "too few {v} answers"
+        );
     }
     // A deliberately unsupported pattern must really be refused (not silently translated).
     for p in DELIBERATELY_UNSUPPORTED {

@@ -431,7 +431,19 @@ impl P {
         self.i += 1;
         Ok(Some(match c {
             '(' => return self.group(),
-            '[' => Node::Atom(self.class()?),
+            '[' => {
+                let c = self.class()?;
+                // Unicode case folding is a property of the whole Rust class.
+                Node::Atom(if self.flags.ci && self.flags.unicode_case {
+                    format!("(?i:{c})")
+                } else {
+                    c
+                })
+            }
+            '{' => {
+                self.i -= 1;
+                return self.err("Illegal repetition");
+            }
             '.' => Node::Atom(if self.flags.dotall {
                 "(?s:.)".into()
             } else if self.flags.unix_lines {
@@ -833,10 +845,7 @@ impl P {
             }
         };
         let mut s = one(lo, hi);
-        if self.flags.ci {
-            if self.flags.unicode_case {
-                return format!("[{s}]").replace('[', "(?i:[").replace(']', "])");
-            }
+        if self.flags.ci && !self.flags.unicode_case {
             // ASCII-only case folding: add the other case of the ASCII letters in range.
             for (a, z, shift) in [('a', 'z', -32i32), ('A', 'Z', 32)] {
                 let l = lo.max(a);

@@ -261,6 +261,30 @@ fn result_rows() {
             "SELECT from_milliseconds(1700000000000) + 1h - 30m, TIMESTAMP '2024-01-01 00:00:00' - TIMESTAMP '2023-12-31 23:00:00'",
             &["2023-11-14 22:43:20.000000000|0 01:00:00.000000000"],
         ),
+        (
+            // Timestream's documented example value for to_unixtime.
+            "SELECT to_unixtime(from_milliseconds(1655487883771))",
+            &["1.6554878837710001E9"],
+        ),
+        (
+            // The shape the connector's remote-read sends.
+            r#"SELECT "host", "region", measure_name, time, "measure_value::double" FROM "db"."metrics" WHERE "measure_value::double" IS NOT NULL AND measure_name = 'cpu' AND (regexp_like("host", '\A(?:a|b)\z')) AND NOT ("region" IS NOT NULL AND "region" = 'us') AND time >= from_milliseconds(1700000000000) AND time <= from_milliseconds(1700003600000) ORDER BY CASE WHEN "host" IS NOT NULL THEN 1 ELSE 2 END, "host", measure_name, CASE WHEN "region" IS NOT NULL THEN 1 ELSE 0 END, "region", time"#,
+            &[
+                "a|eu|cpu|2023-11-14 22:13:20.000000000|1.5",
+                "a|eu|cpu|2023-11-14 23:13:20.000000000|2.5",
+                "b|NULL|cpu|2023-11-14 22:13:20.000000000|-0.0",
+                "b|NULL|cpu|2023-11-14 22:43:20.000000000|1.0E300",
+            ],
+        ),
+        (
+            // NULLs sort last in both directions, as in Trino.
+            r#"SELECT region FROM "db"."metrics" WHERE measure_name <> 'flag' ORDER BY region DESC"#,
+            &["us", "us", "eu", "eu", "NULL", "NULL"],
+        ),
+        (
+            r#"SELECT region FROM "db"."metrics" WHERE measure_name = 'cpu' ORDER BY region NULLS FIRST"#,
+            &["NULL", "NULL", "eu", "eu"],
+        ),
     ];
     for (q, want) in cases {
         assert_eq!(rows(&db, q), *want, "{q}");
