@@ -8,6 +8,10 @@ use timestream_prometheus_connector::config::{CliError, Config};
 use timestream_prometheus_connector::{server, telemetry};
 
 fn main() -> ExitCode {
+    // Inside AWS Lambda there is no command line: configuration comes from the environment.
+    if timestream_prometheus_connector::lambda::detected() {
+        return timestream_prometheus_connector::lambda::main();
+    }
     let config = match Config::from_args(std::env::args_os()) {
         Ok(c) => c,
         Err(CliError::Parse(e))
