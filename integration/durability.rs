@@ -82,9 +82,12 @@ remote_write:
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // 2. Timestream throttles every call for a while.
-    store.faults().set_throttle_rate(1.0);
+    store.faults().set(timestream_local::FaultOptions {
+        throttle_rate: 1.0,
+        ..Default::default()
+    });
     tokio::time::sleep(Duration::from_secs(6)).await;
-    store.faults().set_throttle_rate(0.0);
+    store.faults().clear();
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let t_end = SystemTime::now()
@@ -93,30 +96,17 @@ remote_write:
         .as_secs_f64()
         .floor()
         - 1.0;
-    wait_for(
-        "A's remote write to catch up after the faults",
-        Duration::from_secs(90),
-        || async {
-            let sent = a
-                .scalar_now("max(prometheus_remote_storage_queue_highest_sent_timestamp_seconds)")
-                .await?;
-            (sent >= t_end + 1.0).then_some(())
-        },
-    )
-    .await;
+    a.wait_remote_write_past(t_end).await;
 
     // Every exporter series is finite, so everything A holds must be in the store.
-    let in_prometheus = a
-        .instant(
-            r#"sum(count_over_time({job="exporter"}[10m]))"#,
-            t_end,
-        )
-        .await;
-    let in_prometheus: u64 = in_prometheus["result"][0]["value"][1]
-        .as_str()
-        .expect("A has exporter samples")
-        .parse()
-        .unwrap();
+    // A range selector returns every raw sample A holds for the exporter.
+    let raw = a.instant(r#"{job="exporter"}[10m]"#, t_end).await;
+    let in_prometheus: u64 = raw["result"]
+        .as_array()
+        .expect("a matrix")
+        .iter()
+        .map(|s| s["values"].as_array().map_or(0, |v| v.len() as u64))
+        .sum();
     let client = query_client(&store.url()).await;
     let in_store = count_rows(
         &client,
@@ -126,21 +116,27 @@ remote_write:
         ),
     )
     .await;
-    assert!(in_prometheus > 100, "too little data to prove anything: {in_prometheus}");
+    assert!(
+        in_prometheus > 100,
+        "too little data to prove anything: {in_prometheus}"
+    );
     assert_eq!(
         in_store, in_prometheus,
         "samples stored in Timestream vs scraped by Prometheus up to {t_end}"
     );
     // The throttled window really produced retries on Prometheus' side.
     let retried = a
-        .scalar_now("sum(prometheus_remote_storage_samples_retried_total)")
+        .own_metric_max("prometheus_remote_storage_samples_retried_total")
         .await
         .unwrap_or(0.0);
     let failed_sends = a
-        .scalar_now("sum(prometheus_remote_storage_samples_failed_total)")
+        .own_metric_max("prometheus_remote_storage_samples_failed_total")
         .await
         .unwrap_or(0.0);
-    assert_eq!(failed_sends, 0.0, "Prometheus dropped samples as unrecoverable");
+    assert_eq!(
+        failed_sends, 0.0,
+        "Prometheus dropped samples as unrecoverable"
+    );
     assert!(retried > 0.0, "the faults never made Prometheus retry");
     drop(connector);
 }

@@ -154,29 +154,25 @@ remote_read:
 
     // Let A collect a history worth querying.
     tokio::time::sleep(Duration::from_secs(20)).await;
-    assert!(exporter.scrapes() >= 10, "A scraped only {}", exporter.scrapes());
+    assert!(
+        exporter.scrapes() >= 10,
+        "A scraped only {}",
+        exporter.scrapes()
+    );
 
     // Evaluate at a non-whole second in the past, once A has delivered everything up
     // to well beyond it.
     let t_eval = (now_secs() - 2.0).floor() + 0.437;
-    wait_for(
-        "A's remote write to pass the evaluation time",
-        Duration::from_secs(60),
-        || async {
-            let sent = a
-                .scalar_now("max(prometheus_remote_storage_queue_highest_sent_timestamp_seconds)")
-                .await?;
-            (sent >= t_eval + 1.0).then_some(())
-        },
-    )
-    .await;
+    a.wait_remote_write_past(t_eval).await;
 
     let mut failures = Vec::new();
     for (query, expect_data) in QUERIES {
         let from_a = normalise(&a.instant(query, t_eval).await);
         let from_b = normalise(&b.instant(query, t_eval).await);
         if *expect_data && is_empty(&from_a) {
-            failures.push(format!("instant {query}: A returned nothing (bad test fixture)"));
+            failures.push(format!(
+                "instant {query}: A returned nothing (bad test fixture)"
+            ));
         }
         if from_a != from_b {
             failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));

@@ -64,10 +64,6 @@ impl Proc {
             let _ = c.wait();
         }
     }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }
 
 impl Drop for Proc {
@@ -145,7 +141,9 @@ impl Prometheus {
             .await
             .unwrap_or_else(|e| panic!("{} {path}: {e}", self.proc.name));
         let status = resp.status();
-        let body: Value = resp.json().await.expect("prometheus API answers JSON");
+        let text = resp.text().await.expect("prometheus API body");
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} {path}: not JSON ({e}): {text}", self.proc.name));
         assert!(
             status.is_success() && body["status"] == "success",
             "{} {path} {params:?}: {status} {body}",
@@ -175,16 +173,42 @@ impl Prometheus {
         .await
     }
 
-    /// The value of a scalar-valued PromQL expression evaluated now, if any.
-    pub async fn scalar_now(&self, query: &str) -> Option<f64> {
-        let data = self
-            .api("/api/v1/query", &[("query", query.to_string())])
-            .await;
-        data["result"]
-            .as_array()
-            .and_then(|r| r.first())
-            .and_then(|s| s["value"][1].as_str())
-            .and_then(|v| v.parse().ok())
+    /// The largest value of one of Prometheus' own metrics, read from its /metrics page
+    /// (not from its TSDB: a Prometheus need not scrape itself).
+    pub async fn own_metric_max(&self, name: &str) -> Option<f64> {
+        let text = http_client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .reduce(f64::max)
+    }
+
+    /// Waits until this Prometheus has delivered through remote write every sample up to
+    /// `t` (seconds) and a margin beyond it.
+    pub async fn wait_remote_write_past(&self, t: f64) {
+        wait_for(
+            "remote write to deliver everything up to the evaluation time",
+            Duration::from_secs(120),
+            || async {
+                let sent = self
+                    .own_metric_max(
+                        "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
+                    )
+                    .await?;
+                (sent >= t + 1.0).then_some(())
+            },
+        )
+        .await;
     }
 }
 
@@ -195,7 +219,8 @@ pub fn prometheus_major_version() -> u32 {
         .arg("--version")
         .output()
         .expect("prometheus is installed (scripts/test.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     // "prometheus, version 2.42.0+ds (branch: ...)"
     text.split("version ")
         .nth(1)
