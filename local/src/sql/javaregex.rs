@@ -62,6 +62,7 @@ pub fn compile_cached(pattern: &str) -> Result<Arc<JavaRegex>, String> {
 
 pub fn compile(pattern: &str) -> Result<JavaRegex, String> {
     let mut p = P {
+        depth: 0,
         s: pattern.chars().collect(),
         i: 0,
         flags: Flags::default(),
@@ -139,7 +140,11 @@ fn emit(n: &Node, trailing: bool, dollar: &mut Option<bool>) -> Result<String, S
     })
 }
 
+/// Group / class nesting accepted (the parser and emitter recurse per level).
+const MAX_NESTING: usize = 100;
+
 struct P {
+    depth: usize,
     s: Vec<char>,
     i: usize,
     flags: Flags,
@@ -472,6 +477,16 @@ impl P {
     }
 
     fn group(&mut self) -> Result<Option<Node>, String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return self.err("groups nested too deeply");
+        }
+        let r = self.group_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn group_inner(&mut self) -> Result<Option<Node>, String> {
         let saved = self.flags;
         if self.peek() == Some('?') {
             self.i += 1;
@@ -744,6 +759,16 @@ impl P {
 
     /// After `[`: a Java class, emitted as a Rust class.
     fn class(&mut self) -> Result<String, String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return self.err("character classes nested too deeply");
+        }
+        let r = self.class_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn class_inner(&mut self) -> Result<String, String> {
         let neg = if self.peek() == Some('^') {
             self.i += 1;
             true
@@ -960,6 +985,13 @@ mod tests {
         ] {
             assert!(compile(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn hostile_nesting_is_an_error() {
+        assert!(compile(&format!("{}a{}", "(".repeat(100_000), ")".repeat(100_000))).is_err());
+        assert!(compile(&format!("{}a{}", "[".repeat(100_000), "]".repeat(100_000))).is_err());
+        assert!(compile(&format!("{}a{}", "(".repeat(50), ")".repeat(50))).is_ok());
     }
 
     #[test]

@@ -112,6 +112,37 @@ pub fn compile(
     translate::compile(query, catalog, now_ns)
 }
 
+/// Classifies an error SQLite raised while running compiled SQL: failures caused by the query
+/// or its data (division by zero, a failed CAST, an invalid run-time regex, integer overflow in
+/// `sum`) are the caller's fault and come back as `Validation` with the engine's message, as
+/// Timestream answers them with a 4xx; anything else is `Internal`.
+pub fn runtime_error(e: &rusqlite::Error) -> QueryError {
+    const USER: &[&str] = &[
+        "Division by zero",
+        "Cannot cast",
+        "Out of range",
+        "Value cannot be cast",
+        "Invalid regex pattern",
+        "Escape ",
+        "bigint division overflow",
+        "integer overflow",
+    ];
+    let msg = match e {
+        rusqlite::Error::UserFunctionError(m) => Some(m.to_string()),
+        rusqlite::Error::SqliteFailure(_, Some(m)) => Some(m.clone()),
+        _ => None,
+    };
+    match msg {
+        Some(m)
+            if USER.iter().any(|p| m.starts_with(p))
+                || m.contains("is not a valid Timestamp field") =>
+        {
+            QueryError::Validation(m)
+        }
+        _ => QueryError::Internal(e.to_string()),
+    }
+}
+
 /// Registers the SQLite functions compiled SQL may call. The store calls it on every connection.
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     functions::register(conn)

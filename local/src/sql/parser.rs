@@ -331,18 +331,75 @@ fn is_reserved(w: &str) -> bool {
 
 pub fn parse(src: &str) -> Result<Select, QueryError> {
     let toks = tokenize(src)?;
-    let mut p = Parser { toks, i: 0 };
+    let mut p = Parser {
+        toks,
+        i: 0,
+        depth: 0,
+    };
     let q = p.select()?;
     p.eat_op(";");
     if p.peek() != &Tok::Eof {
         return Err(p.unexpected("<EOF>"));
     }
+    let roots = q
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::Expr { e, .. } => Some(e),
+            SelectItem::Star(_) => None,
+        })
+        .chain(q.where_.iter())
+        .chain(q.group_by.iter())
+        .chain(q.having.iter())
+        .chain(q.order_by.iter().map(|o| &o.e));
+    for e in roots {
+        check_depth(e)?;
+    }
     Ok(q)
+}
+
+/// Parenthesis / prefix-operator nesting accepted by the recursive-descent parser.
+const MAX_NESTING: usize = 64;
+/// Expression tree depth accepted after parsing (the translator recurses over the tree).
+const MAX_TREE_DEPTH: usize = 200;
+
+/// Rejects trees deep enough to threaten the stack of later recursive passes (iterative walk).
+fn check_depth(root: &Expr) -> Result<(), QueryError> {
+    let mut stack = vec![(root, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        if d > MAX_TREE_DEPTH {
+            return Err(syntax_error(e.pos(), "Expression is nested too deeply"));
+        }
+        stack.extend(e.children().into_iter().map(|c| (c, d + 1)));
+    }
+    Ok(())
+}
+
+/// Builds a balanced tree over an associative AND/OR chain, so that long predicate lists
+/// (e.g. one term per label) stay shallow.
+fn balanced(op: BinOp, mut items: Vec<Expr>, mut ops: Vec<Pos>) -> Expr {
+    if items.len() == 1 {
+        return items.pop().unwrap_or(Expr::Lit {
+            v: Lit::Null,
+            pos: Pos { line: 1, col: 1 },
+        });
+    }
+    let mid = items.len() / 2;
+    let right_items = items.split_off(mid);
+    let right_ops = ops.split_off(mid);
+    let pos = ops.pop().unwrap_or(Pos { line: 1, col: 1 });
+    Expr::Bin {
+        op,
+        l: Box::new(balanced(op, items, ops)),
+        r: Box::new(balanced(op, right_items, right_ops)),
+        pos,
+    }
 }
 
 struct Parser {
     toks: Vec<Token>,
     i: usize,
+    depth: usize,
 }
 
 impl Parser {
@@ -602,46 +659,50 @@ impl Parser {
         })
     }
 
+    /// Guards recursion so hostile nesting yields an error instead of a stack overflow.
+    fn enter(&mut self) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(syntax_error(self.pos(), "Expression is nested too deeply"));
+        }
+        Ok(())
+    }
+
     pub fn expr(&mut self) -> Result<Expr, QueryError> {
-        self.or()
+        self.enter()?;
+        let e = self.or();
+        self.depth -= 1;
+        e
     }
 
     fn or(&mut self) -> Result<Expr, QueryError> {
-        let mut l = self.and()?;
+        let mut items = vec![self.and()?];
+        let mut ops = Vec::new();
         while self.is_kw("or") {
-            let pos = self.bump().pos;
-            let r = self.and()?;
-            l = Expr::Bin {
-                op: BinOp::Or,
-                l: Box::new(l),
-                r: Box::new(r),
-                pos,
-            };
+            ops.push(self.bump().pos);
+            items.push(self.and()?);
         }
-        Ok(l)
+        Ok(balanced(BinOp::Or, items, ops))
     }
 
     fn and(&mut self) -> Result<Expr, QueryError> {
-        let mut l = self.not()?;
+        let mut items = vec![self.not()?];
+        let mut ops = Vec::new();
         while self.is_kw("and") {
-            let pos = self.bump().pos;
-            let r = self.not()?;
-            l = Expr::Bin {
-                op: BinOp::And,
-                l: Box::new(l),
-                r: Box::new(r),
-                pos,
-            };
+            ops.push(self.bump().pos);
+            items.push(self.not()?);
         }
-        Ok(l)
+        Ok(balanced(BinOp::And, items, ops))
     }
 
     fn not(&mut self) -> Result<Expr, QueryError> {
         if self.is_kw("not") {
             let pos = self.bump().pos;
-            let e = self.not()?;
+            self.enter()?;
+            let e = self.not();
+            self.depth -= 1;
             return Ok(Expr::Not {
-                e: Box::new(e),
+                e: Box::new(e?),
                 pos,
             });
         }
@@ -797,15 +858,20 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Expr, QueryError> {
         let pos = self.pos();
-        if self.eat_op("-") {
-            let e = self.unary()?;
-            return Ok(Expr::Neg {
-                e: Box::new(e),
-                pos,
+        if self.eat_op("-") || self.eat_op("+") {
+            let neg = matches!(self.toks[self.i - 1].tok, Tok::Op("-"));
+            self.enter()?;
+            let e = self.unary();
+            self.depth -= 1;
+            let e = e?;
+            return Ok(if neg {
+                Expr::Neg {
+                    e: Box::new(e),
+                    pos,
+                }
+            } else {
+                e
             });
-        }
-        if self.eat_op("+") {
-            return self.unary();
         }
         self.primary()
     }
@@ -1037,7 +1103,7 @@ mod tests {
         let w = q.where_.unwrap().key();
         assert_eq!(
             w,
-            "((NOT (\"x\" = Int(\"1\"))) OR (((\"y\" false BETWEEN (Int(\"1\") + (Int(\"2\") * Int(\"3\"))) AND Int(\"4\")) AND (\"z\" true IN (Str(\"a\")))) AND (\"w\" IS true NULL)))"
+            "((NOT (\"x\" = Int(\"1\"))) OR ((\"y\" false BETWEEN (Int(\"1\") + (Int(\"2\") * Int(\"3\"))) AND Int(\"4\")) AND ((\"z\" true IN (Str(\"a\"))) AND (\"w\" IS true NULL))))"
         );
     }
 
@@ -1055,6 +1121,21 @@ mod tests {
         assert_eq!(q.order_by.len(), 2);
         assert!(q.order_by[0].desc);
         assert_eq!(q.limit, Some(10));
+    }
+
+    #[test]
+    fn hostile_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse(&deep).is_err());
+        let negs = format!("SELECT {}1", "- ".repeat(10_000));
+        assert!(parse(&negs).is_err());
+        let nots = format!("SELECT {}TRUE", "NOT ".repeat(10_000));
+        assert!(parse(&nots).is_err());
+        let sum = format!("SELECT 1{}", " + 1".repeat(10_000));
+        assert!(parse(&sum).is_err());
+        // Long AND/OR chains are balanced, so they remain accepted.
+        let chain = format!("SELECT 1 WHERE TRUE{}", " AND x = 1".repeat(10_000));
+        assert!(parse(&chain).is_ok());
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn run(db: &Db, q: &str) -> Result<(Cols, Rows), QueryError> {
         let row = match rows.next() {
             Ok(Some(r)) => r,
             Ok(None) => break,
-            Err(e) => return Err(QueryError::Internal(e.to_string())),
+            Err(e) => return Err(runtime_error(&e)),
         };
         let mut r = Vec::new();
         for i in 0..n {
@@ -458,4 +458,17 @@ fn division_by_zero_is_an_error() {
         r#"SELECT "measure_value::bigint" / 0 FROM "db"."metrics" WHERE measure_name = 'mem'"#
     )
     .is_err());
+}
+
+#[test]
+fn deepest_accepted_expressions_run_on_a_default_thread_stack() {
+    let db = db();
+    // Test threads have the default 2 MiB stack, like the server's worker threads.
+    let sum = format!(
+        r#"SELECT "measure_value::bigint"{} FROM "db"."metrics" WHERE measure_name = 'mem' ORDER BY 1"#,
+        " + 1".repeat(190)
+    );
+    assert_eq!(rows(&db, &sum), ["183", "232"]);
+    let parens = format!("SELECT {}1{}", "(".repeat(60), ")".repeat(60));
+    assert_eq!(rows(&db, &parens), ["1"]);
 }
