@@ -80,6 +80,14 @@ pub fn register(conn: &Connection) -> Result<()> {
             .map(Some)
             .ok_or_else(|| user_err(format!("'{u}' is not a valid Timestamp field")))
     })?;
+    conn.create_scalar_function("ts_parse_duration", 1, det, |ctx: &Context<'_>| {
+        let Some(s) = ctx.get::<Option<String>>(0)? else {
+            return Ok(None);
+        };
+        parse_duration(&s)
+            .map(Some)
+            .ok_or_else(|| user_err(format!("Invalid duration: {s}")))
+    })?;
     conn.create_scalar_function("ts_lower", 1, det, |ctx: &Context<'_>| {
         Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase()))
     })?;
@@ -221,6 +229,28 @@ fn cast(v: ValueRef<'_>, from: &str, to: &str) -> std::result::Result<Value, Str
 }
 
 const NS_DAY: i64 = 86_400_000_000_000;
+
+/// `parse_duration('42.8ms')`: a decimal number and a unit (ns, us, ms, s, m, h, d).
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = (s[..split].trim(), s[split..].trim());
+    let mult: i64 = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => NS_DAY,
+        _ => return None,
+    };
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let v = num.parse::<f64>().ok()? * mult as f64;
+    (v.is_finite() && v < 9.2e18).then(|| v.round() as i64)
+}
 
 /// `date_trunc(unit, ts)` on nanoseconds; None for an unknown unit.
 pub fn date_trunc(unit: &str, t: i64) -> Option<i64> {

@@ -126,6 +126,7 @@ pub fn runtime_error(e: &rusqlite::Error) -> QueryError {
         "Escape ",
         "bigint division overflow",
         "integer overflow",
+        "Invalid duration",
     ];
     let msg = match e {
         rusqlite::Error::UserFunctionError(m) => Some(m.to_string()),

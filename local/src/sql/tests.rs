@@ -262,6 +262,10 @@ fn result_rows() {
             &["2023-11-14 22:43:20.000000000|0 01:00:00.000000000"],
         ),
         (
+            "SELECT parse_duration('42.8ms'), parse_duration('1d') + 1h, to_milliseconds(parse_duration('1.5s'))",
+            &["0 00:00:00.042800000|1 01:00:00.000000000|1500"],
+        ),
+        (
             // Timestream's documented example value for to_unixtime.
             "SELECT to_unixtime(from_milliseconds(1655487883771))",
             &["1.6554878837710001E9"],
@@ -396,6 +400,12 @@ fn validation_errors() {
             "line 1:39: ORDER BY position 12 is not in select list",
         ),
         ("SELECT 99999999999999999999", "line 1:8: Invalid numeric literal: 99999999999999999999"),
+        ("SELECT 2147483647 + 1", "line 1:19: integer arithmetic overflow"),
+        (
+            r#"SELECT DISTINCT host FROM "db"."metrics" ORDER BY region"#,
+            "line 1:51: For SELECT DISTINCT, ORDER BY expressions must appear in select list",
+        ),
+        ("SELECT parse_duration('1x')", "line 1:8: Invalid duration: 1x"),
         (r#"SELECT * FROM metrics"#, "line 1:15: Schema must be specified when session schema is not set"),
         ("SELECT 1 +", "line 1:11: mismatched input '<EOF>'. Expecting: <expression>"),
     ];

@@ -363,7 +363,9 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
     if !q.order_by.is_empty() {
         let mut parts = Vec::new();
         for item in &q.order_by {
-            parts.push(order_item(item, &outs, &aliases, cx, aggregated, &keys)?);
+            parts.push(order_item(
+                item, q.distinct, &outs, &aliases, cx, aggregated, &keys,
+            )?);
         }
         sql.push_str(&format!(" ORDER BY {}", parts.join(", ")));
     }
@@ -377,8 +379,10 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn order_item(
     item: &OrderItem,
+    distinct: bool,
     outs: &[OutCol],
     aliases: &[Option<String>],
     cx: &mut Cx,
@@ -421,6 +425,12 @@ fn order_item(
     if target.is_none() {
         let k = item.e.key();
         target = outs.iter().position(|o| o.expr.key() == k);
+    }
+    if target.is_none() && distinct {
+        return Err(verr(
+            item.e.pos(),
+            "For SELECT DISTINCT, ORDER BY expressions must appear in select list",
+        ));
     }
     let (sql, ty, not_null) = match target {
         Some(i) => (
@@ -884,7 +894,11 @@ fn arith(op: BinOp, a: T, b: T, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> 
                 }
                 _ => None,
             };
-            return Ok(T::c(Value::Integer(v.ok_or_else(|| overflow(pos))?), ty));
+            let v = v.ok_or_else(|| overflow(pos))?;
+            if ty == Ty::Integer && i32::try_from(v).is_err() {
+                return Err(verr(pos, "integer arithmetic overflow"));
+            }
+            return Ok(T::c(Value::Integer(v), ty));
         }
     } else if let (Some(x), Some(y)) = (a.num(), b.num()) {
         let v = match op {
@@ -1205,6 +1219,20 @@ fn func(
         "lower" | "upper" => {
             let s = one(cx, &a, &format!("{name}(varchar)"), &|t| t == Ty::Varchar)?;
             T::sql(format!("ts_{name}({s})"), Ty::Varchar)
+        }
+        "parse_duration" => {
+            let s = one(cx, &a, "parse_duration(varchar)", &|t| t == Ty::Varchar)?;
+            let Some(text) = a[0].text() else {
+                return Ok(T::sql(
+                    format!("ts_parse_duration({s})"),
+                    Ty::IntervalDayToSecond,
+                ));
+            };
+            let ns = super::functions::parse_duration(text)
+                .ok_or_else(|| verr(pos, format!("Invalid duration: {text}")))?;
+            // The text was bound by `one` above but is folded away: drop that parameter.
+            cx.params.pop();
+            T::c(Value::Integer(ns), Ty::IntervalDayToSecond)
         }
         "concat" => {
             if a.len() < 2 || a.iter().any(|x| !matches!(x.ty, Ty::Varchar | Ty::Unknown)) {
