@@ -5,6 +5,7 @@
 mod lambda_support;
 
 use lambda_support::*;
+use timestream_prometheus_connector::remote::pb::read_request::ResponseType;
 
 fn vars(store: &Store, extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, String)> {
     let mut v: Vec<(&'static str, String)> = vec![
@@ -131,6 +132,63 @@ async fn http_api_v2_events_write_and_read() {
     );
     let a = http_answer(api.invoke(r).await, &f.logs());
     assert_binary_read_answer(&a, "lambda_v2_metric", t0, &f.logs());
+
+    // What Prometheus asks by default: streamed XOR chunks. Buffered whole by the function,
+    // still binary, still framed.
+    let r = v2_event(
+        "dev",
+        "/dev/read",
+        "POST /read",
+        Kind::Read,
+        &read_body_accepting(
+            "lambda_v2_metric",
+            t0 - 60_000,
+            t0 + 60_000,
+            &[ResponseType::StreamedXorChunks, ResponseType::Samples],
+        ),
+        Some(&auth),
+    );
+    let a = http_answer(api.invoke(r).await, &f.logs());
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.base64);
+    assert!(
+        a.headers["content-type"].starts_with("application/x-streamed-protobuf"),
+        "{:?}",
+        a.headers
+    );
+    // Per series: (first timestamp, last timestamp, sample count) of each chunk; decoding
+    // the XOR payload itself is the read path's business and tested there.
+    type ChunkSpans = (
+        std::collections::BTreeMap<String, String>,
+        Vec<(i64, i64, u16)>,
+    );
+    let mut streamed: Vec<ChunkSpans> = a
+        .frames()
+        .iter()
+        .flat_map(|f| f.chunked_series.iter())
+        .map(|cs| {
+            let labels = cs
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            let spans = cs
+                .chunks
+                .iter()
+                .map(|c| {
+                    let n = u16::from_be_bytes([c.data[0], c.data[1]]);
+                    (c.min_time_ms, c.max_time_ms, n)
+                })
+                .collect();
+            (labels, spans)
+        })
+        .collect();
+    streamed.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<ChunkSpans> = expected_series("lambda_v2_metric", t0)
+        .into_iter()
+        .map(|(l, s)| (l, vec![(s[0].0, s[s.len() - 1].0, s.len() as u16)]))
+        .collect();
+    assert_eq!(streamed, want);
 
     // The route decides on a known path (stage removed), with or without the header.
     let (data, _) = sample_data("lambda_v2_no_header");

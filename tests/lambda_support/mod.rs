@@ -30,8 +30,8 @@ use base64::Engine;
 use prost::Message;
 use serde_json::{json, Value};
 use timestream_prometheus_connector::remote::pb::{
-    label_matcher, read_request::ResponseType, Label, LabelMatcher, Query, ReadRequest,
-    ReadResponse, Sample, TimeSeries, WriteRequest,
+    label_matcher, read_request::ResponseType, ChunkedReadResponse, Label, LabelMatcher, Query,
+    ReadRequest, ReadResponse, Sample, TimeSeries, WriteRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -435,9 +435,14 @@ pub fn write_body(ts: Vec<TimeSeries>) -> Vec<u8> {
         .unwrap()
 }
 
-/// Snappy block of a ReadRequest for `metric` over [start, end], SAMPLES only (what
-/// Prometheus asks when streaming is not offered).
+/// Snappy block of a ReadRequest for `metric` over [start, end], SAMPLES only.
 pub fn read_body(metric: &str, start: i64, end: i64) -> Vec<u8> {
+    read_body_accepting(metric, start, end, &[ResponseType::Samples])
+}
+
+/// The same, accepting `types` in that order of preference (Prometheus ≥ 2.13 sends
+/// STREAMED_XOR_CHUNKS first, then SAMPLES).
+pub fn read_body_accepting(metric: &str, start: i64, end: i64, types: &[ResponseType]) -> Vec<u8> {
     let req = ReadRequest {
         queries: vec![Query {
             start_timestamp_ms: start,
@@ -449,7 +454,7 @@ pub fn read_body(metric: &str, start: i64, end: i64) -> Vec<u8> {
             }],
             hints: None,
         }],
-        accepted_response_types: vec![ResponseType::Samples as i32],
+        accepted_response_types: types.iter().map(|t| *t as i32).collect(),
     };
     snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())
@@ -612,6 +617,23 @@ impl HttpAnswer {
     /// The body as text (for error messages).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as streamed remote-read frames (uvarint length, big-endian CRC32C of the
+    /// message, ChunkedReadResponse), checksums verified.
+    pub fn frames(&self) -> Vec<ChunkedReadResponse> {
+        let mut rest: &[u8] = &self.body;
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let len = prost::encoding::decode_varint(&mut rest).expect("frame length") as usize;
+            assert!(rest.len() >= 4 + len, "truncated frame");
+            let crc = u32::from_be_bytes(rest[..4].try_into().unwrap());
+            let msg = &rest[4..4 + len];
+            assert_eq!(crc, crc32c::crc32c(msg), "frame checksum");
+            out.push(ChunkedReadResponse::decode(msg).expect("ChunkedReadResponse"));
+            rest = &rest[4 + len..];
+        }
+        out
     }
 
     /// The body as a remote-read answer: snappy → ReadResponse.
