@@ -70,6 +70,14 @@ const PATTERNS: &[&str] = &[
     r"\A(?:\Qa.b*\E)\z",
     r"\A(?:\p{L}+)\z",
     r"\A(?:\p{IsGreek}+)\z",
+    // What the connector's RE2 -> Java translation emits for \b, \B, (?m)^, (?m)$ and [^\x00-\x{10FFFF}].
+    r"\A(?:(?:(?<=[0-9A-Z_a-z])(?![0-9A-Z_a-z])|(?<![0-9A-Z_a-z])(?=[0-9A-Z_a-z]))foo(?:(?<=[0-9A-Z_a-z])(?![0-9A-Z_a-z])|(?<![0-9A-Z_a-z])(?=[0-9A-Z_a-z])))\z",
+    r"(?:(?<=[0-9A-Z_a-z])(?![0-9A-Z_a-z])|(?<![0-9A-Z_a-z])(?=[0-9A-Z_a-z]))a",
+    r"o(?:(?<=[0-9A-Z_a-z])(?=[0-9A-Z_a-z])|(?<![0-9A-Z_a-z])(?![0-9A-Z_a-z]))",
+    r"(?<![^\n])b(?![^\n])",
+    r"\A(?:(?s:.)*(?<![^\n])c)",
+    r"\A(?:[^\x{0}-\x{10FFFF}])\z",
+    r"[^\x{0}-\x{10FFFF}]|a",
     // Anchors and line terminators.
     "foo",
     "^foo",
@@ -164,7 +172,7 @@ const STRINGS: &[&str] = &[
     "abc\r\n", "a\n", "a\r\n", "a\r", "\r\n", "\n", "é", "É", "straße", "STRASSE", "αβγ", "😀",
     "[&{.", "aa", "aaa", "ab", "abcd", "x y", "1 a", "7 _", "\u{2028}", "\t", "A", ":", "foo bar",
     "a b", "\u{b}", "k", "K", "\u{212A}", "a.b*", "(", "-", "]", "x", "xx", "٣", "AB", "Ab", "ac",
-    "[A", "Ë", "ë", "{a}", "}",
+    "[A", "Ë", "ë", "{a}", "}", "a foo.", "afoo", "éfooé", "a\nb\nc", "b\n", "x\nc", "xc", "foo\n",
 ];
 
 fn hex(s: &str) -> String {

@@ -107,6 +107,39 @@ enum Node {
     Alt(Vec<Node>),
     Group(Box<Node>),
     Repeat(Box<Node>, String),
+    /// A one-character lookaround, kept only in the forms with an exact Rust equivalent.
+    Look {
+        behind: bool,
+        negative: bool,
+        word: bool,
+    },
+}
+
+/// Emits the ASCII word-boundary pairs `(?<=W)(?!W)` / `(?<!W)(?=W)` (W = ASCII word class).
+fn word_pair(a: &Node, b: &Node) -> Option<(bool, bool)> {
+    match (a, b) {
+        (
+            Node::Look {
+                behind: true,
+                negative: nb,
+                word: true,
+            },
+            Node::Look {
+                behind: false,
+                negative: na,
+                word: true,
+            },
+        ) => Some((*nb, *na)),
+        _ => None,
+    }
+}
+
+fn concat_pair(n: &Node) -> Option<(bool, bool)> {
+    match n {
+        Node::Concat(v) if v.len() == 2 => word_pair(&v[0], &v[1]),
+        Node::Group(g) => concat_pair(g),
+        _ => None,
+    }
 }
 
 fn emit(n: &Node, trailing: bool, dollar: &mut Option<bool>) -> Result<String, String> {
@@ -124,11 +157,53 @@ fn emit(n: &Node, trailing: bool, dollar: &mut Option<bool>) -> Result<String, S
         }
         Node::Concat(v) => {
             let mut out = String::new();
-            for (i, x) in v.iter().enumerate() {
+            let mut i = 0;
+            while i < v.len() {
+                if let Some(p) = v.get(i + 1).and_then(|b| word_pair(&v[i], b)) {
+                    out += match p {
+                        (false, true) => r"(?-u:\b{end})",
+                        (true, false) => r"(?-u:\b{start})",
+                        _ => return Err(UNSUPPORTED_LOOK.into()),
+                    };
+                    i += 2;
+                    continue;
+                }
                 let rest_is_end = v[i + 1..].iter().all(|y| matches!(y, Node::Dollar(_)));
-                out += &emit(x, trailing && rest_is_end, dollar)?;
+                out += &emit(&v[i], trailing && rest_is_end, dollar)?;
+                i += 1;
             }
             out
+        }
+        Node::Look {
+            behind,
+            negative: true,
+            word: false,
+        } => if *behind { "(?m:^)" } else { "(?m:$)" }.into(),
+        Node::Look { .. } => return Err(UNSUPPORTED_LOOK.into()),
+        Node::Alt(v)
+            if v.len() == 2 && {
+                let pairs = (concat_pair(&v[0]), concat_pair(&v[1]));
+                matches!(
+                    pairs,
+                    (Some((false, false)), Some((true, true)))
+                        | (Some((true, true)), Some((false, false)))
+                )
+            } =>
+        {
+            // (?<=W)(?=W)|(?<!W)(?!W): not at an ASCII word boundary.
+            r"(?-u:\B)".into()
+        }
+        Node::Alt(v)
+            if v.len() == 2 && {
+                let pairs = (concat_pair(&v[0]), concat_pair(&v[1]));
+                matches!(
+                    pairs,
+                    (Some((false, true)), Some((true, false)))
+                        | (Some((true, false)), Some((false, true)))
+                )
+            } =>
+        {
+            r"(?-u:\b)".into()
         }
         Node::Alt(v) => v
             .iter()
@@ -139,6 +214,9 @@ fn emit(n: &Node, trailing: bool, dollar: &mut Option<bool>) -> Result<String, S
         Node::Repeat(x, q) => format!("(?:{}){q}", emit(x, false, dollar)?),
     })
 }
+
+const UNSUPPORTED_LOOK: &str = "lookaround groups are only supported as (?<![^\\n]), (?![^\\n]) \
+     and ASCII word-boundary pairs such as (?<=[0-9A-Z_a-z])(?![0-9A-Z_a-z])";
 
 /// Group / class nesting accepted (the parser and emitter recurse per level).
 const MAX_NESTING: usize = 100;
@@ -492,10 +570,15 @@ impl P {
             self.i += 1;
             match self.peek() {
                 Some(':') => self.i += 1,
-                Some('=') | Some('!') => return self.err("lookahead groups are not supported"),
+                Some(c @ ('=' | '!')) => {
+                    self.i += 1;
+                    return self.look(false, c == '!');
+                }
                 Some('>') => return self.err("atomic groups are not supported"),
                 Some('<') if matches!(self.peek_at(1), Some('=' | '!')) => {
-                    return self.err("lookbehind groups are not supported");
+                    let neg = self.peek_at(1) == Some('!');
+                    self.i += 2;
+                    return self.look(true, neg);
                 }
                 Some('<') => {
                     // Named group: names do not matter for a boolean match.
@@ -561,6 +644,47 @@ impl P {
         self.i += 1;
         self.flags = saved;
         Ok(Some(Node::Group(Box::new(inner))))
+    }
+
+    /// After `(?=`, `(?!`, `(?<=` or `(?<!`: accepted only with a single class that is the ASCII
+    /// word set or "not a newline" (what an RE2 → Java translation emits for `\b` and `(?m)`).
+    fn look(&mut self, behind: bool, negative: bool) -> Result<Option<Node>, String> {
+        let saved = self.flags;
+        let inner = self.alternation()?;
+        if self.peek() != Some(')') {
+            return self.err("Unclosed group");
+        }
+        self.i += 1;
+        self.flags = saved;
+        let atom = match &inner {
+            Node::Concat(v) if v.len() == 1 => match &v[0] {
+                Node::Atom(a) => Some(a.as_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let word_forms = [
+            r"[0-9A-Z\_a-z]",
+            r"[a-zA-Z\_0-9]",
+            r"[a-zA-Z0-9\_]",
+            r"[\_a-zA-Z0-9]",
+        ];
+        let word = match atom {
+            Some(a) if word_forms.contains(&a) => true,
+            Some(r"[^\x{A}]") if negative => {
+                if !behind {
+                    // Like `$`, a look-ahead at the end must not meet a cut-off terminator.
+                    self.has_hard_end = true;
+                }
+                false
+            }
+            _ => return Err(UNSUPPORTED_LOOK.into()),
+        };
+        Ok(Some(Node::Look {
+            behind,
+            negative,
+            word,
+        }))
     }
 
     /// After a backslash outside a class.
@@ -985,6 +1109,19 @@ mod tests {
         ] {
             assert!(compile(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn lookarounds_from_re2_translations() {
+        let b = r"(?:(?<=[0-9A-Z_a-z])(?![0-9A-Z_a-z])|(?<![0-9A-Z_a-z])(?=[0-9A-Z_a-z]))";
+        let nb = r"(?:(?<=[0-9A-Z_a-z])(?=[0-9A-Z_a-z])|(?<![0-9A-Z_a-z])(?![0-9A-Z_a-z]))";
+        assert!(m(&format!("{b}foo{b}"), "a foo."));
+        assert!(!m(&format!("{b}foo{b}"), "afoo"));
+        assert!(m(&format!("{b}foo{b}"), "éfooé"), "ASCII word boundary");
+        assert!(m(&format!("o{nb}o"), "foo"));
+        assert!(!m(&format!("o{nb}"), "o"));
+        assert!(m(r"(?<![^\n])b(?![^\n])", "a\nb\nc"));
+        assert!(!m(r"(?<![^\n])b(?![^\n])", "ab"));
     }
 
     #[test]
