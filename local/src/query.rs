@@ -62,11 +62,17 @@ impl QueryCache {
         self.cursors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, result: Arc<Result_>, pos: usize) -> String {
+    /// Issues a token for `result` continuing at `pos`. `served` is where the page just served
+    /// started: tokens for earlier pages of the same result are dropped (the one just used stays
+    /// valid so that a retried request gets the same page).
+    fn insert(&self, result: Arc<Result_>, pos: usize, served: usize) -> String {
         let token = format!("{}-{}", new_id(), uuid::Uuid::new_v4().simple());
         let mut c = self.lock();
         let now = Instant::now();
-        c.retain(|_, cur| now.duration_since(cur.created) < TOKEN_TTL);
+        c.retain(|_, cur| {
+            now.duration_since(cur.created) < TOKEN_TTL
+                && !(Arc::ptr_eq(&cur.result, &result) && cur.pos < served)
+        });
         // Evict the oldest results while the distinct cached results exceed the budget.
         loop {
             let mut seen: HashMap<*const Result_, (usize, Instant)> = HashMap::new();
@@ -160,7 +166,7 @@ pub fn run(store: &Store, cache: &QueryCache, req: QueryIn) -> Result<String, Ap
         end += 1;
     }
     let next_token = if end < result.rows.len() {
-        Some(cache.insert(result.clone(), end))
+        Some(cache.insert(result.clone(), end, pos))
     } else {
         None
     };
