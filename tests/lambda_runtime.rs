@@ -503,3 +503,20 @@ async fn sigv4_mode_uses_the_functions_own_credentials() {
         api.function_errors()
     );
 }
+
+#[test]
+fn lambda_mode_without_the_runtime_variables_exits_with_a_message() {
+    // LAMBDA_TASK_ROOT alone (e.g. a container image copied out of Lambda): a clear
+    // refusal naming what is missing, not a panic inside the runtime client.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_timestream-prometheus-connector"))
+        .env_clear()
+        .env("LAMBDA_TASK_ROOT", "/var/task")
+        .env("default_database", DB)
+        .env("default_table", TABLE)
+        .output()
+        .expect("binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AWS_LAMBDA_RUNTIME_API"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -149,3 +149,23 @@ fn every_parameter_is_documented_in_the_guide() {
         );
     }
 }
+
+#[test]
+fn build_script_parses_and_produces_what_the_template_deploys() {
+    let script = serverless_dir().join("build.sh");
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&script).unwrap();
+    // The zip the script writes is the one the template deploys, with the handler name.
+    assert!(text.contains("$here/dist/bootstrap.zip"));
+    assert!(template().contains("CodeUri: dist/bootstrap.zip"));
+    assert!(text.contains("\"$stage/bootstrap\""));
+}
