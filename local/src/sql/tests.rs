@@ -482,3 +482,248 @@ fn deepest_accepted_expressions_run_on_a_default_thread_stack() {
     let parens = format!("SELECT {}1{}", "(".repeat(60), ")".repeat(60));
     assert_eq!(rows(&db, &parens), ["1"]);
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VOCAB: &[&str] = &[
+        "*",
+        "count(*)",
+        "host",
+        "region",
+        "time",
+        "measure_value::double",
+        "\"measure_value::bigint\"",
+        "measure_name",
+        "FROM \"db\".\"metrics\"",
+        "WHERE",
+        "=",
+        "<>",
+        "<",
+        ">=",
+        "'a'",
+        "'it''s'",
+        "1",
+        "0",
+        "1.5",
+        "2e3",
+        "AND",
+        "OR",
+        "NOT",
+        "(",
+        ")",
+        ",",
+        "GROUP BY",
+        "ORDER BY",
+        "HAVING",
+        "LIMIT",
+        "1h",
+        "10ms",
+        "ago(",
+        "now()",
+        "bin(",
+        "BETWEEN",
+        "IN",
+        "IS NULL",
+        "IS NOT NULL",
+        "LIKE",
+        "regexp_like(",
+        "-",
+        "+",
+        "*",
+        "/",
+        "%",
+        "DESC",
+        "AS x",
+        "x",
+        "DISTINCT",
+        "sum(",
+        "avg(",
+        "min(",
+        "max(",
+        "from_milliseconds(",
+        "to_milliseconds(",
+        "CASE WHEN",
+        "THEN",
+        "ELSE",
+        "END",
+        "CAST(",
+        "AS double",
+        "TRUE",
+        "NULL",
+        "||",
+        "date_trunc('hour',",
+        "TIMESTAMP '2023-11-14 22:00:00'",
+        "'^(a|b)$'",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever the text, compile answers without panicking, and SQL it accepts is valid
+        /// SQLite: running it succeeds or fails only with a query-caused (validation) error.
+        #[test]
+        fn token_soup_never_panics_and_emits_valid_sql(
+            idx in proptest::collection::vec(0..VOCAB.len(), 1..24)
+        ) {
+            let db = db();
+            let q = format!(
+                "SELECT {}",
+                idx.iter().map(|&i| VOCAB[i]).collect::<Vec<_>>().join(" ")
+            );
+            if let Ok(c) = compile(&q, &db, NOW) {
+                let r = db.conn.prepare(&c.sql).and_then(|mut st| {
+                    let mut rows = st.query(rusqlite::params_from_iter(c.params.iter()))?;
+                    while let Some(row) = rows.next()? {
+                        for (i, col) in c.columns.iter().enumerate() {
+                            let _ = render(col.ty, row.get_ref(i)?);
+                        }
+                    }
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    prop_assert!(
+                        matches!(runtime_error(&e), QueryError::Validation(_)),
+                        "{q}\n{}\n{e}", c.sql
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,80}") {
+            let db = db();
+            let _ = compile(&s, &db, NOW);
+            let _ = compile(&format!("SELECT {s} FROM \"db\".\"metrics\""), &db, NOW);
+        }
+    }
+}
+
+/// Random well-formed queries (deterministic generator): every query the engine accepts must
+/// be valid SQLite whose only run-time failures are query-caused, and a fair share must compile.
+#[test]
+fn generated_queries_compile_to_valid_sqlite() {
+    struct G(u64);
+    impl G {
+        fn n(&mut self, k: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) % k as u64) as usize
+        }
+        fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+            v[self.n(v.len())]
+        }
+        fn expr(&mut self, d: u32) -> String {
+            const LEAVES: &[&str] = &[
+                "host",
+                "region",
+                "time",
+                "measure_name",
+                "measure_value::double",
+                "\"measure_value::bigint\"",
+                "\"measure_value::boolean\"",
+                "1",
+                "-2",
+                "1.5",
+                "'a'",
+                "'b%'",
+                "TRUE",
+                "NULL",
+                "1h",
+                "now()",
+                "ago(30m)",
+                "TIMESTAMP '2023-11-14 22:30:00'",
+                "from_milliseconds(1700000000000)",
+            ];
+            if d == 0 || self.n(3) == 0 {
+                return self.pick(LEAVES).to_string();
+            }
+            let a = self.expr(d - 1);
+            let b = self.expr(d - 1);
+            match self.n(16) {
+                0 => format!("({a} {} {b})", self.pick(&["=", "<>", "<", ">=", "!="])),
+                1 => format!("({a} {} {b})", self.pick(&["+", "-", "*", "/", "%"])),
+                2 => format!("({a} {} {b})", self.pick(&["AND", "OR"])),
+                3 => format!("NOT {a}"),
+                4 => format!("{a} BETWEEN {b} AND {}", self.expr(d - 1)),
+                5 => format!("{a} IN ({b}, {})", self.expr(d - 1)),
+                6 => format!("{a} IS {}NULL", self.pick(&["", "NOT "])),
+                7 => format!("{a} LIKE {b}"),
+                8 => format!("CASE WHEN {a} THEN {b} ELSE {} END", self.expr(d - 1)),
+                9 => format!(
+                    "CAST({a} AS {})",
+                    self.pick(&["double", "bigint", "varchar", "boolean"])
+                ),
+                10 => format!("bin({a}, {})", self.pick(&["1h", "1m", "10ms"])),
+                11 => format!(
+                    "{}({a})",
+                    self.pick(&[
+                        "to_milliseconds",
+                        "from_milliseconds",
+                        "to_unixtime",
+                        "from_unixtime",
+                        "abs",
+                        "length",
+                        "lower"
+                    ])
+                ),
+                12 => format!(
+                    "regexp_like({a}, {})",
+                    self.pick(&["'^a'", "'(?i)B$'", "'\\d'", "host"])
+                ),
+                13 => format!("{}({a})", self.pick(&["count", "sum", "avg", "min", "max"])),
+                14 => format!("coalesce({a}, {b})"),
+                _ => format!("({a} || {b})"),
+            }
+        }
+    }
+    let db = db();
+    let mut g = G(42);
+    let (mut ok, total) = (0, 10_000);
+    for _ in 0..total {
+        let mut q = format!("SELECT {}, {}", g.expr(3), g.expr(2));
+        q += " FROM \"db\".\"metrics\"";
+        if g.n(2) == 0 {
+            q += &format!(" WHERE {}", g.expr(3));
+        }
+        if g.n(3) == 0 {
+            q += &format!(" GROUP BY {}", g.expr(1));
+        }
+        if g.n(2) == 0 {
+            q += &format!(
+                " ORDER BY {}",
+                g.pick(&["1", "2 DESC", "time", "host NULLS FIRST"])
+            );
+        }
+        if g.n(3) == 0 {
+            q += " LIMIT 3";
+        }
+        let Ok(c) = compile(&q, &db, NOW) else {
+            continue;
+        };
+        ok += 1;
+        let r = db.conn.prepare(&c.sql).and_then(|mut st| {
+            let mut rows = st.query(rusqlite::params_from_iter(c.params.iter()))?;
+            while let Some(row) = rows.next()? {
+                for (i, col) in c.columns.iter().enumerate() {
+                    let _ = render(col.ty, row.get_ref(i)?);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            assert!(
+                matches!(runtime_error(&e), QueryError::Validation(_)),
+                "{q}\n{}\n{e}",
+                c.sql
+            );
+        }
+    }
+    assert!(
+        ok * 30 > total,
+        "only {ok} of {total} generated queries compiled"
+    );
+}
