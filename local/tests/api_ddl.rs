@@ -213,6 +213,28 @@ async fn table_lifecycle_and_errors() {
         .unwrap_err();
     assert!(e.as_service_error().unwrap().is_validation_exception());
 
+    let u = w
+        .update_table()
+        .database_name("dbx")
+        .table_name("retained")
+        .retention_properties(
+            tsw::types::RetentionProperties::builder()
+                .memory_store_retention_period_in_hours(72)
+                .magnetic_store_retention_period_in_days(30)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        u.table()
+            .unwrap()
+            .retention_properties()
+            .unwrap()
+            .memory_store_retention_period_in_hours(),
+        72
+    );
     let l2 = w.list_tables().database_name("dbx").send().await.unwrap();
     let names: Vec<_> = l2
         .tables()
