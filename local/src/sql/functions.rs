@@ -88,6 +88,36 @@ pub fn register(conn: &Connection) -> Result<()> {
             .map(Some)
             .ok_or_else(|| user_err(format!("Invalid duration: {s}")))
     })?;
+    conn.create_scalar_function("ts_field", 2, det, |ctx: &Context<'_>| {
+        let (Some(u), Some(t)) = (ctx.get::<Option<String>>(0)?, ctx.get::<Option<i64>>(1)?) else {
+            return Ok(None);
+        };
+        Ok(field(&u, t))
+    })?;
+    conn.create_scalar_function("ts_date_add", 3, det, |ctx: &Context<'_>| {
+        let (Some(u), Some(n), Some(t)) = (
+            ctx.get::<Option<String>>(0)?,
+            ctx.get::<Option<i64>>(1)?,
+            ctx.get::<Option<i64>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        date_add(&u, n, t)
+            .map(Some)
+            .ok_or_else(|| user_err("Out of range for timestamp"))
+    })?;
+    conn.create_scalar_function("ts_date_diff", 3, det, |ctx: &Context<'_>| {
+        let (Some(u), Some(a), Some(b)) = (
+            ctx.get::<Option<String>>(0)?,
+            ctx.get::<Option<i64>>(1)?,
+            ctx.get::<Option<i64>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        date_diff(&u, a, b)
+            .map(Some)
+            .ok_or_else(|| user_err("Out of range for bigint"))
+    })?;
     conn.create_scalar_function("ts_lower", 1, det, |ctx: &Context<'_>| {
         Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase()))
     })?;
@@ -229,6 +259,94 @@ fn cast(v: ValueRef<'_>, from: &str, to: &str) -> std::result::Result<Value, Str
 }
 
 const NS_DAY: i64 = 86_400_000_000_000;
+
+/// Fixed-length units in nanoseconds.
+fn fixed_unit(unit: &str) -> Option<i64> {
+    Some(match unit {
+        "millisecond" => 1_000_000,
+        "second" => 1_000_000_000,
+        "minute" => 60_000_000_000,
+        "hour" => 3_600_000_000_000,
+        "day" => NS_DAY,
+        "week" => 7 * NS_DAY,
+        _ => return None,
+    })
+}
+
+fn months(unit: &str) -> Option<i64> {
+    Some(match unit {
+        "month" => 1,
+        "quarter" => 3,
+        "year" => 12,
+        _ => return None,
+    })
+}
+
+/// `date_add(unit, n, ts)`; month-based units clamp the day to the target month's length.
+pub fn date_add(unit: &str, n: i64, t: i64) -> Option<i64> {
+    if let Some(m) = fixed_unit(unit) {
+        return t.checked_add(n.checked_mul(m)?);
+    }
+    let k = n.checked_mul(months(unit)?)?;
+    let days = t.div_euclid(NS_DAY);
+    let tod = t.rem_euclid(NS_DAY);
+    let (y, m, d) = civil_from_days(days);
+    let total = (y * 12 + i64::from(m) - 1).checked_add(k)?;
+    let (ny, nm) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
+    let last = (days_from_civil(
+        ny + i64::from(nm == 12),
+        if nm == 12 { 1 } else { nm + 1 },
+        1,
+    ) - days_from_civil(ny, nm, 1)) as u32;
+    days_from_civil(ny, nm, d.min(last))
+        .checked_mul(NS_DAY)?
+        .checked_add(tod)
+}
+
+/// `date_diff(unit, a, b)`: whole units from a to b (truncated toward zero).
+pub fn date_diff(unit: &str, a: i64, b: i64) -> Option<i64> {
+    if let Some(m) = fixed_unit(unit) {
+        return Some(b.checked_sub(a)? / m);
+    }
+    let per = months(unit)?;
+    let (ya, ma, _) = civil_from_days(a.div_euclid(NS_DAY));
+    let (yb, mb, _) = civil_from_days(b.div_euclid(NS_DAY));
+    let mut n = (yb * 12 + i64::from(mb)) - (ya * 12 + i64::from(ma));
+    // Not a whole month yet when the end lies before the same point of its month.
+    if n > 0 && date_add("month", n, a)? > b {
+        n -= 1;
+    } else if n < 0 && date_add("month", n, a)? < b {
+        n += 1;
+    }
+    Some(n / per)
+}
+
+/// Calendar fields of a timestamp (ISO day of week: Monday = 1).
+pub fn field(name: &str, t: i64) -> Option<i64> {
+    let days = t.div_euclid(NS_DAY);
+    let tod = t.rem_euclid(NS_DAY);
+    let (y, m, d) = civil_from_days(days);
+    Some(match name {
+        "year" => y,
+        "quarter" => (i64::from(m) - 1) / 3 + 1,
+        "month" => i64::from(m),
+        "day" | "day_of_month" => i64::from(d),
+        "day_of_week" | "dow" => (days + 3).rem_euclid(7) + 1,
+        "day_of_year" | "doy" => days - days_from_civil(y, 1, 1) + 1,
+        "week" | "week_of_year" => {
+            // ISO week: the week with the year's first Thursday is week 1.
+            let dow = (days + 3).rem_euclid(7); // Monday = 0
+            let thursday = days - dow + 3;
+            let (ty, _, _) = civil_from_days(thursday);
+            (thursday - days_from_civil(ty, 1, 1)) / 7 + 1
+        }
+        "hour" => tod / 3_600_000_000_000,
+        "minute" => tod / 60_000_000_000 % 60,
+        "second" => tod / 1_000_000_000 % 60,
+        "millisecond" => tod / 1_000_000 % 1000,
+        _ => return None,
+    })
+}
 
 /// `parse_duration('42.8ms')`: a decimal number and a unit (ns, us, ms, s, m, h, d).
 pub fn parse_duration(s: &str) -> Option<i64> {

@@ -262,6 +262,18 @@ fn result_rows() {
             &["2023-11-14 22:43:20.000000000|0 01:00:00.000000000"],
         ),
         (
+            "SELECT year(TIMESTAMP '2024-02-29 13:14:15.123'), month(TIMESTAMP '2024-02-29'), day(TIMESTAMP '2024-02-29'), hour(TIMESTAMP '2024-02-29 13:14:15.123'), minute(TIMESTAMP '2024-02-29 13:14:15.123'), second(TIMESTAMP '2024-02-29 13:14:15.123'), millisecond(TIMESTAMP '2024-02-29 13:14:15.123'), day_of_week(TIMESTAMP '2024-02-29'), day_of_year(TIMESTAMP '2024-02-29'), week(TIMESTAMP '2021-01-03'), quarter(TIMESTAMP '2024-08-01')",
+            &["2024|2|29|13|14|15|123|4|60|53|3"],
+        ),
+        (
+            "SELECT date_add('month', 1, TIMESTAMP '2024-01-31 10:00:00'), date_add('hour', -2, TIMESTAMP '2024-01-01 01:00:00'), date_add('year', 1, TIMESTAMP '2024-02-29'), date_diff('day', TIMESTAMP '2024-01-01', TIMESTAMP '2024-03-01'), date_diff('month', TIMESTAMP '2024-01-31', TIMESTAMP '2024-02-29'), date_diff('month', TIMESTAMP '2024-01-15', TIMESTAMP '2024-03-15')",
+            &["2024-02-29 10:00:00.000000000|2023-12-31 23:00:00.000000000|2025-02-28 00:00:00.000000000|60|1|2"],
+        ),
+        (
+            r#"SELECT hour(time), count(*) FROM "db"."metrics" GROUP BY hour(time) ORDER BY 1"#,
+            &["22|6", "23|1"],
+        ),
+        (
             "SELECT parse_duration('42.8ms'), parse_duration('1d') + 1h, to_milliseconds(parse_duration('1.5s'))",
             &["0 00:00:00.042800000|1 01:00:00.000000000|1500"],
         ),
@@ -406,6 +418,8 @@ fn validation_errors() {
             "line 1:51: For SELECT DISTINCT, ORDER BY expressions must appear in select list",
         ),
         ("SELECT parse_duration('1x')", "line 1:8: Invalid duration: 1x"),
+        ("SELECT from_milliseconds(-1)", "line 1:8: Negative timestamps are not supported"),
+        ("SELECT from_milliseconds(0) - 1h", "line 1:29: Negative timestamps are not supported"),
         (r#"SELECT * FROM metrics"#, "line 1:15: Schema must be specified when session schema is not set"),
         ("SELECT 1 +", "line 1:11: mismatched input '<EOF>'. Expecting: <expression>"),
     ];
@@ -471,9 +485,18 @@ fn division_by_zero_is_an_error() {
 }
 
 #[test]
-fn deepest_accepted_expressions_run_on_a_default_thread_stack() {
+fn deepest_accepted_expressions_run_on_half_a_default_thread_stack() {
+    // Worker threads get 2 MiB by default; the deepest accepted query must fit in half of it.
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(deepest_accepted_expressions)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn deepest_accepted_expressions() {
     let db = db();
-    // Test threads have the default 2 MiB stack, like the server's worker threads.
     let sum = format!(
         r#"SELECT "measure_value::bigint"{} FROM "db"."metrics" WHERE measure_name = 'mem' ORDER BY 1"#,
         " + 1".repeat(190)

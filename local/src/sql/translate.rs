@@ -573,6 +573,32 @@ fn overflow(pos: Pos) -> QueryError {
 }
 
 fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
+    let t = expr_inner(e, cx, in_agg)?;
+    // Timestream rejects any operation that produces a time before 1970.
+    if t.ty == Ty::Timestamp && t.int().is_some_and(|v| v < 0) {
+        return Err(verr(e.pos(), "Negative timestamps are not supported"));
+    }
+    Ok(t)
+}
+
+fn expr_inner(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
+    // Children first, then a non-recursive combine step: keeps the per-level stack small.
+    let child_agg = in_agg || matches!(e, Expr::Func { name, .. } if is_aggregate(name));
+    let children = e.children();
+    let mut kids = Vec::with_capacity(children.len());
+    for c in children {
+        kids.push(expr(c, cx, child_agg)?);
+    }
+    combine(e, kids, cx, in_agg)
+}
+
+#[inline(never)]
+fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
+    let mut kids = kids.into_iter();
+    let mut next = || {
+        kids.next()
+            .ok_or_else(|| QueryError::Internal("translator: operand missing".into()))
+    };
     match e {
         Expr::Col { name, pos, .. } => {
             let c = cx.column(name, *pos)?;
@@ -583,7 +609,7 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
         }
         Expr::Lit { v, pos } => literal(v, *pos),
         Expr::Neg { e: inner, pos } => {
-            let t = expr(inner, cx, in_agg)?;
+            let t = next()?;
             if !(is_numeric(t.ty) || t.ty == Ty::IntervalDayToSecond || t.ty == Ty::Unknown) {
                 return Err(verr(
                     *pos,
@@ -603,14 +629,14 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             }
         }
         Expr::Not { e: inner, pos } => {
-            let t = expr(inner, cx, in_agg)?;
+            let t = next()?;
             boolean_operand(&t, *pos, "NOT")?;
             let s = cx.emit(&t);
             Ok(T::sql(format!("(NOT {s})"), Ty::Boolean))
         }
         Expr::Bin { op, l, r, pos } => {
-            let a = expr(l, cx, in_agg)?;
-            let b = expr(r, cx, in_agg)?;
+            let a = next()?;
+            let b = next()?;
             binary(*op, a, b, *pos, cx)
         }
         Expr::Between {
@@ -620,9 +646,9 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             neg,
             pos,
         } => {
-            let t = expr(x, cx, in_agg)?;
-            let l = expr(lo, cx, in_agg)?;
-            let h = expr(hi, cx, in_agg)?;
+            let t = next()?;
+            let l = next()?;
+            let h = next()?;
             for o in [&l, &h] {
                 if common(t.ty, o.ty).is_none() {
                     return Err(cannot_apply(*pos, "BETWEEN", t.ty, o.ty));
@@ -641,10 +667,10 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             neg,
             pos,
         } => {
-            let t = expr(x, cx, in_agg)?;
+            let t = next()?;
             let mut items = Vec::new();
             for it in list {
-                let v = expr(it, cx, in_agg)?;
+                let v = next()?;
                 if common(t.ty, v.ty).is_none() {
                     return Err(cannot_apply(*pos, "IN", t.ty, v.ty));
                 }
@@ -659,7 +685,7 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             ))
         }
         Expr::IsNull { e: x, neg, .. } => {
-            let t = expr(x, cx, in_agg)?;
+            let t = next()?;
             let s = cx.emit(&t);
             let not = if *neg { "NOT " } else { "" };
             Ok(T::sql(format!("({s} IS {not}NULL)"), Ty::Boolean))
@@ -671,10 +697,10 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             neg,
             pos,
         } => {
-            let t = expr(x, cx, in_agg)?;
-            let p = expr(pat, cx, in_agg)?;
+            let t = next()?;
+            let p = next()?;
             let es = match esc {
-                Some(es) => Some(expr(es, cx, in_agg)?),
+                Some(es) => Some(next()?),
                 None => None,
             };
             for o in std::iter::once(&t)
@@ -709,7 +735,10 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             distinct,
             star,
             pos,
-        } => func(name, args, *distinct, *star, *pos, cx, in_agg),
+        } => {
+            let a: Vec<T> = args.iter().map(|_| next()).collect::<Result<_, _>>()?;
+            func(name, a, *distinct, *star, *pos, cx, in_agg)
+        }
         Expr::Case {
             operand,
             whens,
@@ -717,13 +746,13 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             pos,
         } => {
             let op = match operand {
-                Some(o) => Some(expr(o, cx, in_agg)?),
+                Some(o) => Some(next()?),
                 None => None,
             };
             let mut ty = Ty::Unknown;
             let mut parts = Vec::new();
             for (w, t) in whens {
-                let wt = expr(w, cx, in_agg)?;
+                let wt = next()?;
                 match &op {
                     Some(o) => {
                         if common(o.ty, wt.ty).is_none() {
@@ -732,7 +761,7 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
                     }
                     None => boolean_operand(&wt, w.pos(), "WHEN")?,
                 }
-                let tt = expr(t, cx, in_agg)?;
+                let tt = next()?;
                 ty = common(ty, tt.ty).ok_or_else(|| {
                     verr(
                         *pos,
@@ -745,7 +774,7 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
                 parts.push((wt, tt));
             }
             let el = match else_ {
-                Some(x) => Some(expr(x, cx, in_agg)?),
+                Some(x) => Some(next()?),
                 None => None,
             };
             if let Some(x) = &el {
@@ -774,7 +803,7 @@ fn expr(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
             Ok(T::sql(s, ty))
         }
         Expr::Cast { e: x, ty, pos } => {
-            let t = expr(x, cx, in_agg)?;
+            let t = next()?;
             cast(t, *ty, *pos, cx)
         }
     }
@@ -936,9 +965,10 @@ fn bad_args(name: &str, args: &[T], pos: Pos, expected: &str) -> QueryError {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn func(
     name: &str,
-    args: &[Expr],
+    a: Vec<T>,
     distinct: bool,
     star: bool,
     pos: Pos,
@@ -960,10 +990,6 @@ fn func(
             pos,
             format!("DISTINCT is not supported for non-aggregation function '{name}'"),
         ));
-    }
-    let mut a = Vec::with_capacity(args.len());
-    for x in args {
-        a.push(expr(x, cx, in_agg || agg)?);
     }
     let dist = if distinct { "DISTINCT " } else { "" };
     let one =
@@ -1128,6 +1154,64 @@ fn func(
                     let s = cx.emit(&a[0]);
                     T::sql(format!("ts_bin({s}, {iv})"), Ty::Timestamp)
                 }
+            }
+        }
+        "year" | "quarter" | "month" | "week" | "week_of_year" | "day" | "day_of_month"
+        | "day_of_week" | "dow" | "day_of_year" | "doy" | "hour" | "minute" | "second"
+        | "millisecond" => {
+            let s = one(cx, &a, &format!("{name}(timestamp)"), &|t| {
+                t == Ty::Timestamp
+            })?;
+            match a[0].int() {
+                Some(v) => T::c(
+                    Value::Integer(super::functions::field(name, v).unwrap_or(0)),
+                    Ty::Bigint,
+                ),
+                None => T::sql(format!("ts_field('{name}', {s})"), Ty::Bigint),
+            }
+        }
+        "date_add" | "date_diff" => {
+            let sig = if name == "date_add" {
+                "date_add(varchar, bigint, timestamp)"
+            } else {
+                "date_diff(varchar, timestamp, timestamp)"
+            };
+            let ok = a.len() == 3
+                && a[0].ty == Ty::Varchar
+                && if name == "date_add" {
+                    is_integral(a[1].ty) && a[2].ty == Ty::Timestamp
+                } else {
+                    a[1].ty == Ty::Timestamp && a[2].ty == Ty::Timestamp
+                };
+            if !ok {
+                return Err(bad_args(name, &a, pos, sig));
+            }
+            let unit = a[0]
+                .text()
+                .map(str::to_ascii_lowercase)
+                .ok_or_else(|| verr(pos, format!("{name}() needs a constant unit")))?;
+            if super::functions::date_add(&unit, 0, 0).is_none() {
+                return Err(verr(
+                    pos,
+                    format!("'{unit}' is not a valid Timestamp field"),
+                ));
+            }
+            let ty = if name == "date_add" {
+                Ty::Timestamp
+            } else {
+                Ty::Bigint
+            };
+            if let (Some(x), Some(y)) = (a[1].int(), a[2].int()) {
+                let v = if name == "date_add" {
+                    super::functions::date_add(&unit, x, y)
+                } else {
+                    super::functions::date_diff(&unit, x, y)
+                };
+                T::c(Value::Integer(v.ok_or_else(|| overflow(pos))?), ty)
+            } else {
+                let u = cx.emit(&T::c(Value::Text(unit), Ty::Varchar));
+                let (x, y) = (cx.emit(&a[1]), cx.emit(&a[2]));
+                T::sql(format!("ts_{name}({u}, {x}, {y})"), ty)
             }
         }
         "date_trunc" => {
