@@ -608,7 +608,7 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
             ))
         }
         Expr::Lit { v, pos } => literal(v, *pos),
-        Expr::Neg { e: inner, pos } => {
+        Expr::Neg { pos, .. } => {
             let t = next()?;
             if !(is_numeric(t.ty) || t.ty == Ty::IntervalDayToSecond || t.ty == Ty::Unknown) {
                 return Err(verr(
@@ -628,24 +628,18 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
                 }
             }
         }
-        Expr::Not { e: inner, pos } => {
+        Expr::Not { pos, .. } => {
             let t = next()?;
             boolean_operand(&t, *pos, "NOT")?;
             let s = cx.emit(&t);
             Ok(T::sql(format!("(NOT {s})"), Ty::Boolean))
         }
-        Expr::Bin { op, l, r, pos } => {
+        Expr::Bin { op, pos, .. } => {
             let a = next()?;
             let b = next()?;
             binary(*op, a, b, *pos, cx)
         }
-        Expr::Between {
-            e: x,
-            lo,
-            hi,
-            neg,
-            pos,
-        } => {
+        Expr::Between { neg, pos, .. } => {
             let t = next()?;
             let l = next()?;
             let h = next()?;
@@ -661,15 +655,10 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
                 Ty::Boolean,
             ))
         }
-        Expr::In {
-            e: x,
-            list,
-            neg,
-            pos,
-        } => {
+        Expr::In { list, neg, pos, .. } => {
             let t = next()?;
             let mut items = Vec::new();
-            for it in list {
+            for _ in list {
                 let v = next()?;
                 if common(t.ty, v.ty).is_none() {
                     return Err(cannot_apply(*pos, "IN", t.ty, v.ty));
@@ -684,23 +673,17 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
                 Ty::Boolean,
             ))
         }
-        Expr::IsNull { e: x, neg, .. } => {
+        Expr::IsNull { neg, .. } => {
             let t = next()?;
             let s = cx.emit(&t);
             let not = if *neg { "NOT " } else { "" };
             Ok(T::sql(format!("({s} IS {not}NULL)"), Ty::Boolean))
         }
-        Expr::Like {
-            e: x,
-            pat,
-            esc,
-            neg,
-            pos,
-        } => {
+        Expr::Like { esc, neg, pos, .. } => {
             let t = next()?;
             let p = next()?;
             let es = match esc {
-                Some(es) => Some(next()?),
+                Some(_) => Some(next()?),
                 None => None,
             };
             for o in std::iter::once(&t)
@@ -746,12 +729,12 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
             pos,
         } => {
             let op = match operand {
-                Some(o) => Some(next()?),
+                Some(_) => Some(next()?),
                 None => None,
             };
             let mut ty = Ty::Unknown;
             let mut parts = Vec::new();
-            for (w, t) in whens {
+            for (w, _) in whens {
                 let wt = next()?;
                 match &op {
                     Some(o) => {
@@ -774,7 +757,7 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
                 parts.push((wt, tt));
             }
             let el = match else_ {
-                Some(x) => Some(next()?),
+                Some(_) => Some(next()?),
                 None => None,
             };
             if let Some(x) = &el {
@@ -802,7 +785,7 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
             s += " END)";
             Ok(T::sql(s, ty))
         }
-        Expr::Cast { e: x, ty, pos } => {
+        Expr::Cast { ty, pos, .. } => {
             let t = next()?;
             cast(t, *ty, *pos, cx)
         }
