@@ -373,3 +373,75 @@ async fn pages_are_capped_near_one_megabyte() {
     assert!(pages >= 2);
     l.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn empty_table_answers_with_no_rows() {
+    let (l, _w, q) = setup("qdb", "empty").await;
+    let out = q
+        .query()
+        .query_string(r#"SELECT count(*) FROM "qdb"."empty""#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.rows()[0].data()[0].scalar_value(), Some("0"));
+    let out = q
+        .query()
+        .query_string(r#"SELECT * FROM "qdb"."empty""#)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.rows().is_empty() && out.next_token().is_none());
+    let names: Vec<&str> = out
+        .column_info()
+        .iter()
+        .map(|c| c.name().unwrap())
+        .collect();
+    assert_eq!(names, vec!["measure_name", "time"]);
+    l.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleted_and_recreated_table_is_queryable() {
+    let (l, w, q) = setup("qdb", "cycle").await;
+    write_all(
+        &w,
+        "qdb",
+        "cycle",
+        vec![rec("cpu", "1", now_ms(), &[("host", "a")])],
+    )
+    .await;
+    w.delete_table()
+        .database_name("qdb")
+        .table_name("cycle")
+        .send()
+        .await
+        .unwrap();
+    let e = q
+        .query()
+        .query_string(r#"SELECT count(*) FROM "qdb"."cycle""#)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "ValidationException");
+    w.create_table()
+        .database_name("qdb")
+        .table_name("cycle")
+        .send()
+        .await
+        .unwrap();
+    write_all(
+        &w,
+        "qdb",
+        "cycle",
+        vec![rec("mem", "2", now_ms(), &[("zone", "z")])],
+    )
+    .await;
+    let (rows, cols, _) = query_all(&q, r#"SELECT * FROM "qdb"."cycle""#, None).await;
+    assert_eq!(rows.len(), 1);
+    let names: Vec<&str> = cols.iter().map(|c| c.name().unwrap()).collect();
+    assert_eq!(
+        names,
+        vec!["zone", "measure_name", "time", "measure_value::double"]
+    );
+    l.server.shutdown().await;
+}
