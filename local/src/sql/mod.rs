@@ -1,5 +1,24 @@
 //! Timestream SQL engine: parses the Timestream (Trino-derived) dialect, checks names and types
 //! against the store's catalog and emits an SQLite query over the table's view.
+//!
+//! Supported: `SELECT [DISTINCT] *|expr [AS alias], ... [FROM "db"."table" [alias]]
+//! [WHERE ..] [GROUP BY expr|ordinal, ..] [HAVING ..] [ORDER BY expr|alias|ordinal
+//! [ASC|DESC] [NULLS FIRST|LAST], ..] [LIMIT n|ALL]`; operators `= <> != < > <= >=`, `AND OR NOT`,
+//! `+ - * / % ||`, `[NOT] BETWEEN`, `[NOT] IN (..)`, `IS [NOT] NULL`, `[NOT] LIKE .. [ESCAPE ..]`,
+//! `CASE`, `CAST`; literals (strings with `''`, numbers, `TRUE/FALSE/NULL`, `TIMESTAMP '..'`,
+//! `INTERVAL '5' MINUTE`, `1h`/`10ms`/...); `measure_value::<type>` bare or quoted; aggregates
+//! count/sum/avg/min/max (incl. DISTINCT); time functions now/current_timestamp, ago, bin,
+//! date_trunc, date_add, date_diff, from_/to_milliseconds, from_/to_nanoseconds,
+//! from_/to_unixtime, parse_duration, calendar fields (year..millisecond); regexp_like with
+//! java.util.regex semantics (see `javaregex`); coalesce, greatest, least, abs, round, floor,
+//! ceil, sqrt, ln, exp, length, lower, upper, concat.
+//!
+//! Semantics kept from Trino: integer literals are INTEGER, decimals DOUBLE; `/` on integers
+//! truncates and fails on zero; NULLs sort last; LIKE is case-sensitive; unaliased expressions
+//! are named `_colN`. Every literal reaches SQLite as a bound parameter; constant time
+//! expressions (`from_milliseconds(..)`, `now() - 1h`, `ago(..)`) are folded so `time` is compared
+//! as a plain column against constants and SQLite can use the indexes.
+//! Not supported (Validation error): joins, subqueries, WITH, set operations, window functions.
 
 mod functions;
 mod javaregex;
