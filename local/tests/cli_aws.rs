@@ -16,10 +16,14 @@ fn aws_available() -> bool {
 }
 
 fn aws(url: &str, via_env: bool, args: &[&str]) -> (bool, String, String) {
+    aws_as(url, via_env, ("AKIDEXAMPLE", "example-secret"), args)
+}
+
+fn aws_as(url: &str, via_env: bool, key: (&str, &str), args: &[&str]) -> (bool, String, String) {
     let mut c = Command::new("aws");
     c.args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "example-secret")
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -94,6 +98,35 @@ async fn aws_cli_create_write_query() {
             assert!(ok, "query: {err}");
             assert!(out.contains("\"ScalarValue\": \"2\""), "{out}");
         }
+    })
+    .await
+    .unwrap();
+    l.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_cli_signatures_are_verified() {
+    if !aws_available() {
+        eprintln!("SKIPPED aws_cli_signatures_are_verified: the `aws` CLI is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    std::fs::write(&file, "AKIDCLI00000000000 cli/secret+key\n").unwrap();
+    let mut opts = timestream_local::Options::new(dir.path().join("data"));
+    opts.credentials_file = Some(file);
+    let l = start_with(opts, dir).await;
+    let u = l.server.url();
+    tokio::task::spawn_blocking(move || {
+        let list = ["timestream-write", "list-databases"];
+        let (ok, _, err) = aws_as(&u, false, ("AKIDCLI00000000000", "cli/secret+key"), &list);
+        assert!(ok, "{err}");
+        let (ok, _, err) = aws_as(&u, true, ("AKIDCLI00000000000", "cli/secret+key"), &list);
+        assert!(ok, "with endpoint discovery: {err}");
+        let (ok, _, err) = aws_as(&u, false, ("AKIDCLI00000000000", "wrong"), &list);
+        assert!(!ok && err.contains("InvalidSignatureException"), "{err}");
+        let (ok, _, err) = aws_as(&u, false, ("AKIDNOBODY00000000", "x"), &list);
+        assert!(!ok && err.contains("UnrecognizedClientException"), "{err}");
     })
     .await
     .unwrap();
