@@ -250,6 +250,10 @@ fn result_rows() {
             &["a|us|NULL|mem|2023-11-14 22:13:20.000000000|NULL|42|NULL|NULL"],
         ),
         (
+            r#"SELECT count(*) FROM "db"."metrics" HAVING count(*) > 100"#,
+            &[],
+        ),
+        (
             r#"SELECT count(DISTINCT host), count(region) FROM "db"."metrics""#,
             &["3|4"],
         ),
@@ -418,6 +422,10 @@ fn validation_errors() {
             "line 1:51: For SELECT DISTINCT, ORDER BY expressions must appear in select list",
         ),
         ("SELECT parse_duration('1x')", "line 1:8: Invalid duration: 1x"),
+        (
+            r#"SELECT host FROM "db"."metrics" HAVING host = 'a'"#,
+            "line 1:8: 'host' must be an aggregate expression or appear in GROUP BY clause",
+        ),
         ("SELECT from_milliseconds(-1)", "line 1:8: Negative timestamps are not supported"),
         ("SELECT from_milliseconds(0) - 1h", "line 1:29: Negative timestamps are not supported"),
         (r#"SELECT * FROM metrics"#, "line 1:15: Schema must be specified when session schema is not set"),

@@ -292,9 +292,8 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
     }
     let aggregated = !q.group_by.is_empty()
         || outs.iter().any(|o| contains_aggregate(&o.expr).is_some())
-        || q.having
-            .as_ref()
-            .is_some_and(|h| contains_aggregate(h).is_some());
+        // HAVING alone makes the query an aggregation, as in Trino.
+        || q.having.is_some();
     let keys: Vec<String> = group_exprs.iter().map(Expr::key).collect();
     if aggregated {
         for o in &outs {
