@@ -67,6 +67,26 @@ async fn timed_query(q: &tsq::Client, sql: &str, runs: usize) -> (Duration, usiz
     (times[times.len() / 2], rows)
 }
 
+/// CPU seconds of this process's threads whose name starts with `prefix` (Linux /proc).
+fn threads_cpu_seconds(prefix: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut total = 0.0;
+    for e in dir.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        total += f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    }
+    total / 100.0
+}
+
 /// user + system CPU time of this process (Linux /proc; 0 elsewhere), to tell the cost of ingest
 /// apart from the CPU share a busy shared machine grants.
 fn process_cpu_seconds() -> f64 {
@@ -172,6 +192,7 @@ async fn main() {
         per_writer[i % WRITERS].push(b);
     }
     let cpu0 = process_cpu_seconds();
+    let writer0 = threads_cpu_seconds("timestream-loca");
     let t = Instant::now();
     let mut tasks = Vec::new();
     for work in per_writer {
@@ -194,6 +215,7 @@ async fn main() {
     }
     let el = t.elapsed();
     let cpu = process_cpu_seconds() - cpu0;
+    let writer = threads_cpu_seconds("timestream-loca") - writer0;
     println!(
         "ingest: {n_records} records, {WRITERS} SDK writers, {:.2} s, {:.0} records/s; \
          process CPU {:.2} s (clients + server), {:.0} records per CPU-second",
@@ -201,6 +223,10 @@ async fn main() {
         n_records as f64 / el.as_secs_f64(),
         cpu,
         n_records as f64 / cpu
+    );
+    println!(
+        "ingest: SQLite writer thread CPU {writer:.2} s, {:.0} records per writer CPU-second",
+        n_records as f64 / writer
     );
 
     let q = query_client(&url);
