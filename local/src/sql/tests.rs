@@ -598,12 +598,30 @@ mod fuzz {
         fn token_soup_never_panics_and_emits_valid_sql(
             idx in proptest::collection::vec(0..VOCAB.len(), 1..24)
         ) {
-            let db = db();
+            DB.with(|db| soup_case(db, &idx))?;
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,80}") {
+            DB.with(|db| {
+                let _ = compile(&s, db, NOW);
+                let _ = compile(&format!("SELECT {s} FROM \"db\".\"metrics\""), db, NOW);
+            });
+        }
+    }
+
+    thread_local! {
+        // One database per test thread: building it per case would dominate the run time.
+        static DB: Db = db();
+    }
+
+    fn soup_case(db: &Db, idx: &[usize]) -> Result<(), TestCaseError> {
+        {
             let q = format!(
                 "SELECT {}",
                 idx.iter().map(|&i| VOCAB[i]).collect::<Vec<_>>().join(" ")
             );
-            if let Ok(c) = compile(&q, &db, NOW) {
+            if let Ok(c) = compile(&q, db, NOW) {
                 let r = db.conn.prepare(&c.sql).and_then(|mut st| {
                     let mut rows = st.query(rusqlite::params_from_iter(c.params.iter()))?;
                     while let Some(row) = rows.next()? {
@@ -616,18 +634,13 @@ mod fuzz {
                 if let Err(e) = r {
                     prop_assert!(
                         matches!(runtime_error(&e), QueryError::Validation(_)),
-                        "{q}\n{}\n{e}", c.sql
+                        "{q}\n{}\n{e}",
+                        c.sql
                     );
                 }
             }
         }
-
-        #[test]
-        fn arbitrary_text_never_panics(s in "\\PC{0,80}") {
-            let db = db();
-            let _ = compile(&s, &db, NOW);
-            let _ = compile(&format!("SELECT {s} FROM \"db\".\"metrics\""), &db, NOW);
-        }
+        Ok(())
     }
 }
 
