@@ -244,6 +244,18 @@ fn collect(
         }
         buf.push_str("]}");
         total += buf.len();
+        if total > CACHE_BYTES {
+            // Results are kept whole for pagination; refuse rather than exhaust memory.
+            return Err(ApiError {
+                code: "QueryExecutionException",
+                status: 400,
+                message: format!(
+                    "The query result exceeds the {} MiB timestream-local keeps per query; narrow the query.",
+                    CACHE_BYTES >> 20
+                ),
+                extra: None,
+            });
+        }
         out.push(buf.clone());
     }
     let columns: Vec<Value> = compiled
