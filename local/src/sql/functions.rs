@@ -30,13 +30,22 @@ pub fn register(conn: &Connection) -> Result<()> {
             if (0..ctx.len()).any(|i| ctx.get_raw(i) == ValueRef::Null) {
                 return Ok(None);
             }
-            let p = text(ctx, 1)?;
             let esc = if ctx.len() == 3 {
                 Some(text(ctx, 2)?)
             } else {
                 None
             };
-            let re = like_cached(&p, esc.as_deref()).map_err(user_err)?;
+            // Per-statement cache on the (normally constant) pattern; the escape it was built
+            // with is kept alongside, since only the pattern argument keys the cache.
+            let cached = ctx.get_or_create_aux(1, |vr| -> std::result::Result<_, String> {
+                let p = vr.as_str().map_err(|e| e.to_string())?;
+                Ok((esc.clone(), like_cached(p, esc.as_deref())?))
+            })?;
+            let re = if cached.0 == esc {
+                cached.1.clone()
+            } else {
+                like_cached(&text(ctx, 1)?, esc.as_deref()).map_err(user_err)?
+            };
             Ok(Some(re.is_match(&text(ctx, 0)?)))
         })?;
     }

@@ -250,6 +250,11 @@ fn result_rows() {
             &["a|us|NULL|mem|2023-11-14 22:13:20.000000000|NULL|42|NULL|NULL"],
         ),
         (
+            // A per-row escape character with a constant pattern.
+            r#"SELECT measure_name LIKE 'c%' ESCAPE CASE WHEN host = 'a' THEN '!' ELSE 'c' END FROM "db"."metrics" WHERE measure_name = 'cpu' ORDER BY host"#,
+            &["true", "true", "false", "false"],
+        ),
+        (
             r#"SELECT count(*) FROM "db"."metrics" HAVING count(*) > 100"#,
             &[],
         ),
