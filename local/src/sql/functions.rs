@@ -75,6 +75,15 @@ pub fn register(conn: &Connection) -> Result<()> {
             .map(Some)
             .ok_or_else(|| user_err("bigint division overflow"))
     })?;
+    conn.create_scalar_function("ts_imod", 2, det, |ctx: &Context<'_>| {
+        let (Some(a), Some(b)) = (ctx.get::<Option<i64>>(0)?, ctx.get::<Option<i64>>(1)?) else {
+            return Ok(None);
+        };
+        if b == 0 {
+            return Err(user_err("Division by zero"));
+        }
+        Ok(Some(a.wrapping_rem(b)))
+    })?;
     conn.create_scalar_function("ts_mod", 2, det, |ctx: &Context<'_>| {
         let (Some(a), Some(b)) = (ctx.get::<Option<f64>>(0)?, ctx.get::<Option<f64>>(1)?) else {
             return Ok(None);

@@ -226,6 +226,10 @@ fn result_rows() {
             &["1|2.5|a'b|true|NULL|7|3|3.5|-3|2000.0"],
         ),
         (
+            r#"SELECT "measure_value::bigint" % 5, "measure_value::bigint" / 5, "measure_value::bigint" % 2.5 FROM "db"."metrics" WHERE measure_name = 'mem' ORDER BY time"#,
+            &["2|8|2.0", "-2|-1|-2.0"],
+        ),
+        (
             "SELECT from_milliseconds(1), from_unixtime(1.5), from_nanoseconds(5), now(), current_timestamp, ago(1d)",
             &["1970-01-01 00:00:00.001000000|1970-01-01 00:00:01.500000000|1970-01-01 00:00:00.000000005|2023-11-15 00:13:20.000000000|2023-11-15 00:13:20.000000000|2023-11-14 00:13:20.000000000"],
         ),
@@ -487,14 +491,33 @@ fn time_and_measure_predicates_use_indexes() {
 }
 
 #[test]
-fn division_by_zero_is_an_error() {
+fn run_time_failures_are_validation_errors() {
     let db = db();
-    assert!(run(&db, "SELECT 1 / 0").is_err());
-    assert!(run(
-        &db,
-        r#"SELECT "measure_value::bigint" / 0 FROM "db"."metrics" WHERE measure_name = 'mem'"#
-    )
-    .is_err());
+    assert_eq!(err(&db, "SELECT 1 / 0"), "line 1:10: Division by zero");
+    for (q, want) in [
+        (
+            r#"SELECT "measure_value::bigint" / ("measure_value::bigint" - "measure_value::bigint") FROM "db"."metrics" WHERE measure_name = 'mem'"#,
+            "Division by zero",
+        ),
+        (
+            r#"SELECT "measure_value::bigint" % 0 FROM "db"."metrics" WHERE measure_name = 'mem'"#,
+            "Division by zero",
+        ),
+        (
+            r#"SELECT CAST(host AS bigint) FROM "db"."metrics" WHERE host = 'a'"#,
+            "Cannot cast 'a' to BIGINT",
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" WHERE regexp_like(host, host || '(')"#,
+            "Invalid regex pattern",
+        ),
+    ] {
+        let m = err(&db, q);
+        assert!(m.starts_with(want), "{q}: {m}");
+    }
+    // Errors that are not the query's fault stay internal.
+    let e = rusqlite::Error::InvalidColumnIndex(3);
+    assert!(matches!(runtime_error(&e), QueryError::Internal(_)));
 }
 
 #[test]

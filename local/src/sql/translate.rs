@@ -929,6 +929,7 @@ fn arith(op: BinOp, a: T, b: T, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> 
         match op {
             BinOp::Mod if !integral => format!("ts_mod({x}, {y})"),
             BinOp::Div if integral => format!("ts_idiv({x}, {y})"),
+            BinOp::Mod if integral => format!("ts_imod({x}, {y})"),
             _ => format!("({x} {sym} {y})"),
         },
         ty,
