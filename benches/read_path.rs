@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 use aws_sdk_timestreamquery::types::{Datum, Row};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use timestream_prometheus_connector::read::assemble::{Grouper, Layout, OrderedGrouper};
+use timestream_prometheus_connector::read::assemble::{
+    compare_labels, Grouper, Layout, OrderedGrouper,
+};
 use timestream_prometheus_connector::read::sql::{plan, render, Plan, PlanOptions};
 use timestream_prometheus_connector::remote::chunked::FrameBuilder;
 use timestream_prometheus_connector::remote::pb::{
@@ -79,7 +81,34 @@ fn rows(interleaved: bool) -> Vec<Row> {
             }
         }
     } else {
-        for s in 0..SERIES {
+        // Series in Prometheus label-set order, as the streamed query's ORDER BY returns them.
+        let labels = |s: usize| -> Vec<Label> {
+            let mut l = vec![
+                ("__name__", format!("node_cpu_seconds_total_{}", s / 400)),
+                ("cpu", format!("{}", s % 8)),
+                (
+                    "instance",
+                    format!("host-{:04}.example.internal:9100", s / 40),
+                ),
+                ("job", "node".to_string()),
+                (
+                    "mode",
+                    ["idle", "user", "system", "iowait", "irq"][s % 5].to_string(),
+                ),
+            ];
+            if s % 3 != 0 {
+                l.push(("region", "eu-west-1".to_string()));
+            }
+            l.into_iter()
+                .map(|(n, v)| Label {
+                    name: n.into(),
+                    value: v,
+                })
+                .collect()
+        };
+        let mut order: Vec<(Vec<Label>, usize)> = (0..SERIES).map(|s| (labels(s), s)).collect();
+        order.sort_by(|a, b| compare_labels(&a.0, &b.0));
+        for (_, s) in order {
             for k in 0..SAMPLES {
                 push(s, k);
             }

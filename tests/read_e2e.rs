@@ -757,3 +757,75 @@ async fn missing_table_is_a_client_error_with_timestreams_message() {
     assert!(body.contains(TABLE) || body.contains(DB), "{body}");
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_routing_reads_the_routed_table_and_restores_the_labels() {
+    let env = start_with(EnvOptions {
+        args: vec![
+            "--database-label=tsdb".into(),
+            "--table-label=tstable".into(),
+        ],
+        tables: vec![(DB.into(), TABLE.into()), ("other".into(), "tbl2".into())],
+        ..Default::default()
+    })
+    .await;
+    let t = now_ms() - 30_000;
+    let routed = [
+        ("__name__", "r"),
+        ("k", "v"),
+        ("tsdb", "other"),
+        ("tstable", "tbl2"),
+    ];
+    let routed_b = [
+        ("__name__", "r"),
+        ("a", "1"),
+        ("tsdb", "other"),
+        ("tstable", "tbl2"),
+    ];
+    let req = request(vec![
+        series(&routed, &[(1.0, t)]),
+        series(&routed_b, &[(3.0, t)]),
+        series(&[("__name__", "r"), ("k", "v")], &[(2.0, t)]),
+    ]);
+    let (status, body) = env.write(&req).await;
+    assert_eq!(status, 200, "{body}");
+    let lab = |p: &[(&str, &str)]| -> Labels {
+        p.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    let sel = vec![
+        m(T::Eq, "__name__", "r"),
+        m(T::Eq, "tsdb", "other"),
+        m(T::Eq, "tstable", "tbl2"),
+    ];
+    let want = vec![
+        (lab(&routed_b), vec![(t, 3.0f64.to_bits())]),
+        (lab(&routed), vec![(t, 1.0f64.to_bits())]),
+    ];
+    let got = read_samples(&env, vec![q(t, t, sel.clone())]).await;
+    assert_eq!(sorted(got[0].clone()), sorted(want.clone()));
+    // Streamed: the routing labels take part in the series order.
+    let got = read_streamed(&env, vec![q(t, t, sel)]).await;
+    assert_eq!(got[0], want);
+    // Without routing matchers: the default destination, whose series lack the labels.
+    let got = read_samples(&env, vec![q(t, t, vec![m(T::Eq, "__name__", "r")])]).await;
+    assert_eq!(
+        got[0],
+        vec![(
+            lab(&[("__name__", "r"), ("k", "v")]),
+            vec![(t, 2.0f64.to_bits())]
+        )]
+    );
+    let got = read_samples(
+        &env,
+        vec![q(
+            t,
+            t,
+            vec![m(T::Eq, "__name__", "r"), m(T::Re, "tsdb", "o.*")],
+        )],
+    )
+    .await;
+    assert!(got[0].is_empty());
+    env.shutdown().await;
+}
