@@ -508,7 +508,7 @@ async fn sigv4_mode_uses_the_functions_own_credentials() {
 fn lambda_mode_without_the_runtime_variables_exits_with_a_message() {
     // LAMBDA_TASK_ROOT alone (e.g. a container image copied out of Lambda): a clear
     // refusal naming what is missing, not a panic inside the runtime client.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_timestream-prometheus-connector"))
+    let out = std::process::Command::new(binary())
         .env_clear()
         .env("LAMBDA_TASK_ROOT", "/var/task")
         .env("default_database", DB)

@@ -254,6 +254,15 @@ impl Drop for RuntimeApi {
     }
 }
 
+/// The binary under test: the one cargo built for this test run, or the one named by
+/// `LAMBDA_TEST_BINARY` (e.g. `bootstrap` unpacked from serverless/dist/bootstrap.zip, to
+/// check the deployment artifact itself).
+pub fn binary() -> PathBuf {
+    std::env::var_os("LAMBDA_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_timestream-prometheus-connector")))
+}
+
 /// The real connector binary running in Lambda mode.
 pub struct Function {
     child: tokio::process::Child,
@@ -268,8 +277,7 @@ impl Function {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("function.log");
         let log_file = std::fs::File::create(&log).unwrap();
-        let mut cmd =
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_timestream-prometheus-connector"));
+        let mut cmd = tokio::process::Command::new(binary());
         cmd.env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env("LAMBDA_TASK_ROOT", "/var/task")
