@@ -214,9 +214,14 @@ fn collect(
     qs: &str,
     compiled: &sql::CompiledQuery,
 ) -> Result<Result_, ApiError> {
-    let map_err = |e: rusqlite::Error| {
-        tracing::warn!(error = %e, "query failed in SQLite");
-        ApiError::internal(format!("The query failed: {e}"))
+    // Failures the query itself causes (division by zero, a bad CAST, a run-time regex)
+    // are the caller's fault: Timestream answers them as ValidationException.
+    let map_err = |e: rusqlite::Error| match sql::runtime_error(&e) {
+        sql::QueryError::Validation(m) => ApiError::validation(m),
+        sql::QueryError::Internal(_) => {
+            tracing::warn!(error = %e, "query failed in SQLite");
+            ApiError::internal(format!("The query failed: {e}"))
+        }
     };
     let mut st = conn.prepare(&compiled.sql).map_err(map_err)?;
     let mut rows = st

@@ -251,6 +251,14 @@ async fn query_errors_are_validation_exceptions() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "ValidationException");
+    // Failures the data causes at run time are the query's fault, not the server's.
+    for sql in [
+        r#"SELECT measure_value::double / 0 FROM "qdb"."errs" WHERE 1 % 0 = 0"#,
+        r#"SELECT CAST(host AS BIGINT) FROM "qdb"."errs""#,
+    ] {
+        let e = q.query().query_string(sql).send().await.unwrap_err();
+        assert_eq!(code(&e), "ValidationException", "{sql}: {e:?}");
+    }
     l.server.shutdown().await;
 }
 
