@@ -14,9 +14,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
-if ! command -v aws >/dev/null 2>&1; then
-  echo "installing the AWS CLI (PyPI awscli)"
-  python3 -m pip install --quiet awscli
+pip_need=()
+command -v aws >/dev/null 2>&1 || pip_need+=(awscli)
+command -v cfn-lint >/dev/null 2>&1 || pip_need+=(cfn-lint)
+if [ ${#pip_need[@]} -gt 0 ]; then
+  echo "installing from PyPI: ${pip_need[*]}"
+  python3 -m pip install --quiet "${pip_need[@]}"
+  hash -r
 fi
 
 cargo test --workspace --locked "$@"
