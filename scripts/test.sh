@@ -21,6 +21,7 @@ if [ ${#pip_need[@]} -gt 0 ]; then
   echo "installing from PyPI: ${pip_need[*]}"
   python3 -m pip install --quiet "${pip_need[@]}"
   hash -r
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 cargo test --workspace --locked "$@"
