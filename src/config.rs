@@ -187,6 +187,10 @@ pub struct Cli {
     /// Most samples one remote-read request may return (0 = no limit); more → 400.
     #[arg(long = "read.max-samples", default_value_t = 50_000_000)]
     pub read_max_samples: u64,
+    /// Regex `.` matches newline, as in Prometheus 3 (false = Prometheus 2.x semantics).
+    #[arg(long = "read.dot-matches-newline", value_name = "BOOL", default_value = "true",
+          num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub read_dot_matches_newline: bool,
 }
 
 fn parse_retries(s: &str) -> Result<u32, String> {
@@ -235,6 +239,8 @@ pub struct ReadConfig {
     pub concurrency: usize,
     /// Sample cap per ReadRequest (0 = none).
     pub max_samples: u64,
+    /// `--read.dot-matches-newline`.
+    pub dot_matches_newline: bool,
 }
 
 /// Embedded timestream-local options.
@@ -392,6 +398,7 @@ impl TryFrom<Cli> for Config {
                 base_endpoint: non_empty(cli.query_base_endpoint),
                 concurrency: cli.read_concurrency as usize,
                 max_samples: cli.read_max_samples,
+                dot_matches_newline: cli.read_dot_matches_newline,
             },
             local_store: cli.local_store.map(|data_dir| LocalStoreConfig {
                 data_dir,

@@ -829,3 +829,25 @@ async fn label_routing_reads_the_routed_table_and_restores_the_labels() {
     assert!(got[0].is_empty());
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_2_dot_semantics_on_request() {
+    let env = start_with(EnvOptions {
+        args: vec!["--read.dot-matches-newline=false".into()],
+        ..Default::default()
+    })
+    .await;
+    let t0 = now_ms() - 3_600_000;
+    write_fixture(&env, t0).await;
+    let sel = |re: &str| vec![m(T::Eq, "__name__", "m"), m(T::Re, "job", re)];
+    let got = read_samples(&env, vec![q(t0, t0 + 3000, sel("multi.line"))]).await;
+    assert!(
+        got[0].is_empty(),
+        "`.` must not match a newline in 2.x mode"
+    );
+    let got = read_samples(&env, vec![q(t0, t0 + 3000, sel("(?s)multi.line"))]).await;
+    assert_eq!(got[0].len(), 1);
+    let got = read_samples(&env, vec![q(t0, t0 + 3000, sel("a.b"))]).await;
+    assert_eq!(got[0].len(), 1);
+    env.shutdown().await;
+}

@@ -175,7 +175,9 @@ async fn serve(
             default_table: cfg.destination.default_table.clone(),
             database_label: cfg.destination.database_label.clone(),
             table_label: cfg.destination.table_label.clone(),
-            regex: RegexOptions::default(),
+            regex: RegexOptions {
+                dot_matches_newline: cfg.read.dot_matches_newline,
+            },
             max_samples: cfg.read.max_samples,
         },
         pages: state.metrics.read_requests.clone(),
