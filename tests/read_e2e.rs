@@ -851,3 +851,50 @@ async fn prometheus_2_dot_semantics_on_request() {
     assert_eq!(got[0].len(), 1);
     env.shutdown().await;
 }
+
+/// A failure after the first frame must not look like a complete answer: the
+/// status is already 200, so the body is aborted and the client sees an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_error_after_first_frame_aborts_the_body() {
+    let env = start_with(EnvOptions {
+        args: vec!["--read.max-samples=1500".into()],
+        ..Default::default()
+    })
+    .await;
+    let t0 = now_ms() - 3_600_000;
+    let samples: Vec<(f64, i64)> = (0..1000).map(|i| (i as f64, t0 + i)).collect();
+    let (st, body) = env
+        .write(&request(vec![
+            series(&[("__name__", "a")], &samples),
+            series(&[("__name__", "b")], &samples),
+        ]))
+        .await;
+    assert!(st < 300, "{body}");
+    let queries = vec![
+        q(t0, t0 + 1000, vec![m(T::Eq, "__name__", "a")]),
+        q(t0, t0 + 1000, vec![m(T::Eq, "__name__", "b")]),
+    ];
+    // Each query alone fits the cap; together they exceed it, after query 0 was sent.
+    let req = ReadRequest {
+        queries: queries.clone(),
+        accepted_response_types: vec![ResponseType::StreamedXorChunks as i32],
+    };
+    let resp = post_read(&env, &req).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err(), "the body must be aborted");
+    // The same request as SAMPLES is refused whole.
+    let req = ReadRequest {
+        queries,
+        accepted_response_types: vec![],
+    };
+    let resp = post_read(&env, &req).await;
+    assert_eq!(resp.status(), 400);
+    // One query alone is answered completely.
+    let got = read_streamed(
+        &env,
+        vec![q(t0, t0 + 1000, vec![m(T::Eq, "__name__", "a")])],
+    )
+    .await;
+    assert_eq!(got[0][0].1.len(), 1000);
+    env.shutdown().await;
+}
