@@ -1,1 +1,162 @@
-fn main() {}
+//! Criterion benchmark of the CPU part of the remote-write path per sample: snappy + protobuf
+//! decode, translation into a batch plan, and building the SDK records of every batch, on a
+//! node_exporter-like request (2,500 series × 8 labels, one sample each, as Prometheus
+//! sends with max_samples_per_send raised to 2,500).
+//!
+//! Run: `cargo bench -p timestream-prometheus-connector --bench write_path`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use timestream_prometheus_connector::config::DestinationConfig;
+use timestream_prometheus_connector::remote::codec::{decode_write_request, encode_write_request};
+use timestream_prometheus_connector::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
+use timestream_prometheus_connector::timestream::writer::build_records;
+use timestream_prometheus_connector::write::{plan_write, PlanOptions};
+
+const SERIES: usize = 2_500;
+
+/// node_exporter-like: a few hosts, many metric families, per-family label shapes.
+fn payload() -> WriteRequest {
+    let families: [(&str, &str, &[&str]); 6] = [
+        (
+            "node_cpu_seconds_total",
+            "cpu",
+            &["0", "1", "2", "3", "4", "5", "6", "7"],
+        ),
+        (
+            "node_network_receive_bytes_total",
+            "device",
+            &["eth0", "eth1", "lo", "docker0"],
+        ),
+        (
+            "node_filesystem_avail_bytes",
+            "mountpoint",
+            &["/", "/boot", "/var", "/home"],
+        ),
+        (
+            "node_disk_io_time_seconds_total",
+            "device",
+            &["nvme0n1", "nvme1n1", "sda"],
+        ),
+        ("node_memory_MemAvailable_bytes", "kind", &["total"]),
+        (
+            "node_scrape_collector_duration_seconds",
+            "collector",
+            &["cpu", "diskstats", "filesystem", "meminfo", "netdev"],
+        ),
+    ];
+    let modes = [
+        "idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice",
+    ];
+    let t = 1_700_000_000_000i64;
+    let mut timeseries = Vec::with_capacity(SERIES);
+    let mut i = 0usize;
+    'outer: for host in 0.. {
+        let instance = format!(
+            "ip-10-0-{}-{}.eu-west-1.compute.internal:9100",
+            host / 250,
+            host % 250
+        );
+        for (name, key, values) in families {
+            for v in values {
+                for mode in if name == "node_cpu_seconds_total" {
+                    &modes[..]
+                } else {
+                    &modes[..1]
+                } {
+                    if i == SERIES {
+                        break 'outer;
+                    }
+                    let mut labels = vec![
+                        ("__name__", name.to_string()),
+                        ("cluster", "prod-eu-1".to_string()),
+                        ("env", "production".to_string()),
+                        ("instance", instance.clone()),
+                        ("job", "node-exporter".to_string()),
+                        (key, v.to_string()),
+                        ("mode", mode.to_string()),
+                        ("region", "eu-west-1".to_string()),
+                    ];
+                    labels.sort();
+                    timeseries.push(TimeSeries {
+                        labels: labels
+                            .into_iter()
+                            .map(|(n, v)| Label {
+                                name: n.to_string(),
+                                value: v,
+                            })
+                            .collect(),
+                        samples: vec![Sample {
+                            value: (i as f64) * 1234.567 + 0.125,
+                            timestamp: t + (host as i64) * 37,
+                        }],
+                        ..Default::default()
+                    });
+                    i += 1;
+                }
+            }
+        }
+    }
+    WriteRequest {
+        timeseries,
+        ..Default::default()
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let req = payload();
+    let body = encode_write_request(&req);
+    let dest = DestinationConfig {
+        default_database: "prometheusDatabase".into(),
+        default_table: "prometheusMetricsTable".into(),
+        database_label: None,
+        table_label: None,
+    };
+    let opts = PlanOptions {
+        destination: &dest,
+        fail_on_long_label: false,
+        fail_on_invalid_sample_value: false,
+    };
+    let samples = req
+        .timeseries
+        .iter()
+        .map(|t| t.samples.len())
+        .sum::<usize>() as u64;
+
+    let mut g = c.benchmark_group("remote_write");
+    g.throughput(Throughput::Elements(samples));
+    g.bench_function("decode", |b| {
+        b.iter(|| decode_write_request(&body, 64 << 20).unwrap())
+    });
+    g.bench_function("plan", |b| {
+        b.iter(|| plan_write(&req, &opts).unwrap().records.len())
+    });
+    g.bench_function("build_records", |b| {
+        let plan = plan_write(&req, &opts).unwrap();
+        b.iter(|| {
+            let mut n = 0;
+            for batch in &plan.batches {
+                n += build_records(&plan, batch, true).1.len();
+            }
+            n
+        })
+    });
+    g.bench_function("decode_plan_build", |b| {
+        b.iter_batched(
+            || body.clone(),
+            |body| {
+                let req = decode_write_request(&body, 64 << 20).unwrap();
+                let plan = plan_write(&req, &opts).unwrap();
+                let mut n = 0;
+                for batch in &plan.batches {
+                    n += build_records(&plan, batch, true).1.len();
+                }
+                n
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

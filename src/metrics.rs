@@ -38,6 +38,8 @@ pub struct Metrics {
     pub records_written: IntCounter,
     /// Records per WriteRecords call.
     pub batch_records: Histogram,
+    /// Bytes of each WriteRecords request body (per attempt).
+    pub write_request_bytes: Histogram,
     /// Remote write/read requests being handled.
     pub requests_in_flight: IntGauge,
     /// HTTP requests by handler and status code.
@@ -109,6 +111,14 @@ impl Metrics {
             .buckets(vec![1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 99.0, 100.0]),
         )
         .expect("valid metric");
+        let write_request_bytes = Histogram::with_opts(
+            HistogramOpts::new(
+                "timestream_connector_write_request_bytes",
+                "Size of WriteRecords request bodies sent to Timestream (each attempt).",
+            )
+            .buckets(prometheus::exponential_buckets(1024.0, 2.0, 8).expect("valid buckets")),
+        )
+        .expect("valid metric");
         let requests_in_flight = IntGauge::new(
             "timestream_connector_requests_in_flight",
             "Remote write and read requests being handled.",
@@ -142,6 +152,7 @@ impl Metrics {
             Box::new(write_errors.clone()),
             Box::new(records_written.clone()),
             Box::new(batch_records.clone()),
+            Box::new(write_request_bytes.clone()),
             Box::new(requests_in_flight.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
@@ -160,6 +171,7 @@ impl Metrics {
             write_errors,
             records_written,
             batch_records,
+            write_request_bytes,
             requests_in_flight,
             http_requests,
             http_duration,

@@ -35,6 +35,7 @@ impl Runtime {
     /// Builds state and, with `--local-store`, starts the store and creates the default
     /// database and table when missing.
     pub async fn build(mut config: Config) -> anyhow::Result<Runtime> {
+        let metrics = Metrics::new();
         let mut local_store = None;
         if let Some(ls) = &config.local_store {
             std::fs::create_dir_all(&ls.data_dir).with_context(|| {
@@ -68,6 +69,7 @@ impl Runtime {
             max_write_attempts: config.write.max_retries,
             max_read_attempts: config.read.max_retries,
             capacity: config.client_cache_size,
+            write_request_bytes: Some(metrics.write_request_bytes.clone()),
         })
         .await;
         if local_store.is_some() {
@@ -76,7 +78,7 @@ impl Runtime {
         Ok(Runtime {
             state: AppState {
                 config: Arc::new(config),
-                metrics: Arc::new(Metrics::new()),
+                metrics: Arc::new(metrics),
                 clients: Arc::new(clients),
             },
             local_store,

@@ -72,6 +72,36 @@ pub struct ClientCacheConfig {
     pub max_read_attempts: u32,
     /// Most credentials kept.
     pub capacity: usize,
+    /// Observes the body size of every WriteRecords attempt, if set.
+    pub write_request_bytes: Option<prometheus::Histogram>,
+}
+
+/// SDK interceptor measuring WriteRecords request bodies (the JSON the service bills and
+/// parses), so payload size per sample can be watched in production.
+#[derive(Debug)]
+struct WriteRequestBytes(prometheus::Histogram);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for WriteRequestBytes {
+    fn name(&self) -> &'static str {
+        "WriteRequestBytes"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let is_write = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .is_some_and(|m| m.name() == "WriteRecords");
+        if is_write {
+            if let Some(b) = context.request().body().bytes() {
+                self.0.observe(b.len() as f64);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The clients of one credential.
@@ -263,6 +293,9 @@ impl ClientCache {
         if let Some(url) = &self.config.endpoints.write {
             wb = wb.endpoint_url(url.clone());
         }
+        if let Some(h) = &self.config.write_request_bytes {
+            wb = wb.interceptor(WriteRequestBytes(h.clone()));
+        }
         if let Some(url) = &self.config.endpoints.query {
             qb = qb.endpoint_url(url.clone());
         }
@@ -295,6 +328,7 @@ mod tests {
             max_write_attempts: 10,
             max_read_attempts: 3,
             capacity,
+            write_request_bytes: None,
         }
     }
 

@@ -113,6 +113,7 @@ pub async fn start_with(o: EnvOptions) -> Env {
 
 /// App state for `config` (clients against its base endpoints).
 pub async fn state_for(config: Config) -> AppState {
+    let metrics = Metrics::new();
     let clients = ClientCache::new(ClientCacheConfig {
         region: config.region.clone(),
         endpoints: EndpointConfig {
@@ -122,11 +123,12 @@ pub async fn state_for(config: Config) -> AppState {
         max_write_attempts: config.write.max_retries,
         max_read_attempts: config.read.max_retries,
         capacity: config.client_cache_size,
+        write_request_bytes: Some(metrics.write_request_bytes.clone()),
     })
     .await;
     AppState {
         config: Arc::new(config),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(metrics),
         clients: Arc::new(clients),
     }
 }
