@@ -162,6 +162,9 @@ pub struct PlannedSeries<'a> {
     pub destination: u32,
     /// Metric name (MeasureName).
     pub name: &'a str,
+    /// Values of `job` and `instance` ("" when absent): the target labels Prometheus puts on
+    /// every scraped series, so the best first sort key for sharing attributes in a batch.
+    pub target: [&'a str; 2],
     /// Dimensions sorted by name.
     pub dims: Vec<Dim<'a>>,
     /// All samples of the series (records reference the finite ones).
@@ -335,6 +338,7 @@ fn unstorable(name: &str, dims: &[Dim<'_>]) -> Option<(IgnoreReason, String)> {
 fn cmp_series(a: &PlannedSeries<'_>, b: &PlannedSeries<'_>) -> Ordering {
     a.destination
         .cmp(&b.destination)
+        .then_with(|| a.target.cmp(&b.target))
         .then_with(|| a.name.cmp(b.name))
         .then_with(|| a.dims.cmp(&b.dims))
 }
@@ -455,9 +459,18 @@ pub fn plan_write<'a>(
                 plan.destinations.len() - 1
             }
         } as u32;
+        let target = [
+            dims.iter()
+                .find(|d| d.name == "job")
+                .map_or("", |d| d.value),
+            dims.iter()
+                .find(|d| d.name == "instance")
+                .map_or("", |d| d.value),
+        ];
         plan.series.push(PlannedSeries {
             destination,
             name,
+            target,
             dims,
             samples: &ts.samples,
         });
@@ -480,60 +493,70 @@ pub fn plan_write<'a>(
     Ok(plan)
 }
 
-/// Cuts the sorted records into batches of ≤100 with one destination each, and works out
-/// what each batch's records share.
+/// A batch is only cut early (before 100 records) once it holds this many: below that, an
+/// extra call's CommonAttributes would cost more than repeating the attribute per record.
+pub const MIN_BATCH_BEFORE_EARLY_CUT: usize = 50;
+
+/// Cuts the sorted records into batches of ≤100 with one destination each, tracking what
+/// every record of the batch shares. A batch is cut early (at ≥50 records) where the next
+/// record would take something out of the shared set (a dimension, the metric name, the
+/// timestamp), so the next batch can share it again.
 fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<Batch<'a>> {
     let mut batches = Vec::with_capacity(records.len() / MAX_RECORDS_PER_CALL + 1);
     let mut start = 0;
     while start < records.len() {
-        let dest = series[records[start].series as usize].destination;
+        let first = records[start];
+        let s0 = &series[first.series as usize];
+        let mut b = Batch {
+            destination: s0.destination,
+            records: start..start + 1,
+            common_name: Some(s0.name),
+            common_time: Some(s0.samples[first.sample as usize].timestamp),
+            common_dims: s0.dims.clone(),
+        };
+        let mut last_series = first.series;
         let mut end = start + 1;
-        while end < records.len()
-            && end - start < MAX_RECORDS_PER_CALL
-            && series[records[end].series as usize].destination == dest
-        {
+        while end < records.len() && end - start < MAX_RECORDS_PER_CALL {
+            let r = records[end];
+            let s = &series[r.series as usize];
+            if s.destination != b.destination {
+                break;
+            }
+            let t = s.samples[r.sample as usize].timestamp;
+            let name_lost = b.common_name.is_some_and(|n| n != s.name);
+            let time_lost = b.common_time.is_some_and(|x| x != t);
+            let dims_lost = r.series != last_series && !all_shared(&b.common_dims, &s.dims);
+            if (name_lost || time_lost || dims_lost) && end - start >= MIN_BATCH_BEFORE_EARLY_CUT {
+                break;
+            }
+            if name_lost {
+                b.common_name = None;
+            }
+            if time_lost {
+                b.common_time = None;
+            }
+            if dims_lost {
+                retain_shared(&mut b.common_dims, &s.dims);
+            }
+            last_series = r.series;
             end += 1;
         }
-        batches.push(describe_batch(series, records, start..end, dest));
+        b.records = start..end;
+        batches.push(b);
         start = end;
     }
     batches
 }
 
-fn describe_batch<'a>(
-    series: &[PlannedSeries<'a>],
-    records: &[RecordRef],
-    range: Range<usize>,
-    destination: u32,
-) -> Batch<'a> {
-    let first = &series[records[range.start].series as usize];
-    let first_time = first.samples[records[range.start].sample as usize].timestamp;
-    let mut common_name = Some(first.name);
-    let mut common_time = Some(first_time);
-    let mut common_dims = first.dims.clone();
-    let mut last_series = records[range.start].series;
-    for r in &records[range.clone()] {
-        let s = &series[r.series as usize];
-        if common_time.is_some() && s.samples[r.sample as usize].timestamp != first_time {
-            common_time = None;
+/// Whether every dimension of `common` is in `other` with the same value (both sorted).
+fn all_shared(common: &[Dim<'_>], other: &[Dim<'_>]) -> bool {
+    let mut j = 0;
+    common.iter().all(|d| {
+        while j < other.len() && other[j].name < d.name {
+            j += 1;
         }
-        if r.series != last_series {
-            last_series = r.series;
-            if common_name.is_some() && s.name != first.name {
-                common_name = None;
-            }
-            if !common_dims.is_empty() {
-                retain_shared(&mut common_dims, &s.dims);
-            }
-        }
-    }
-    Batch {
-        destination,
-        records: range,
-        common_name,
-        common_time,
-        common_dims,
-    }
+        j < other.len() && other[j] == *d
+    })
 }
 
 /// Keeps the dimensions of `common` that `other` has with the same value (both sorted by name).
@@ -766,7 +789,8 @@ mod tests {
         let p = plan_write(&r, &opts(&d)).unwrap();
         assert_eq!(p.records.len(), 252);
         let sizes: Vec<_> = p.batches.iter().map(|b| b.records.len()).collect();
-        assert_eq!(sizes, vec![100, 100, 52]);
+        // The third batch is cut at the name change (it already holds 50 records).
+        assert_eq!(sizes, vec![100, 100, 50, 2]);
         let b0 = &p.batches[0];
         assert_eq!(b0.common_name, Some("cpu"));
         assert_eq!(b0.common_time, Some(1000));
@@ -784,9 +808,11 @@ mod tests {
             ]
         );
         let b2 = &p.batches[2];
-        assert_eq!(b2.common_name, None);
-        assert_eq!(b2.common_time, None);
-        assert_eq!(b2.common_dims.len(), 2);
+        assert_eq!(b2.common_name, Some("cpu"));
+        let b3 = &p.batches[3];
+        assert_eq!(b3.common_name, Some("up"));
+        assert_eq!(b3.common_time, None);
+        assert_eq!(b3.common_dims.len(), 2);
         // Every record's own dims + common dims = its series' dims.
         for b in &p.batches {
             for r in &p.records[b.records.clone()] {
@@ -798,6 +824,37 @@ mod tests {
                 assert_eq!(all, s.dims);
                 assert!(own.iter().all(|d| !b.common_dims.contains(d)));
             }
+        }
+    }
+
+    #[test]
+    fn series_of_one_target_are_kept_together() {
+        let d = dest();
+        let mut ts = Vec::new();
+        // Two targets, 60 series each over 3 names; a label ("a_cpu") sorting before
+        // "instance" must not interleave the targets.
+        for inst in ["h1:9100", "h2:9100"] {
+            for i in 0..60 {
+                let cpu = i.to_string();
+                let name = ["m1", "m2", "m3"][i % 3];
+                ts.push(series(
+                    &[
+                        ("__name__", name),
+                        ("a_cpu", &cpu),
+                        ("instance", inst),
+                        ("job", "node"),
+                    ],
+                    &[(1.0, if inst == "h1:9100" { 1000 } else { 1007 })],
+                ));
+            }
+        }
+        let r = req(ts);
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        let sizes: Vec<_> = p.batches.iter().map(|b| b.records.len()).collect();
+        assert_eq!(sizes, vec![60, 60]);
+        for b in &p.batches {
+            assert!(b.common_time.is_some());
+            assert!(b.common_dims.iter().any(|d| d.name == "instance"));
         }
     }
 
