@@ -65,7 +65,11 @@ fn rows(interleaved: bool) -> Vec<Row> {
                     d("node"),
                     d(&format!("{}", s % 8)),
                     d(["idle", "user", "system", "iowait", "irq"][s % 5]),
-                    if s.is_multiple_of(3) { null() } else { d("eu-west-1") },
+                    if s.is_multiple_of(3) {
+                        null()
+                    } else {
+                        d("eu-west-1")
+                    },
                     d(&format!("node_cpu_seconds_total_{}", s / 400)),
                     d(&timestamp(t)),
                     d(&format!("{v:?}").replace('e', "E")),
