@@ -15,7 +15,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --create-home --uid 10001 connector
+ && useradd --system --create-home --uid 10001 connector \
+ && mkdir /data && chown connector /data
 COPY --from=build /src/target/release/timestream-prometheus-connector /usr/local/bin/
 USER connector
 EXPOSE 9201
