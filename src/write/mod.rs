@@ -243,16 +243,23 @@ impl<'a> WritePlan<'a> {
 
 /// Prometheus notation of a series (`name{a="b"}`), for messages.
 pub fn series_to_string(ts: &TimeSeries) -> String {
+    // Bounded: this text goes into error bodies and log lines, and a request can carry
+    // a million labels or megabyte-long names.
+    const MAX_SHOWN_LABELS: usize = 32;
     let mut name = "";
     let mut rest = String::new();
+    let (mut shown, mut hidden) = (0usize, 0usize);
     for l in &ts.labels {
         if l.name == METRIC_NAME_LABEL {
             name = &l.value;
+        } else if shown == MAX_SHOWN_LABELS {
+            hidden += 1;
         } else {
+            shown += 1;
             if !rest.is_empty() {
                 rest.push_str(", ");
             }
-            rest.push_str(&l.name);
+            rest.extend(l.name.chars().take(100));
             rest.push_str("=\"");
             for c in l.value.chars().take(200) {
                 match c {
@@ -264,6 +271,9 @@ pub fn series_to_string(ts: &TimeSeries) -> String {
             }
             rest.push('"');
         }
+    }
+    if hidden > 0 {
+        rest.push_str(&format!(", … {hidden} more labels"));
     }
     let name: String = name.chars().take(300).collect();
     format!("{name}{{{rest}}}")
