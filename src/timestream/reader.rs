@@ -77,6 +77,14 @@ fn column_missing(e: &ReadError) -> bool {
     matches!(e, ReadError::Validation(m) if m.contains("Column") && m.contains("does not exist"))
 }
 
+/// Timestream has a `measure_value::double` column only once a double was written:
+/// a table without it (e.g. just created) holds no Prometheus sample, so the
+/// answer is empty, not an error.
+fn no_double_measure(e: &ReadError) -> bool {
+    column_missing(e)
+        && matches!(e, ReadError::Validation(m) if m.contains("measure_value::double"))
+}
+
 fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -341,6 +349,7 @@ impl Reader {
                 })
                 .await;
             match res {
+                Err(e) if no_double_measure(&e) => return Ok(QueryResult::default()),
                 Err(e) if attempt == 0 && retry_with_fresh_columns(&e) => {
                     plan = self.replan(p).await?;
                     continue;
@@ -421,6 +430,7 @@ impl Reader {
             }
             .await;
             match res {
+                Err(e) if !sent_any && no_double_measure(&e) => return Ok(()),
                 Err(e) if attempt == 0 && !sent_any && retry_with_fresh_columns(&e) => {
                     plan = self.replan(p).await?;
                     continue;
