@@ -453,3 +453,43 @@ async fn deleted_and_recreated_table_is_queryable() {
     );
     l.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn describe_lists_dimensions_measure_columns_and_time() {
+    let (l, w, q) = setup("qdb", "described").await;
+    write_all(
+        &w,
+        "qdb",
+        "described",
+        vec![
+            rec("cpu", "1", now_ms(), &[("host", "a")]),
+            rec("cpu", "2", now_ms(), &[("host", "b"), ("region", "eu")]),
+        ],
+    )
+    .await;
+    let (rows, cols, _) = query_all(&q, r#"DESCRIBE "qdb"."described""#, None).await;
+    let names: Vec<&str> = cols.iter().filter_map(|c| c.name()).collect();
+    assert_eq!(names, ["Column", "Type", "Timestream attribute type"]);
+    let got: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.data().iter().filter_map(scalar).collect())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            vec!["host", "varchar", "DIMENSION"],
+            vec!["region", "varchar", "DIMENSION"],
+            vec!["measure_name", "varchar", "MEASURE_NAME"],
+            vec!["time", "timestamp", "TIMESTAMP"],
+            vec!["measure_value::double", "double", "MEASURE_VALUE"],
+        ]
+    );
+    let e = q
+        .query()
+        .query_string(r#"DESCRIBE "qdb"."nosuchtable""#)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "ValidationException");
+    l.server.shutdown().await;
+}

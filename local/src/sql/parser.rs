@@ -329,6 +329,27 @@ fn is_reserved(w: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(w))
 }
 
+/// `DESCRIBE "db"."table"`: `Some(table)` when the statement is a DESCRIBE, `None` when it
+/// is something else (then [`parse`] applies).
+pub fn parse_describe(src: &str) -> Result<Option<TableRef>, QueryError> {
+    let toks = tokenize(src)?;
+    if !matches!(toks.first().map(|t| &t.tok), Some(Tok::Word(w)) if w.eq_ignore_ascii_case("describe"))
+    {
+        return Ok(None);
+    }
+    let mut p = Parser {
+        toks,
+        i: 1,
+        depth: 0,
+    };
+    let t = p.table_ref()?;
+    p.eat_op(";");
+    if p.peek() != &Tok::Eof {
+        return Err(p.unexpected("<EOF>"));
+    }
+    Ok(Some(t))
+}
+
 pub fn parse(src: &str) -> Result<Select, QueryError> {
     let toks = tokenize(src)?;
     let mut p = Parser {

@@ -7,7 +7,9 @@
 
 use super::javaregex;
 use super::lexer::Pos;
-use super::parser::{parse, BinOp, Expr, Lit, OrderItem, Select, SelectItem};
+use super::parser::{
+    parse, parse_describe, BinOp, Expr, Lit, OrderItem, Select, SelectItem, TableRef,
+};
 use super::render::days_from_civil;
 use super::{Catalog, CatalogError, Column, CompiledQuery, QueryError, ScalarType};
 use rusqlite::types::Value;
@@ -153,38 +155,82 @@ fn contains_aggregate(e: &Expr) -> Option<&Expr> {
     e.children().into_iter().find_map(contains_aggregate)
 }
 
+/// The schema of a table named in a query, or Timestream's error for a missing one.
+fn lookup(t: &TableRef, catalog: &dyn Catalog) -> Result<super::TableSchema, QueryError> {
+    let Some(db) = &t.database else {
+        return Err(verr(
+            t.pos,
+            "Schema must be specified when session schema is not set",
+        ));
+    };
+    match catalog.table(db, &t.table) {
+        Ok(s) => Ok(s),
+        Err(CatalogError::DatabaseNotFound) => Err(QueryError::Validation(format!(
+            "Requested database '{db}' not found for identifier '{db}.{}' at line {}",
+            t.table, t.pos
+        ))),
+        Err(CatalogError::TableNotFound) => Err(QueryError::Validation(format!(
+            "Requested table '{}' not found for identifier '{db}.{}' at line {}",
+            t.table, t.table, t.pos
+        ))),
+        Err(CatalogError::Internal(m)) => Err(QueryError::Internal(m)),
+    }
+}
+
+/// `DESCRIBE`: one row per column with Timestream's three result columns. The schema lists
+/// dimensions first, then `measure_name`, `time` and the measure columns (storage contract).
+fn describe(schema: &super::TableSchema) -> Result<CompiledQuery, QueryError> {
+    let name_at = schema.columns.iter().position(|c| c.name == "measure_name");
+    let mut params = Vec::with_capacity(schema.columns.len() * 3);
+    let mut rows = Vec::with_capacity(schema.columns.len());
+    for (i, c) in schema.columns.iter().enumerate() {
+        let kind = match c.name.as_str() {
+            "measure_name" => "MEASURE_NAME",
+            "time" => "TIMESTAMP",
+            n if n.starts_with("measure_value::") => "MEASURE_VALUE",
+            _ if name_at.is_some_and(|m| i < m) => "DIMENSION",
+            _ => "MULTI",
+        };
+        let n = params.len();
+        rows.push(format!("(?{}, ?{}, ?{})", n + 1, n + 2, n + 3));
+        params.push(Value::Text(c.name.clone()));
+        params.push(Value::Text(c.ty.as_str().to_ascii_lowercase()));
+        params.push(Value::Text(kind.to_string()));
+    }
+    let sql = if rows.is_empty() {
+        "SELECT NULL, NULL, NULL WHERE 0".to_string()
+    } else {
+        format!(
+            "SELECT column1, column2, column3 FROM (VALUES {})",
+            rows.join(", ")
+        )
+    };
+    let columns = ["Column", "Type", "Timestream attribute type"]
+        .into_iter()
+        .map(|n| Column {
+            name: n.to_string(),
+            ty: Ty::Varchar,
+        })
+        .collect();
+    Ok(CompiledQuery {
+        sql,
+        params,
+        columns,
+    })
+}
+
 pub fn compile(
     query: &str,
     catalog: &dyn Catalog,
     now_ns: i64,
 ) -> Result<CompiledQuery, QueryError> {
+    if let Some(t) = parse_describe(query)? {
+        return describe(&lookup(&t, catalog)?);
+    }
     let q = parse(query)?;
     let schema = match &q.from {
         None => None,
-        Some(t) => {
-            let Some(db) = &t.database else {
-                return Err(verr(
-                    t.pos,
-                    "Schema must be specified when session schema is not set",
-                ));
-            };
-            match catalog.table(db, &t.table) {
-                Ok(s) => Some(s),
-                Err(CatalogError::DatabaseNotFound) => {
-                    return Err(QueryError::Validation(format!(
-                        "Requested database '{db}' not found for identifier '{db}.{}' at line {}",
-                        t.table, t.pos
-                    )))
-                }
-                Err(CatalogError::TableNotFound) => {
-                    return Err(QueryError::Validation(format!(
-                        "Requested table '{}' not found for identifier '{db}.{}' at line {}",
-                        t.table, t.table, t.pos
-                    )))
-                }
-                Err(CatalogError::Internal(m)) => return Err(QueryError::Internal(m)),
-            }
-        }
+        Some(t) => Some(lookup(t, catalog)?),
     };
     let no_cols: Vec<Column> = Vec::new();
     let cols = schema.as_ref().map(|s| &s.columns[..]).unwrap_or(&no_cols);
