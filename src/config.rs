@@ -34,6 +34,15 @@ pub const DEFAULT_WRITE_CONCURRENCY: u32 = 16;
 /// Distinct credentials whose SDK clients are kept.
 pub const DEFAULT_CLIENT_CACHE_SIZE: u32 = 256;
 
+/// Remote write/read requests handled at once; more are answered 503 at once.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 100;
+/// WriteRecords calls in flight across all requests.
+pub const DEFAULT_MAX_INFLIGHT_WRITE_CALLS: u32 = 256;
+/// Longest a remote write/read request may take (below Prometheus' 30 s remote_timeout).
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "25s";
+/// How long in-flight requests may finish after SIGTERM (below Kubernetes' 30 s grace).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "25s";
+
 /// Values Go's `strconv.ParseBool` accepts, as the upstream help text lists them.
 pub const BOOL_VALUES: &str = "1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False";
 
@@ -191,6 +200,59 @@ pub struct Cli {
     #[arg(long = "read.dot-matches-newline", value_name = "BOOL", default_value = "true",
           num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub read_dot_matches_newline: bool,
+    /// Remote write/read requests handled at once; beyond it → 503 with Retry-After (health and metrics are exempt).
+    #[arg(long = "web.max-concurrent-requests", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_concurrent_requests: u32,
+    /// Longest a remote write/read request may take (e.g. 25s, 500ms); beyond it → 503.
+    #[arg(long = "web.request-timeout", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// After SIGTERM/SIGINT, how long in-flight requests may finish; those still running are answered 503.
+    #[arg(long = "web.shutdown-timeout", default_value = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+    /// WriteRecords calls in flight across all requests (each request also obeys --write.concurrency).
+    #[arg(long = "write.max-inflight-calls", default_value_t = DEFAULT_MAX_INFLIGHT_WRITE_CALLS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_inflight_write_calls: u32,
+}
+
+/// Parses a duration in Prometheus/Go notation: `25s`, `500ms`, `1m30s`, `2h`; a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected e.g. 25s, 500ms or 1m30s");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total_ms = n
+            .checked_mul(factor)
+            .and_then(|v| total_ms.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    Ok(std::time::Duration::from_millis(total_ms))
 }
 
 fn parse_retries(s: &str) -> Result<u32, String> {
@@ -272,6 +334,19 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// Backpressure, timeout and shutdown settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `--web.max-concurrent-requests`.
+    pub max_concurrent_requests: usize,
+    /// `--web.request-timeout`.
+    pub request_timeout: std::time::Duration,
+    /// `--web.shutdown-timeout`.
+    pub shutdown_timeout: std::time::Duration,
+    /// `--write.max-inflight-calls`.
+    pub max_inflight_write_calls: usize,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -301,6 +376,8 @@ pub struct Config {
     pub max_decompressed_bytes: usize,
     /// Distinct credentials with cached clients.
     pub client_cache_size: usize,
+    /// Backpressure, timeouts, shutdown.
+    pub limits: LimitsConfig,
 }
 
 /// A cross-field rule the command line breaks; the message names the flags.
@@ -369,6 +446,9 @@ impl TryFrom<Cli> for Config {
                 ))
             }
         };
+        if cli.request_timeout.is_zero() {
+            return Err(ConfigError("--web.request-timeout must be positive".into()));
+        }
         if cli.max_request_bytes == 0 || cli.max_decompressed_bytes == 0 {
             return Err(ConfigError(
                 "--web.max-request-bytes and --web.max-decompressed-bytes must be positive".into(),
@@ -413,6 +493,12 @@ impl TryFrom<Cli> for Config {
             max_request_bytes: cli.max_request_bytes,
             max_decompressed_bytes: cli.max_decompressed_bytes,
             client_cache_size: cli.client_cache_size as usize,
+            limits: LimitsConfig {
+                max_concurrent_requests: cli.max_concurrent_requests as usize,
+                request_timeout: cli.request_timeout,
+                shutdown_timeout: cli.shutdown_timeout,
+                max_inflight_write_calls: cli.max_inflight_write_calls as usize,
+            },
         })
     }
 }
@@ -548,6 +634,48 @@ mod tests {
             c.local_store.unwrap().listen_address,
             "127.0.0.1:8787".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn limits_flags_and_durations() {
+        let c = parse(&["--default-database=d", "--default-table=t"]).unwrap();
+        assert_eq!(c.limits.request_timeout, std::time::Duration::from_secs(25));
+        assert_eq!(
+            c.limits.shutdown_timeout,
+            std::time::Duration::from_secs(25)
+        );
+        assert_eq!(c.limits.max_concurrent_requests, 100);
+        assert_eq!(c.limits.max_inflight_write_calls, 256);
+        let c = parse(&[
+            "--default-database=d",
+            "--default-table=t",
+            "--web.request-timeout=1m30s",
+            "--web.shutdown-timeout=500ms",
+            "--web.max-concurrent-requests=3",
+            "--write.max-inflight-calls=7",
+        ])
+        .unwrap();
+        assert_eq!(c.limits.request_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(
+            c.limits.shutdown_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(c.limits.max_concurrent_requests, 3);
+        assert_eq!(c.limits.max_inflight_write_calls, 7);
+        assert_eq!(parse_duration("7").unwrap().as_secs(), 7);
+        for bad in ["", "s", "10x", "1.5s", "-1s", "ms10"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "--web.request-timeout=0s",
+            "--web.max-concurrent-requests=0",
+        ] {
+            let err = parse(&["--default-database=d", "--default-table=t", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains(bad.split('=').next().unwrap()),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP request duration by handler.
     pub http_duration: HistogramVec,
+    /// Remote write/read requests answered 503 because too many were in flight.
+    pub requests_shed: IntCounter,
+    /// Remote write/read requests answered 503 because they exceeded the request timeout.
+    pub request_timeouts: IntCounter,
+    /// Remote write/read requests answered 503 because the shutdown deadline passed.
+    pub requests_cut_at_shutdown: IntCounter,
+    /// WriteRecords call slots held by requests (bounded by --write.max-inflight-calls).
+    pub write_call_slots_in_use: IntGauge,
 }
 
 impl Metrics {
@@ -141,6 +149,27 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let requests_shed = IntCounter::new(
+            "timestream_connector_requests_shed_total",
+            "Remote write/read requests answered 503 at once because --web.max-concurrent-requests were in flight.",
+        )
+        .expect("valid metric");
+        let request_timeouts = IntCounter::new(
+            "timestream_connector_request_timeouts_total",
+            "Remote write/read requests answered 503 because they took longer than --web.request-timeout.",
+        )
+        .expect("valid metric");
+        let requests_cut_at_shutdown = IntCounter::new(
+            "timestream_connector_requests_cut_at_shutdown_total",
+            "Remote write/read requests answered 503 because --web.shutdown-timeout passed.",
+        )
+        .expect("valid metric");
+        let write_call_slots_in_use = IntGauge::new(
+            "timestream_connector_write_call_slots_in_use",
+            "WriteRecords call slots held by requests (at most --write.max-inflight-calls).",
+        )
+        .expect("valid metric");
+
         for c in [
             Box::new(ignored_samples.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(received_samples.clone()),
@@ -156,6 +185,10 @@ impl Metrics {
             Box::new(requests_in_flight.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
+            Box::new(requests_shed.clone()),
+            Box::new(request_timeouts.clone()),
+            Box::new(requests_cut_at_shutdown.clone()),
+            Box::new(write_call_slots_in_use.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -175,6 +208,10 @@ impl Metrics {
             requests_in_flight,
             http_requests,
             http_duration,
+            requests_shed,
+            request_timeouts,
+            requests_cut_at_shutdown,
+            write_call_slots_in_use,
         }
     }
 

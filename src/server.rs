@@ -203,17 +203,66 @@ pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerCon
     Ok(Arc::new(cfg))
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, over TLS when `tls` is given.
+/// Serves `app` on `listener` until `shutdown` completes, over TLS when `tls` is given;
+/// in-flight requests then get 30 s to finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_graceful(listener, app, tls, shutdown, Duration::from_secs(30), None).await
+}
+
+/// After the shutdown deadline, how long the 503 answers of cut requests get to be written.
+const CUT_FLUSH: Duration = Duration::from_secs(1);
+
+/// Serves `app` until `shutdown` completes; then stops accepting (the listener is closed,
+/// so new connections are refused) and lets in-flight requests finish for up to `grace`.
+/// At the deadline, `limits` answers those still running 503 (never 2xx for data not
+/// stored) and their answers get `CUT_FLUSH` to be written before connections are dropped.
+pub async fn serve_graceful(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+    limits: Option<crate::http::limits::Limits>,
+) -> std::io::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "stop requested: no new connections; finishing in-flight requests"
+        );
+        let _ = stopping_tx.send(());
+    };
+    let deadline = async move {
+        if stopping_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    let cut = move || {
+        if let Some(l) = &limits {
+            tracing::warn!("shutdown deadline passed: answering unfinished requests 503");
+            l.cut_in_flight();
+        }
+    };
     let Some(tls) = tls else {
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+        let server = std::future::IntoFuture::into_future(server);
+        tokio::pin!(server);
+        tokio::select! {
+            r = &mut server => return r,
+            _ = deadline => {}
+        }
+        cut();
+        if let Ok(r) = tokio::time::timeout(CUT_FLUSH, &mut server).await {
+            return r;
+        }
+        return Ok(());
     };
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
@@ -259,8 +308,16 @@ pub async fn serve(
             }
         });
     }
-    // Let in-flight requests finish, but not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    // Closing the listener refuses new connections while the old ones finish.
+    drop(listener);
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
+    tokio::select! {
+        _ = &mut drained => return Ok(()),
+        _ = deadline => {}
+    }
+    cut();
+    let _ = tokio::time::timeout(CUT_FLUSH, &mut drained).await;
     Ok(())
 }
 
@@ -311,8 +368,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     println!("timestream-prometheus-connector listening on {scheme}://{addr} (remote write: /write, remote read: /read)");
     tracing::info!(%addr, tls = tls.is_some(), "listening");
-    let app = crate::app(runtime.state.clone());
-    serve(listener, app, tls, shutdown_signal()).await?;
+    let limits = crate::http::limits::Limits::new(
+        &runtime.state.config.limits,
+        runtime.state.metrics.clone(),
+    );
+    let app = crate::http::app_with_limits(runtime.state.clone(), limits.clone());
+    let grace = runtime.state.config.limits.shutdown_timeout;
+    serve_graceful(listener, app, tls, shutdown_signal(), grace, Some(limits)).await?;
     tracing::info!("shutting down");
     runtime.shutdown().await;
     Ok(())

@@ -18,6 +18,7 @@
 //! - Metrics: `state.metrics.read_requests` (per result page) and `read_duration` (per request).
 
 pub mod auth;
+pub mod limits;
 pub mod read;
 pub mod write;
 
@@ -48,13 +49,23 @@ pub struct AppState {
 
 /// The router: remote write/read, telemetry, health.
 pub fn app(state: AppState) -> Router {
+    let limits = limits::Limits::new(&state.config.limits, state.metrics.clone());
+    app_with_limits(state, limits)
+}
+
+/// `app` with the given limits (the server keeps a handle to cut requests at shutdown).
+pub fn app_with_limits(state: AppState, limits: limits::Limits) -> Router {
     let telemetry_path = state.config.telemetry_path.clone();
     let body_limit = state.config.max_request_bytes;
-    Router::new()
+    // Only the remote routes are limited: health and metrics must answer under overload.
+    let remote = Router::new()
         .route("/write", post(write::handle))
         .route("/api/v1/write", post(write::handle))
         .route("/read", post(read::handle))
         .route("/api/v1/read", post(read::handle))
+        .route_layer(middleware::from_fn_with_state(limits, limits::limit));
+    Router::new()
+        .merge(remote)
         .route(&telemetry_path, get(metrics_handler))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))

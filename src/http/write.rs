@@ -8,8 +8,10 @@ use std::fmt::Write as _;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::Extension;
 
 use super::auth::Creds;
+use super::limits::Limits;
 use super::AppState;
 use crate::error::{ApiError, PermanentKind};
 use crate::remote::codec::{decode_write_request, CodecError};
@@ -46,6 +48,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 pub async fn handle(
     State(state): State<AppState>,
     Creds(creds): Creds,
+    limits: Option<Extension<Limits>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -99,11 +102,17 @@ pub async fn handle(
             &f,
         )
     })?;
+    // Global bound on WriteRecords calls across requests (absent only outside `app`).
+    let want = cfg.write.concurrency.min(plan.batches.len()).max(1);
+    let slots = match &limits {
+        Some(Extension(l)) => Some(l.write_slots(want).await),
+        None => None,
+    };
     let outcome = write_plan(
         &client,
         &plan,
         WriterOptions {
-            concurrency: cfg.write.concurrency,
+            concurrency: slots.as_ref().map_or(want, |s| s.count()),
             common_attributes: cfg.write.common_attributes,
         },
         metrics,

@@ -1,0 +1,199 @@
+//! Backpressure for the remote write/read routes: a bound on requests handled at once
+//! (beyond it: 503 + `Retry-After` at once, before the body is read, instead of an
+//! unbounded queue), a request timeout shorter than Prometheus' 30 s `remote_timeout`, a
+//! global bound on WriteRecords calls in flight across requests, and the shutdown cut
+//! (requests still running at the shutdown deadline are answered 503).
+//!
+//! Every refusal here is a 503: Prometheus retries 5xx (honouring `Retry-After`) but drops
+//! a 429 unless `retry_on_http_429` is set, and a request cut mid-way may have stored part
+//! of its samples, which is harmless because identical re-writes are no-ops in Timestream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::LimitsConfig;
+use crate::metrics::Metrics;
+
+/// The limits of one router (shared by its clones; put into each limited request's
+/// extensions so the write handler can take WriteRecords slots).
+#[derive(Clone)]
+pub struct Limits {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    requests: Arc<Semaphore>,
+    max_requests: usize,
+    write_calls: Arc<Semaphore>,
+    request_timeout: Duration,
+    cut: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Limits {
+    /// Limits from the configuration, counting into `metrics`.
+    pub fn new(config: &LimitsConfig, metrics: Arc<Metrics>) -> Limits {
+        let (cut, _) = watch::channel(false);
+        Limits {
+            inner: Arc::new(Inner {
+                requests: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+                max_requests: config.max_concurrent_requests.max(1),
+                write_calls: Arc::new(Semaphore::new(config.max_inflight_write_calls.max(1))),
+                request_timeout: config.request_timeout,
+                cut,
+                metrics,
+            }),
+        }
+    }
+
+    /// Called at the shutdown deadline: every limited request still running (and any that
+    /// arrives later) is answered 503 at once, dropping its work.
+    pub fn cut_in_flight(&self) {
+        self.inner.cut.send_replace(true);
+    }
+
+    /// Takes between 1 and `want` WriteRecords slots: waits (in FIFO order, within the
+    /// request timeout) for the first, then takes what is free up to `want`. The request
+    /// sends at most that many calls at once, so calls in flight across all requests never
+    /// exceed `--write.max-inflight-calls`.
+    pub async fn write_slots(&self, want: usize) -> WriteSlots {
+        let sem = &self.inner.write_calls;
+        let mut permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the write-call semaphore is never closed");
+        let mut n = 1;
+        while n < want {
+            match sem.clone().try_acquire_owned() {
+                Ok(p) => {
+                    permit.merge(p);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let gauge = self.inner.metrics.write_call_slots_in_use.clone();
+        gauge.add(n as i64);
+        WriteSlots {
+            _permit: permit,
+            n,
+            gauge,
+        }
+    }
+}
+
+/// WriteRecords slots held by one request; released on drop.
+pub struct WriteSlots {
+    _permit: OwnedSemaphorePermit,
+    n: usize,
+    gauge: prometheus::IntGauge,
+}
+
+impl WriteSlots {
+    /// How many WriteRecords calls the request may have in flight.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+}
+
+impl Drop for WriteSlots {
+    fn drop(&mut self) {
+        self.gauge.sub(self.n as i64);
+    }
+}
+
+fn unavailable(message: String) -> Response {
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Middleware of the remote write/read routes.
+pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -> Response {
+    let inner = &limits.inner;
+    let Ok(_permit) = inner.requests.clone().try_acquire_owned() else {
+        inner.metrics.requests_shed.inc();
+        return unavailable(format!(
+            "overloaded: {} remote write/read requests are already being handled \
+             (--web.max-concurrent-requests); nothing of this request was written, retry later\n",
+            inner.max_requests
+        ));
+    };
+    let mut cut = inner.cut.subscribe();
+    req.extensions_mut().insert(limits.clone());
+    let timeout = inner.request_timeout;
+    tokio::select! {
+        r = tokio::time::timeout(timeout, next.run(req)) => match r {
+            Ok(resp) => resp,
+            Err(_) => {
+                inner.metrics.request_timeouts.inc();
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64,
+                    "request timed out; answered 503 so the sender retries");
+                unavailable(format!(
+                    "request timed out after {timeout:?} (--web.request-timeout); part of it \
+                     may have been written, retry the whole request\n"
+                ))
+            }
+        },
+        _ = async {
+            // A closed channel cannot be cut any more: wait for the request instead.
+            if cut.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            inner.metrics.requests_cut_at_shutdown.inc();
+            unavailable(
+                "the connector is shutting down; part of this request may have been written, \
+                 retry the whole request\n"
+                    .to_string(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(requests: usize, calls: usize) -> Limits {
+        Limits::new(
+            &LimitsConfig {
+                max_concurrent_requests: requests,
+                request_timeout: Duration::from_secs(1),
+                shutdown_timeout: Duration::from_secs(1),
+                max_inflight_write_calls: calls,
+            },
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[tokio::test]
+    async fn write_slots_share_the_global_bound() {
+        let l = limits(10, 5);
+        let a = l.write_slots(3).await;
+        assert_eq!(a.count(), 3);
+        let b = l.write_slots(16).await;
+        assert_eq!(b.count(), 2, "only what is left");
+        assert_eq!(l.inner.metrics.write_call_slots_in_use.get(), 5);
+        // A third request waits until slots come back.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), l.write_slots(1)).await;
+        assert!(waiting.is_err(), "must wait while all slots are held");
+        drop(a);
+        let c = l.write_slots(8).await;
+        assert_eq!(c.count(), 3);
+        drop((b, c));
+        assert_eq!(l.inner.metrics.write_call_slots_in_use.get(), 0);
+    }
+}
