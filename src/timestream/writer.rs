@@ -205,10 +205,10 @@ async fn send_batch(
             };
             if f.failure.kind == FailureKind::Transient {
                 tracing::warn!(database = %f.database, table = %f.table, code = %f.failure.code,
-                    message = %f.failure.message, records = n, "WriteRecords failed; request will be answered 503");
+                    error = %f.failure.message, records = n, "WriteRecords failed; request will be answered 503");
             } else {
                 tracing::warn!(database = %f.database, table = %f.table, code = %f.failure.code,
-                    message = %f.failure.message, records = n, not_written, "WriteRecords refused");
+                    error = %f.failure.message, records = n, not_written, "WriteRecords refused");
             }
             Err(f)
         }
