@@ -1,13 +1,16 @@
 //! Criterion benchmark of the CPU part of the remote-write path per sample: snappy + protobuf
-//! decode, translation into a batch plan, and building the SDK records of every batch, on a
+//! decode (the server's zero-copy view; prost's owned decode for comparison), translation
+//! into a batch plan, and building the SDK records of every batch, on a
 //! node_exporter-like request (2,500 series × 8 labels, one sample each, as Prometheus
 //! sends with max_samples_per_send raised to 2,500).
 //!
 //! Run: `cargo bench -p timestream-prometheus-connector --bench write_path`
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use timestream_prometheus_connector::config::DestinationConfig;
-use timestream_prometheus_connector::remote::codec::{decode_write_request, encode_write_request};
+use timestream_prometheus_connector::remote::codec::{
+    decode_write_request, decode_write_request_view, decompress, encode_write_request,
+};
 use timestream_prometheus_connector::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
 use timestream_prometheus_connector::timestream::writer::build_records;
 use timestream_prometheus_connector::write::{plan_write, PlanOptions};
@@ -124,14 +127,26 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("remote_write");
     g.throughput(Throughput::Elements(samples));
+    // What the server does: decompress, then the borrowed view.
     g.bench_function("decode", |b| {
+        b.iter(|| {
+            let raw = decompress(&body, 64 << 20).unwrap();
+            decode_write_request_view(&raw).unwrap().sample_count()
+        })
+    });
+    g.bench_function("decompress", |b| {
+        b.iter(|| decompress(&body, 64 << 20).unwrap().len())
+    });
+    g.bench_function("decode_prost", |b| {
         b.iter(|| decode_write_request(&body, 64 << 20).unwrap())
     });
+    let raw = decompress(&body, 64 << 20).unwrap();
+    let view = decode_write_request_view(&raw).unwrap();
     g.bench_function("plan", |b| {
-        b.iter(|| plan_write(&req, &opts).unwrap().records.len())
+        b.iter(|| plan_write(&view, &opts).unwrap().records.len())
     });
     g.bench_function("build_records", |b| {
-        let plan = plan_write(&req, &opts).unwrap();
+        let plan = plan_write(&view, &opts).unwrap();
         b.iter(|| {
             let mut n = 0;
             for batch in &plan.batches {
@@ -141,19 +156,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("decode_plan_build", |b| {
-        b.iter_batched(
-            || body.clone(),
-            |body| {
-                let req = decode_write_request(&body, 64 << 20).unwrap();
-                let plan = plan_write(&req, &opts).unwrap();
-                let mut n = 0;
-                for batch in &plan.batches {
-                    n += build_records(&plan, batch, true).1.len();
-                }
-                n
-            },
-            BatchSize::SmallInput,
-        )
+        b.iter(|| {
+            let raw = decompress(&body, 64 << 20).unwrap();
+            let req = decode_write_request_view(&raw).unwrap();
+            let plan = plan_write(&req, &opts).unwrap();
+            let mut n = 0;
+            for batch in &plan.batches {
+                n += build_records(&plan, batch, true).1.len();
+            }
+            n
+        })
     });
     g.finish();
 }

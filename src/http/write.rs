@@ -14,7 +14,7 @@ use super::auth::Creds;
 use super::limits::Limits;
 use super::AppState;
 use crate::error::{ApiError, PermanentKind};
-use crate::remote::codec::{decode_write_request, CodecError};
+use crate::remote::codec::{decode_write_request_view, decompress, CodecError};
 use crate::timestream::error::FailureKind;
 use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
 use crate::write::{plan_write, IgnoreReason, PlanOptions};
@@ -53,7 +53,7 @@ pub async fn handle(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     check_media_type(&headers)?;
-    let req = decode_write_request(&body, state.config.max_decompressed_bytes).map_err(|e| {
+    let refuse = |e: CodecError| {
         tracing::info!(error = %e, bytes = body.len(), "undecodable write request");
         match e {
             CodecError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
@@ -61,7 +61,10 @@ pub async fn handle(
                 ApiError::BadRequest(e.to_string())
             }
         }
-    })?;
+    };
+    let raw = decompress(&body, state.config.max_decompressed_bytes).map_err(refuse)?;
+    // Labels borrow `raw` from here on (no copy per label); the plan borrows `req`.
+    let req = decode_write_request_view(&raw).map_err(refuse)?;
     drop(body);
     let cfg = &state.config;
     let metrics = &state.metrics;
@@ -73,7 +76,7 @@ pub async fn handle(
     let plan = match plan_write(&req, &opts) {
         Ok(p) => p,
         Err(e) => {
-            let received: u64 = req.timeseries.iter().map(|t| t.samples.len() as u64).sum();
+            let received = req.sample_count() as u64;
             metrics.received_samples.inc_by(received);
             tracing::info!(error = %e, "write request refused");
             return Err(ApiError::BadRequest(format!(

@@ -5,6 +5,7 @@
 use prost::Message;
 
 use super::pb::WriteRequest;
+use super::view::WriteRequestView;
 
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,15 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
 pub fn decode_write_request(body: &[u8], limit: usize) -> Result<WriteRequest, CodecError> {
     let raw = decompress(body, limit)?;
     WriteRequest::decode(raw.as_slice()).map_err(|source| CodecError::Protobuf {
+        message: "prometheus.WriteRequest",
+        source,
+    })
+}
+
+/// Decodes an uncompressed remote-write 1.0 `WriteRequest` (from [`decompress`]) into a view
+/// borrowing its strings; the same inputs are refused as by [`decode_write_request`].
+pub fn decode_write_request_view(raw: &[u8]) -> Result<WriteRequestView<'_>, CodecError> {
+    WriteRequestView::decode(raw).map_err(|source| CodecError::Protobuf {
         message: "prometheus.WriteRequest",
         source,
     })

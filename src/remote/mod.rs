@@ -9,3 +9,4 @@ pub mod pb {
 
 pub mod chunked;
 pub mod codec;
+pub mod view;

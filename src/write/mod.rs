@@ -1,6 +1,8 @@
 //! Remote-write translation: a decoded `WriteRequest` → a plan of Timestream WriteRecords
 //! batches. Pure: no I/O, no SDK types; the plan borrows the request's strings so nothing is
 //! copied per sample here (the SDK records are built per batch by `timestream::writer`).
+//! The input is anything [`WriteInput`]: the server's zero-copy view of the body
+//! (`remote::view`), or prost's owned `WriteRequest` (tests, tools).
 //!
 //! Rules (issue 3): one record per sample; MeasureName = `__name__`; dimensions = the other
 //! labels minus empty values and routing labels; what Timestream cannot store is skipped and
@@ -15,7 +17,8 @@ use std::cmp::Ordering;
 use std::ops::Range;
 
 use crate::config::DestinationConfig;
-use crate::remote::pb::{Sample, TimeSeries, WriteRequest};
+use crate::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
+use crate::remote::view::{LabelRef, WriteRequestView};
 
 /// Prometheus' metric-name label.
 pub const METRIC_NAME_LABEL: &str = "__name__";
@@ -241,17 +244,87 @@ impl<'a> WritePlan<'a> {
     }
 }
 
+/// A label as the planner reads it.
+pub trait LabelPair {
+    /// Label name.
+    fn name(&self) -> &str;
+    /// Label value.
+    fn value(&self) -> &str;
+}
+
+impl LabelPair for Label {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl LabelPair for LabelRef<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn value(&self) -> &str {
+        self.value
+    }
+}
+
+/// What [`plan_write`] reads: series of labels and samples, by index.
+pub trait WriteInput {
+    /// The label type.
+    type Label: LabelPair;
+    /// Number of series.
+    fn series_count(&self) -> usize;
+    /// Labels of series `i` (wire order).
+    fn series_labels(&self, i: usize) -> &[Self::Label];
+    /// Samples of series `i`.
+    fn series_samples(&self, i: usize) -> &[Sample];
+}
+
+impl WriteInput for WriteRequest {
+    type Label = Label;
+    fn series_count(&self) -> usize {
+        self.timeseries.len()
+    }
+    fn series_labels(&self, i: usize) -> &[Label] {
+        &self.timeseries[i].labels
+    }
+    fn series_samples(&self, i: usize) -> &[Sample] {
+        &self.timeseries[i].samples
+    }
+}
+
+impl<'b> WriteInput for WriteRequestView<'b> {
+    type Label = LabelRef<'b>;
+    fn series_count(&self) -> usize {
+        self.len()
+    }
+    fn series_labels(&self, i: usize) -> &[LabelRef<'b>] {
+        self.series(i).labels
+    }
+    fn series_samples(&self, i: usize) -> &[Sample] {
+        self.series(i).samples
+    }
+}
+
 /// Prometheus notation of a series (`name{a="b"}`), for messages.
 pub fn series_to_string(ts: &TimeSeries) -> String {
+    labels_to_string(&ts.labels)
+}
+
+/// Prometheus notation of a series given its labels, bounded in length.
+pub fn labels_to_string<L: LabelPair>(labels: &[L]) -> String {
     // Bounded: this text goes into error bodies and log lines, and a request can carry
     // a million labels or megabyte-long names.
     const MAX_SHOWN_LABELS: usize = 32;
     let mut name = "";
     let mut rest = String::new();
     let (mut shown, mut hidden) = (0usize, 0usize);
-    for l in &ts.labels {
-        if l.name == METRIC_NAME_LABEL {
-            name = &l.value;
+    for l in labels {
+        let (l_name, l_value) = (l.name(), l.value());
+        if l_name == METRIC_NAME_LABEL {
+            name = l_value;
         } else if shown == MAX_SHOWN_LABELS {
             hidden += 1;
         } else {
@@ -259,9 +332,9 @@ pub fn series_to_string(ts: &TimeSeries) -> String {
             if !rest.is_empty() {
                 rest.push_str(", ");
             }
-            rest.extend(l.name.chars().take(100));
+            rest.extend(l_name.chars().take(100));
             rest.push_str("=\"");
-            for c in l.value.chars().take(200) {
+            for c in l_value.chars().take(200) {
                 match c {
                     '"' => rest.push_str("\\\""),
                     '\\' => rest.push_str("\\\\"),
@@ -354,8 +427,8 @@ fn cmp_series(a: &PlannedSeries<'_>, b: &PlannedSeries<'_>) -> Ordering {
 }
 
 /// Translates a request into batches. Errors only for what must refuse the whole request.
-pub fn plan_write<'a>(
-    req: &'a WriteRequest,
+pub fn plan_write<'a, R: WriteInput + ?Sized>(
+    req: &'a R,
     opts: &PlanOptions<'a>,
 ) -> Result<WritePlan<'a>, PlanError> {
     let dest_cfg = opts.destination;
@@ -364,8 +437,10 @@ pub fn plan_write<'a>(
     let mut plan = WritePlan::default();
     let mut total_records = 0usize;
 
-    for ts in &req.timeseries {
-        let n_samples = ts.samples.len() as u64;
+    for i in 0..req.series_count() {
+        let labels = req.series_labels(i);
+        let samples = req.series_samples(i);
+        let n_samples = samples.len() as u64;
         plan.stats.received += n_samples;
         if n_samples == 0 {
             continue;
@@ -373,9 +448,9 @@ pub fn plan_write<'a>(
         let mut name: Option<&'a str> = None;
         let mut database: Option<&'a str> = None;
         let mut table: Option<&'a str> = None;
-        let mut dims: Vec<Dim<'a>> = Vec::with_capacity(ts.labels.len());
-        for l in &ts.labels {
-            let (n, v) = (l.name.as_str(), l.value.as_str());
+        let mut dims: Vec<Dim<'a>> = Vec::with_capacity(labels.len());
+        for l in labels {
+            let (n, v) = (l.name(), l.value());
             if n == METRIC_NAME_LABEL {
                 if !v.is_empty() {
                     name = Some(v);
@@ -395,7 +470,7 @@ pub fn plan_write<'a>(
         }
         let Some(name) = name else {
             return Err(PlanError::MissingMetricName {
-                labels: series_to_string(ts),
+                labels: labels_to_string(labels),
             });
         };
         // Senders must sort labels; checking is cheaper than trusting.
@@ -403,7 +478,7 @@ pub fn plan_write<'a>(
             dims.sort_unstable_by(|a, b| a.name.cmp(b.name));
             if let Some(w) = dims.windows(2).find(|w| w[0].name == w[1].name) {
                 return Err(PlanError::DuplicateLabel {
-                    series: series_to_string(ts),
+                    series: labels_to_string(labels),
                     name: w[0].name.to_string(),
                 });
             }
@@ -411,11 +486,11 @@ pub fn plan_write<'a>(
         if let Some((reason, detail)) = unstorable(name, &dims) {
             if opts.fail_on_long_label {
                 return Err(PlanError::Unstorable {
-                    series: series_to_string(ts),
+                    series: labels_to_string(labels),
                     detail,
                 });
             }
-            tracing::debug!(series = %series_to_string(ts), reason = reason.as_str(), %detail, "series skipped");
+            tracing::debug!(series = %labels_to_string(labels), reason = reason.as_str(), %detail, "series skipped");
             plan.stats.ignored[reason as usize] += n_samples;
             continue;
         }
@@ -424,7 +499,7 @@ pub fn plan_write<'a>(
             None if !dest_cfg.default_database.is_empty() => dest_cfg.default_database.as_str(),
             None => {
                 return Err(PlanError::NoDestination {
-                    series: series_to_string(ts),
+                    series: labels_to_string(labels),
                     label: db_label.unwrap_or_default().to_string(),
                     flag: "--default-database",
                 })
@@ -435,21 +510,21 @@ pub fn plan_write<'a>(
             None if !dest_cfg.default_table.is_empty() => dest_cfg.default_table.as_str(),
             None => {
                 return Err(PlanError::NoDestination {
-                    series: series_to_string(ts),
+                    series: labels_to_string(labels),
                     label: table_label.unwrap_or_default().to_string(),
                     flag: "--default-table",
                 })
             }
         };
         let mut finite = 0usize;
-        for s in &ts.samples {
+        for s in samples {
             if s.value.is_finite() {
                 finite += 1;
             } else if is_stale_marker(s.value) {
                 plan.stats.ignored[IgnoreReason::StaleMarker as usize] += 1;
             } else if opts.fail_on_invalid_sample_value {
                 return Err(PlanError::InvalidSampleValue {
-                    series: series_to_string(ts),
+                    series: labels_to_string(labels),
                     value: s.value,
                     timestamp_ms: s.timestamp,
                 });
@@ -482,7 +557,7 @@ pub fn plan_write<'a>(
             name,
             target,
             dims,
-            samples: &ts.samples,
+            samples,
         });
     }
 
@@ -865,6 +940,73 @@ mod tests {
         for b in &p.batches {
             assert!(b.common_time.is_some());
             assert!(b.common_dims.iter().any(|d| d.name == "instance"));
+        }
+    }
+
+    /// The server plans from the zero-copy view of the body; it must plan exactly what
+    /// prost's owned request plans (same series, records, batches, stats and errors).
+    #[test]
+    fn view_and_prost_requests_plan_the_same() {
+        use prost::Message;
+        let d = DestinationConfig {
+            default_database: "db".into(),
+            default_table: String::new(),
+            database_label: Some("_db".into()),
+            table_label: Some("_tb".into()),
+        };
+        let mut ts = Vec::new();
+        for i in 0..180 {
+            let cpu = (i % 7).to_string();
+            let inst = format!("h{}:9100", i % 3);
+            ts.push(series(
+                &[
+                    ("__name__", ["a", "b"][i % 2]),
+                    ("cpu", &cpu),
+                    ("instance", &inst),
+                    ("job", "node"),
+                    ("_tb", ["t1", "t2"][i % 2]),
+                    ("x", if i % 5 == 0 { "" } else { "y" }),
+                ],
+                &[(i as f64, 1000 + (i % 4) as i64), (f64::NAN, 5)],
+            ));
+        }
+        ts.push(series(&[("__name__", "m"), ("time", "v")], &[(1.0, 1)]));
+        ts.push(series(
+            &[("b", "1"), ("__name__", "m"), ("_tb", "t")],
+            &[(1.0, 1)],
+        ));
+        let ok = req(ts);
+        let bad = [
+            req(vec![series(&[("job", "a")], &[(1.0, 1)])]),
+            req(vec![series(&[("__name__", "m")], &[(1.0, 1)])]),
+            req(vec![series(
+                &[("__name__", "m"), ("b", "1"), ("b", "2"), ("_tb", "t")],
+                &[(1.0, 1)],
+            )]),
+        ];
+        let summary = |p: &WritePlan<'_>| {
+            format!(
+                "{:?} {:?} {:?} {:?}",
+                p.destinations,
+                p.series
+                    .iter()
+                    .map(|s| (s.destination, s.name, s.target, &s.dims, s.samples.len()))
+                    .collect::<Vec<_>>(),
+                p.records,
+                p.batches,
+            ) + &format!("{:?}", p.stats)
+        };
+        for r in std::iter::once(&ok).chain(bad.iter()) {
+            let bytes = r.encode_to_vec();
+            let view = WriteRequestView::decode(&bytes).unwrap();
+            match (plan_write(r, &opts(&d)), plan_write(&view, &opts(&d))) {
+                (Ok(a), Ok(b)) => {
+                    assert!(a.records.len() > 100);
+                    assert_eq!(summary(&a), summary(&b));
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{:?} vs {:?}", a.is_ok(), b.is_ok()),
+            }
         }
     }
 
