@@ -248,3 +248,101 @@ async fn after_sigkill_and_restart_a_retrying_sender_stores_every_sample_once() 
     assert!(child.wait().await.unwrap().success());
     env.shutdown().await;
 }
+
+/// The HTTPS server path (its own accept loop): drain within the deadline, refuse new
+/// connections, and answer 503 to what is cut at the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn https_shutdown_drains_refuses_and_cuts_at_the_deadline() {
+    use timestream_prometheus_connector::http::{app_with_limits, limits::Limits};
+    use timestream_prometheus_connector::server::{load_tls, serve_graceful};
+
+    let env = start().await;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (env.dir.path().join("s.crt"), env.dir.path().join("s.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let t = now_ms() - 10_000;
+
+    // (latency, grace, expected status of the in-flight writes)
+    for (round, (latency, grace, expected)) in [(1_000u64, 10u64, 200u16), (6_000, 1, 503)]
+        .into_iter()
+        .enumerate()
+    {
+        env.faults().set(store_latency(latency));
+        let tls = load_tls(&cert, &key).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let limits = Limits::new(&env.state.config.limits, env.state.metrics.clone());
+        let router = app_with_limits(env.state.clone(), limits.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_graceful(
+            listener,
+            router,
+            Some(tls),
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(grace),
+            Some(limits),
+        ));
+        let writes: Vec<_> = (0..3)
+            .map(|i| {
+                let client = client.clone();
+                let body = encode_write_request(&one("tls_stop", round * 10 + i, t));
+                tokio::spawn(async move {
+                    client
+                        .post(format!("https://localhost:{port}/write"))
+                        .basic_auth(AKID, Some(SECRET))
+                        .body(body)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .ok()
+                })
+            })
+            .collect();
+        for _ in 0..100 {
+            if env.state.metrics.requests_in_flight.get() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stopped_at = Instant::now();
+        let _ = stop.send(());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err(),
+            "round {round}: new connections refused after the stop"
+        );
+        for w in writes {
+            assert_eq!(w.await.unwrap(), Some(expected), "round {round}");
+        }
+        tokio::time::timeout(Duration::from_secs(grace + 3), server)
+            .await
+            .expect("serve returns after the deadline")
+            .unwrap()
+            .unwrap();
+        let took = stopped_at.elapsed();
+        assert!(
+            took < Duration::from_secs(grace) + Duration::from_millis(1_500),
+            "round {round}: {took:?}"
+        );
+    }
+    assert_eq!(
+        env.state.metrics.requests_cut_at_shutdown.get(),
+        3,
+        "the three writes of the second round were cut"
+    );
+    env.faults().clear();
+    let stored = rows_by_i(&env, "tls_stop").await;
+    for i in 0..3 {
+        assert_eq!(stored.get(&i.to_string()), Some(&1), "{stored:?}");
+    }
+    env.shutdown().await;
+}
