@@ -395,3 +395,77 @@ async fn a_store_that_is_down_then_up_gives_503_then_200() {
     );
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_remote_read_is_503_at_the_request_timeout() {
+    use prost::Message;
+    use timestream_prometheus_connector::remote::pb::{
+        label_matcher::Type, read_request::ResponseType, LabelMatcher, Query, ReadRequest,
+    };
+    let env = start_with(EnvOptions {
+        args: vec![
+            "--max-read-retries=1".into(),
+            "--web.request-timeout=1s".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let t = now_ms() - 10_000;
+    assert_eq!(
+        post(&env.http, &env.url, &one("slow_read", 1, t))
+            .await
+            .status,
+        200
+    );
+    let req = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: t - 1_000,
+            end_timestamp_ms: t + 1_000,
+            matchers: vec![LabelMatcher {
+                r#type: Type::Eq as i32,
+                name: "__name__".into(),
+                value: "slow_read".into(),
+            }],
+            hints: None,
+        }],
+        accepted_response_types: vec![ResponseType::Samples as i32],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    let read = || async {
+        let started = Instant::now();
+        let r = env
+            .http
+            .post(format!("{}/api/v1/read", env.url))
+            .basic_auth(AKID, Some(SECRET))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), started.elapsed())
+    };
+    env.faults().set(FaultOptions {
+        latency_ms: 4_000,
+        operations: vec!["Query".into()],
+        ..Default::default()
+    });
+    let (status, took) = read().await;
+    assert_eq!(status, 503);
+    assert!(
+        took >= Duration::from_millis(1_000) && took < Duration::from_millis(1_800),
+        "{took:?}"
+    );
+    env.faults().clear();
+    assert_eq!(read().await.0, 200);
+    assert_eq!(
+        metric_value(
+            &env.metrics_text().await,
+            "timestream_connector_request_timeouts_total"
+        ),
+        1.0
+    );
+    env.shutdown().await;
+}
