@@ -205,10 +205,10 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_concurrent_requests: u32,
     /// Longest a remote write/read request may take (e.g. 25s, 500ms); beyond it → 503.
-    #[arg(long = "web.request-timeout", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_duration)]
+    #[arg(long = "web.request-timeout", value_name = "DURATION", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_duration)]
     pub request_timeout: std::time::Duration,
     /// After SIGTERM/SIGINT, how long in-flight requests may finish; those still running are answered 503.
-    #[arg(long = "web.shutdown-timeout", default_value = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = parse_duration)]
+    #[arg(long = "web.shutdown-timeout", value_name = "DURATION", default_value = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = parse_duration)]
     pub shutdown_timeout: std::time::Duration,
     /// WriteRecords calls in flight across all requests (each request also obeys --write.concurrency).
     #[arg(long = "write.max-inflight-calls", default_value_t = DEFAULT_MAX_INFLIGHT_WRITE_CALLS,
