@@ -32,6 +32,9 @@ pub struct Layout {
     time: usize,
     value: usize,
     columns: usize,
+    /// Columns of the `Src::Column` slots, in slot order: the cells that tell
+    /// series apart (constant slots are the same on every row).
+    keys: Vec<usize>,
 }
 
 impl Layout {
@@ -68,7 +71,15 @@ impl Layout {
         let missing = |c: &str| ReadError::Internal(format!("query result has no {c} column"));
         name.ok_or_else(|| missing("measure_name"))?;
         slots.sort_by(|a, b| a.0.cmp(&b.0));
+        let keys = slots
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Src::Column(c) => Some(*c),
+                Src::Constant(_) => None,
+            })
+            .collect();
         Ok(Layout {
+            keys,
             slots,
             time: time.ok_or_else(|| missing("time"))?,
             value: value.ok_or_else(|| missing("measure_value::double"))?,
@@ -98,7 +109,31 @@ impl Layout {
             .collect()
     }
 
-    fn sample(&self, row: &[Option<&str>]) -> Result<Sample, ReadError> {
+    /// Labels from the values of the key columns (`keys` order) plus the constants.
+    fn labels_from_keys(&self, values: &[Option<Box<str>>]) -> Vec<Label> {
+        let mut k = values.iter();
+        self.slots
+            .iter()
+            .filter_map(|(name, src)| {
+                let v: &str = match src {
+                    Src::Column(_) => k.next()?.as_deref()?,
+                    Src::Constant(v) => v,
+                };
+                Some(Label {
+                    name: name.clone(),
+                    value: v.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The key cell `c` of `row` (empty values are absent labels).
+    #[inline]
+    fn key<'a>(row: &[Option<&'a str>], c: usize) -> Option<&'a str> {
+        row[c].filter(|v| !v.is_empty())
+    }
+
+    fn sample(&self, row: &[Option<&str>], times: &mut TimeCache) -> Result<Sample, ReadError> {
         if row.len() != self.columns {
             return Err(ReadError::Internal(format!(
                 "row has {} cells, expected {}",
@@ -109,7 +144,8 @@ impl Layout {
         let t = row[self.time].ok_or_else(|| ReadError::Internal("NULL time".into()))?;
         let v = row[self.value].ok_or_else(|| ReadError::Internal("NULL measure value".into()))?;
         Ok(Sample {
-            timestamp: parse_time_ms(t)
+            timestamp: times
+                .parse(t)
                 .ok_or_else(|| ReadError::Internal(format!("unparsable time {t:?}")))?,
             value: parse_value(v)
                 .ok_or_else(|| ReadError::Internal(format!("unparsable value {v:?}")))?,
@@ -117,27 +153,43 @@ impl Layout {
     }
 }
 
-/// Timestream's `YYYY-MM-DD HH:MM:SS[.fffffffff]` (UTC) → Unix milliseconds
-/// (sub-millisecond digits are truncated toward the past).
-pub fn parse_time_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b' '
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+/// [`parse_time_ms`] with the start of the last minute seen remembered: rows of a
+/// page mostly share `YYYY-MM-DD HH:MM`, so only seconds and fraction are parsed.
+/// Same results as [`parse_time_ms`] (the prefix was validated when it was cached).
+#[derive(Debug, Default, Clone)]
+pub struct TimeCache {
+    prefix: [u8; 16],
+    minute_ms: i64,
+    set: bool,
+}
+
+impl TimeCache {
+    #[inline]
+    pub fn parse(&mut self, s: &str) -> Option<i64> {
+        let b = s.as_bytes();
+        if self.set && b.len() >= 19 && b[..16] == self.prefix {
+            return seconds_ms(b).map(|r| self.minute_ms + r);
+        }
+        let t = parse_time_ms(s)?;
+        self.prefix.copy_from_slice(&b[..16]);
+        self.minute_ms = t - seconds_ms(b)?;
+        self.set = true;
+        Some(t)
+    }
+}
+
+/// `:SS[.fffffffff]` from byte 16 of a time string → milliseconds into the minute.
+#[inline]
+fn seconds_ms(b: &[u8]) -> Option<i64> {
+    if b.len() < 19 || b[16] != b':' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        b[r].iter().try_fold(0i64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-        })
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let (s1, s2) = (b[17].wrapping_sub(b'0'), b[18].wrapping_sub(b'0'));
+    if s1 > 9 || s2 > 9 {
+        return None;
+    }
+    let sec = i64::from(s1 * 10 + s2);
+    if sec > 60 {
         return None;
     }
     let mut ms = 0i64;
@@ -153,8 +205,29 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
             ms = ms * 10 + frac.get(k).map_or(0, |c| i64::from(c - b'0'));
         }
     }
+    Some(sec * 1000 + ms)
+}
+
+/// Timestream's `YYYY-MM-DD HH:MM:SS[.fffffffff]` (UTC) → Unix milliseconds
+/// (sub-millisecond digits are truncated toward the past).
+pub fn parse_time_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi) = (num(11..13)?, num(14..16)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 {
+        return None;
+    }
+    let rest = seconds_ms(b)?;
     let days = days_from_civil(y, mo, d);
-    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + rest)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -208,6 +281,7 @@ const NONE: u32 = u32::MAX;
 type LabelValues = Box<[Option<Box<str>>]>;
 
 struct Buf {
+    /// Values of the layout's key columns (None = absent).
     values: LabelValues,
     samples: Vec<Sample>,
     sorted: bool,
@@ -221,6 +295,9 @@ pub struct Grouper {
     state: foldhash::fast::RandomState,
     index: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
     series: Vec<Buf>,
+    times: TimeCache,
+    /// Series of the previous row: rows of one series often come together.
+    last: u32,
 }
 
 impl Grouper {
@@ -230,6 +307,8 @@ impl Grouper {
             state: foldhash::fast::RandomState::default(),
             index: HashMap::default(),
             series: Vec::new(),
+            times: TimeCache::default(),
+            last: NONE,
         }
     }
 
@@ -245,8 +324,8 @@ impl Grouper {
 
     fn hash(&self, row: &[Option<&str>]) -> u64 {
         let mut h = self.state.build_hasher();
-        for j in 0..self.layout.slots.len() {
-            match self.layout.cell(row, j) {
+        for &c in &self.layout.keys {
+            match Layout::key(row, c) {
                 Some(v) => {
                     h.write_u8(1);
                     h.write(v.as_bytes());
@@ -258,39 +337,58 @@ impl Grouper {
         h.finish()
     }
 
-    fn same(&self, buf: &Buf, row: &[Option<&str>]) -> bool {
-        (0..self.layout.slots.len()).all(|j| buf.values[j].as_deref() == self.layout.cell(row, j))
+    #[inline]
+    fn same(keys: &[usize], buf: &Buf, row: &[Option<&str>]) -> bool {
+        keys.iter()
+            .zip(buf.values.iter())
+            .all(|(&c, v)| v.as_deref() == Layout::key(row, c))
     }
 
     /// Add one row.
     pub fn push(&mut self, row: &[Option<&str>]) -> Result<(), ReadError> {
-        let sample = self.layout.sample(row)?;
-        let h = self.hash(row);
-        let mut id = self.index.get(&h).copied().unwrap_or(NONE);
-        let head = id;
-        while id != NONE && !self.same(&self.series[id as usize], row) {
-            id = self.series[id as usize].next;
-        }
-        if id == NONE {
-            id = u32::try_from(self.series.len())
-                .map_err(|_| ReadError::Internal("too many series".into()))?;
-            let values = (0..self.layout.slots.len())
-                .map(|j| self.layout.cell(row, j).map(Box::from))
-                .collect();
-            self.series.push(Buf {
-                values,
-                samples: Vec::new(),
-                sorted: true,
-                next: head,
-            });
-            self.index.insert(h, id);
-        }
+        let sample = self.layout.sample(row, &mut self.times)?;
+        let keys = &self.layout.keys;
+        let id = match self.series.get(self.last as usize) {
+            Some(b) if Grouper::same(keys, b, row) => self.last,
+            _ => self.find_or_insert(row)?,
+        };
+        self.last = id;
         let buf = &mut self.series[id as usize];
         if let Some(last) = buf.samples.last() {
             buf.sorted &= last.timestamp <= sample.timestamp;
         }
         buf.samples.push(sample);
         Ok(())
+    }
+
+    fn find_or_insert(&mut self, row: &[Option<&str>]) -> Result<u32, ReadError> {
+        let h = self.hash(row);
+        let keys = &self.layout.keys;
+        let head = self.index.get(&h).copied().unwrap_or(NONE);
+        let mut id = head;
+        while id != NONE {
+            let b = &self.series[id as usize];
+            if Grouper::same(keys, b, row) {
+                return Ok(id);
+            }
+            id = b.next;
+        }
+        let id = u32::try_from(self.series.len())
+            .ok()
+            .filter(|&i| i != NONE)
+            .ok_or_else(|| ReadError::Internal("too many series".into()))?;
+        let values = keys
+            .iter()
+            .map(|&c| Layout::key(row, c).map(Box::from))
+            .collect();
+        self.series.push(Buf {
+            values,
+            samples: Vec::new(),
+            sorted: true,
+            next: head,
+        });
+        self.index.insert(h, id);
+        Ok(id)
     }
 
     /// All series: labels sorted by name, samples by time, series by label set.
@@ -304,7 +402,7 @@ impl Grouper {
                     b.samples.sort_by_key(|s| s.timestamp);
                 }
                 TimeSeries {
-                    labels: layout.labels(&b.values),
+                    labels: layout.labels_from_keys(&b.values),
                     samples: b.samples,
                     ..Default::default()
                 }
@@ -329,6 +427,7 @@ pub struct OrderedGrouper {
     /// Emit a segment once the current series holds this many samples.
     max_samples: usize,
     current: Option<(LabelValues, Vec<Label>, Vec<Sample>)>,
+    times: TimeCache,
 }
 
 impl OrderedGrouper {
@@ -337,13 +436,14 @@ impl OrderedGrouper {
             layout,
             max_samples: max_samples.max(1),
             current: None,
+            times: TimeCache::default(),
         }
     }
 
     /// Add one row; returns a segment when the previous series is complete or
     /// the current one reached `max_samples`.
     pub fn push(&mut self, row: &[Option<&str>]) -> Result<Option<Segment>, ReadError> {
-        let sample = self.layout.sample(row)?;
+        let sample = self.layout.sample(row, &mut self.times)?;
         let n = self.layout.slots.len();
         if let Some((values, labels, samples)) = &mut self.current {
             if (0..n).all(|j| values[j].as_deref() == self.layout.cell(row, j)) {
@@ -431,6 +531,44 @@ mod tests {
             "2022-07-07 17:42:32.9x",
         ] {
             assert_eq!(parse_time_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_cache_agrees_with_parse_time_ms() {
+        // Valid and invalid strings that share (or nearly share) a cached minute.
+        let inputs = [
+            "2022-07-07 17:42:32.939000000",
+            "2022-07-07 17:42:59.999999999",
+            "2022-07-07 17:42:60",
+            "2022-07-07 17:42:61.000000000",
+            "2022-07-07 17:42:3x.000000000",
+            "2022-07-07 17:42:33.",
+            "2022-07-07 17:42:33.12a",
+            "2022-07-07 17:42:33.1",
+            "2022-07-07 17:42:33",
+            "2022-07-07 17:42-33.000000000",
+            "2022-07-07 17:43:00.000000000",
+            "2022-07-07 17:42:32.939000000",
+            "2022-07-07 17:42",
+            "2022-02-30 23:59:01.5",
+            "2022-13-07 17:42:32.000000000",
+            "2022-13-07 17:42:33.000000000",
+            "1969-12-31 23:59:59.999",
+            "0000-03-01 00:00:00",
+            "9999-12-31 23:59:59.999999999",
+        ];
+        let mut cache = TimeCache::default();
+        for round in 0..2 {
+            for s in inputs {
+                assert_eq!(cache.parse(s), parse_time_ms(s), "{s} (round {round})");
+            }
+        }
+        // Every second and millisecond of one minute, through the cache.
+        let mut cache = TimeCache::default();
+        for ms in 0..60_000 {
+            let s = format!("2023-11-14 22:13:{:02}.{:03}456789", ms / 1000, ms % 1000);
+            assert_eq!(cache.parse(&s), Some(1_699_999_980_000 + ms), "{s}");
         }
     }
 
@@ -551,6 +689,46 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn grouper_adds_constant_labels_in_name_order() {
+        let layout = Layout::with_constants(
+            &["job", "measure_name", "time", "measure_value::double"],
+            &[
+                ("db".to_string(), "prod".to_string()),
+                ("zz".to_string(), "last".to_string()),
+                (
+                    "job".to_string(),
+                    "ignored: a column has this name".to_string(),
+                ),
+            ],
+        )
+        .unwrap();
+        let mut g = Grouper::new(layout);
+        for (job, t) in [(Some("a"), 2), (None, 1), (Some("a"), 1), (Some(""), 3)] {
+            g.push(&[job, Some("up"), Some(&ts(t)), Some("1.5")])
+                .unwrap();
+        }
+        let out = g.finish();
+        let labels: Vec<Vec<Label>> = out.iter().map(|s| s.labels.clone()).collect();
+        assert_eq!(
+            labels,
+            vec![
+                l(&[
+                    ("__name__", "up"),
+                    ("db", "prod"),
+                    ("job", "a"),
+                    ("zz", "last")
+                ]),
+                l(&[("__name__", "up"), ("db", "prod"), ("zz", "last")]),
+            ]
+        );
+        let times: Vec<Vec<i64>> = out
+            .iter()
+            .map(|s| s.samples.iter().map(|x| x.timestamp).collect())
+            .collect();
+        assert_eq!(times, vec![vec![1, 2], vec![1, 3]]);
     }
 
     #[test]
