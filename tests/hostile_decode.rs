@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
 use prost::Message;
 use timestream_prometheus_connector::remote::codec::{
-    compress, decode_write_request, decompress, CodecError,
+    compress, decode_write_request, decode_write_request_view, decompress, CodecError,
 };
 use timestream_prometheus_connector::remote::pb::{
     label_matcher::Type as MT, Label, LabelMatcher, Query, ReadHints, ReadRequest, Sample,
@@ -85,6 +85,13 @@ fn check_body(body: &[u8]) -> Result<(), TestCaseError> {
     // prost builds is proportional to bytes actually present.
     let bound = LIMIT + MAX_AMPLIFICATION * declared.unwrap_or(0).min(LIMIT) + 64 * 1024;
     prop_assert!(used <= bound, "allocated {used} > bound {bound}");
+
+    // The borrowing decoder /write uses: same refusals, same bound.
+    let (v, used) = measure(|| {
+        decompress(body, LIMIT).and_then(|raw| decode_write_request_view(&raw).map(|_| ()))
+    });
+    prop_assert_eq!(v.is_ok(), w.is_ok(), "view and prost disagree");
+    prop_assert!(used <= bound, "view: allocated {used} > bound {bound}");
 
     let (r, used) = measure(|| decode_read_request(body, LIMIT));
     if let Err(msg) = &r {
@@ -401,6 +408,15 @@ fn amplification_is_bounded_and_reported() {
         let (r, used) = measure(|| decode_write_request(&body, 1 << 20));
         assert!(r.is_ok(), "{what}: {r:?}");
         let factor = used as f64 / proto.len() as f64;
+        let (v, vused) = measure(|| {
+            decompress(&body, 1 << 20).and_then(|raw| decode_write_request_view(&raw).map(|_| ()))
+        });
+        assert!(v.is_ok(), "{what}: view {v:?}");
+        eprintln!(
+            "{what}: view decoder (/write) {vused} bytes ({:.0}×)",
+            vused as f64 / proto.len() as f64
+        );
+        worst = worst.max(vused as f64 / proto.len() as f64);
         eprintln!(
             "{what}: {} bytes decompressed → {used} bytes allocated ({factor:.0}×)",
             proto.len()
