@@ -56,6 +56,10 @@ const DELIBERATELY_UNSUPPORTED: &[&str] = &[
 ];
 
 const PATTERNS: &[&str] = &[
+    // Punctuation that is syntax in Rust classes but literal in Java ones.
+    r"[<a]",
+    r"[^<>]+",
+    r"x[>=]y",
     // Shapes the Prometheus connectors send.
     "^(?:foo)$",
     r"\A(?:foo|bar)\z",

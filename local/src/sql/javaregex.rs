@@ -237,7 +237,8 @@ fn lit(c: char) -> String {
 
 /// A char inside a Rust class: escape everything that could be class syntax.
 fn class_char(c: char) -> String {
-    if c.is_ascii_punctuation() {
+    // `\<` and `\>` are word-boundary assertions in Rust's syntax, not escaped literals.
+    if c.is_ascii_punctuation() && c != '<' && c != '>' {
         format!("\\{c}")
     } else if c.is_control() || c.is_whitespace() {
         format!("\\x{{{:X}}}", c as u32)
