@@ -5,9 +5,14 @@
 //! - series → XOR chunks → frames (streamed encoding), in samples per second;
 //! - matchers → SQL (planning and rendering with a regex translation).
 //!
+//! The two grouper benchmarks report this thread's CPU time (from
+//! /proc/thread-self/schedstat), not wall time, so that other processes sharing
+//! the machine do not inflate them; the others report wall time.
+//!
 //! Run: `cargo bench -p timestream-prometheus-connector --bench read_path`
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use aws_sdk_timestreamquery::types::{Datum, Row};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -121,39 +126,60 @@ fn rows(interleaved: bool) -> Vec<Row> {
     out
 }
 
+/// CPU time this thread has run, in ns (Linux schedstat; 0 where unavailable).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `f` `iters` times and returns the thread CPU time it took.
+fn cpu_time<T>(iters: u64, mut f: impl FnMut() -> T) -> Duration {
+    let t0 = thread_cpu_ns();
+    for _ in 0..iters {
+        std::hint::black_box(f());
+    }
+    Duration::from_nanos(thread_cpu_ns() - t0)
+}
+
 fn rows_to_series(c: &mut Criterion) {
     let mut g = c.benchmark_group("rows_to_series");
     g.sample_size(10);
     g.throughput(Throughput::Elements((SERIES * SAMPLES) as u64));
     let unordered = rows(true);
     g.bench_function("grouper_1M_rows", |b| {
-        b.iter(|| {
-            let mut grouper = Grouper::new(Layout::new(&COLUMNS).unwrap());
-            let mut cells: Vec<Option<&str>> = Vec::with_capacity(COLUMNS.len());
-            for r in &unordered {
-                cells.clear();
-                cells.extend(r.data().iter().map(|d| d.scalar_value()));
-                grouper.push(&cells).unwrap();
-            }
-            let series = grouper.finish();
-            assert_eq!(series.len(), SERIES);
-            series
+        b.iter_custom(|iters| {
+            cpu_time(iters, || {
+                let mut grouper = Grouper::new(Layout::new(&COLUMNS).unwrap());
+                let mut cells: Vec<Option<&str>> = Vec::with_capacity(COLUMNS.len());
+                for r in &unordered {
+                    cells.clear();
+                    cells.extend(r.data().iter().map(|d| d.scalar_value()));
+                    grouper.push(&cells).unwrap();
+                }
+                let series = grouper.finish();
+                assert_eq!(series.len(), SERIES);
+                series
+            })
         })
     });
     drop(unordered);
     let ordered = rows(false);
     g.bench_function("ordered_grouper_1M_rows", |b| {
-        b.iter(|| {
-            let mut grouper = OrderedGrouper::new(Layout::new(&COLUMNS).unwrap(), 960);
-            let mut cells: Vec<Option<&str>> = Vec::with_capacity(COLUMNS.len());
-            let mut n = 0usize;
-            for r in &ordered {
-                cells.clear();
-                cells.extend(r.data().iter().map(|d| d.scalar_value()));
-                n += grouper.push(&cells).unwrap().map_or(0, |s| s.samples.len());
-            }
-            n += grouper.finish().map_or(0, |s| s.samples.len());
-            assert_eq!(n, SERIES * SAMPLES);
+        b.iter_custom(|iters| {
+            cpu_time(iters, || {
+                let mut grouper = OrderedGrouper::new(Layout::new(&COLUMNS).unwrap(), 960);
+                let mut cells: Vec<Option<&str>> = Vec::with_capacity(COLUMNS.len());
+                let mut n = 0usize;
+                for r in &ordered {
+                    cells.clear();
+                    cells.extend(r.data().iter().map(|d| d.scalar_value()));
+                    n += grouper.push(&cells).unwrap().map_or(0, |s| s.samples.len());
+                }
+                n += grouper.finish().map_or(0, |s| s.samples.len());
+                assert_eq!(n, SERIES * SAMPLES);
+            })
         })
     });
     g.finish();
