@@ -143,6 +143,9 @@ pub async fn handle(State(state): State<AppState>, Creds(creds): Creds, body: By
     }
 }
 
+/// Most queries one ReadRequest may carry (Prometheus sends one per selector).
+pub const MAX_QUERIES_PER_REQUEST: usize = 1000;
+
 async fn serve(
     state: &AppState,
     creds: &RequestCredentials,
@@ -150,6 +153,14 @@ async fn serve(
     started: Instant,
 ) -> Result<Response, ReadError> {
     let req = decode(body, state.config.max_decompressed_bytes)?;
+    // Every query costs at least one Timestream call: a small body must not buy an
+    // unbounded number of them.
+    if req.queries.len() > MAX_QUERIES_PER_REQUEST {
+        return Err(ReadError::Decode(format!(
+            "{} queries in one read request; at most {MAX_QUERIES_PER_REQUEST} are accepted",
+            req.queries.len()
+        )));
+    }
     let kind = negotiate(&req)?;
     let cfg = &state.config;
     let client = state
