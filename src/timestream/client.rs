@@ -122,28 +122,22 @@ impl Clients {
         if !self.discover_write {
             return Ok(self.base_write.clone());
         }
-        let mut slot = self.discovered_write.lock().await;
-        if let Some((c, until)) = slot.as_ref() {
-            if Instant::now() < *until {
-                return Ok(c.clone());
-            }
-        }
-        let out = self
-            .base_write
-            .describe_endpoints()
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let (url, ttl) = pick_endpoint(
-            out.endpoints()
-                .iter()
-                .map(|e| (e.address(), e.cache_period_in_minutes())),
-        )?;
-        let client = aws_sdk_timestreamwrite::Client::from_conf(
-            self.write_conf.to_builder().endpoint_url(url).build(),
-        );
-        *slot = Some((client.clone(), Instant::now() + ttl));
-        Ok(client)
+        cached_or_discover(&self.discovered_write, || async {
+            let out = self
+                .base_write
+                .describe_endpoints()
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            let (url, ttl) = pick_endpoint(
+                out.endpoints()
+                    .iter()
+                    .map(|e| (e.address(), e.cache_period_in_minutes())),
+            )?;
+            let conf = self.write_conf.to_builder().endpoint_url(url).build();
+            Ok((aws_sdk_timestreamwrite::Client::from_conf(conf), ttl))
+        })
+        .await
     }
 
     /// The query client to use now (discovering the cell endpoint if needed).
@@ -151,29 +145,45 @@ impl Clients {
         if !self.discover_query {
             return Ok(self.base_query.clone());
         }
-        let mut slot = self.discovered_query.lock().await;
-        if let Some((c, until)) = slot.as_ref() {
-            if Instant::now() < *until {
-                return Ok(c.clone());
-            }
-        }
-        let out = self
-            .base_query
-            .describe_endpoints()
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let (url, ttl) = pick_endpoint(
-            out.endpoints()
-                .iter()
-                .map(|e| (e.address(), e.cache_period_in_minutes())),
-        )?;
-        let client = aws_sdk_timestreamquery::Client::from_conf(
-            self.query_conf.to_builder().endpoint_url(url).build(),
-        );
-        *slot = Some((client.clone(), Instant::now() + ttl));
-        Ok(client)
+        cached_or_discover(&self.discovered_query, || async {
+            let out = self
+                .base_query
+                .describe_endpoints()
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            let (url, ttl) = pick_endpoint(
+                out.endpoints()
+                    .iter()
+                    .map(|e| (e.address(), e.cache_period_in_minutes())),
+            )?;
+            let conf = self.query_conf.to_builder().endpoint_url(url).build();
+            Ok((aws_sdk_timestreamquery::Client::from_conf(conf), ttl))
+        })
+        .await
     }
+}
+
+/// The client in `slot` while its discovered endpoint is fresh, else a newly discovered one
+/// (the lock is held meanwhile, so concurrent requests discover once).
+async fn cached_or_discover<C, F, Fut>(
+    slot: &tokio::sync::Mutex<Option<(C, Instant)>>,
+    discover: F,
+) -> Result<C, Failure>
+where
+    C: Clone,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(C, Duration), Failure>>,
+{
+    let mut slot = slot.lock().await;
+    if let Some((c, until)) = slot.as_ref() {
+        if Instant::now() < *until {
+            return Ok(c.clone());
+        }
+    }
+    let (client, ttl) = discover().await?;
+    *slot = Some((client.clone(), Instant::now() + ttl));
+    Ok(client)
 }
 
 /// First usable endpoint of a DescribeEndpoints answer → (URL, cache period).
