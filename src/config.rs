@@ -151,6 +151,15 @@ pub struct Cli {
     /// PEM private key matching --tls-certificate.
     #[arg(long = "tls-key", default_value = "", hide_default_value = true)]
     pub tls_key: String,
+    /// PEM bundle of CA certificates; when given, HTTPS clients must present a certificate
+    /// signed by one of them (mutual TLS). Needs --tls-certificate and --tls-key.
+    #[arg(
+        long = "tls-client-ca",
+        value_name = "PEM file",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub tls_client_ca: String,
     /// Endpoint URL for Timestream queries (e.g. a VPC endpoint); disables endpoint discovery.
     #[arg(
         long = "query-base-endpoint",
@@ -321,6 +330,9 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to (`--tls-client-ca`); `None`
+    /// serves any client.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Logging options.
@@ -439,6 +451,8 @@ impl TryFrom<Cli> for Config {
             (false, false) => Some(TlsConfig {
                 certificate: cli.tls_certificate.into(),
                 key: cli.tls_key.into(),
+                client_ca: (!cli.tls_client_ca.is_empty())
+                    .then(|| cli.tls_client_ca.clone().into()),
             }),
             _ => {
                 return Err(ConfigError(
@@ -446,6 +460,13 @@ impl TryFrom<Cli> for Config {
                 ))
             }
         };
+        if tls.is_none() && !cli.tls_client_ca.is_empty() {
+            // Client certificates only exist in a TLS handshake: silently serving plain
+            // HTTP would drop the protection the user asked for.
+            return Err(ConfigError(
+                "--tls-client-ca needs --tls-certificate and --tls-key (client certificates are only checked over HTTPS)".into(),
+            ));
+        }
         if cli.request_timeout.is_zero() {
             return Err(ConfigError("--web.request-timeout must be positive".into()));
         }
@@ -676,6 +697,38 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn tls_client_ca_needs_a_server_pair() {
+        let err = parse(&[
+            "--default-database=d",
+            "--default-table=t",
+            "--tls-client-ca=ca.pem",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--tls-client-ca"), "{err}");
+        let c = parse(&[
+            "--default-database=d",
+            "--default-table=t",
+            "--tls-certificate=c.pem",
+            "--tls-key=k.pem",
+            "--tls-client-ca=ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.tls.unwrap().client_ca,
+            Some(std::path::PathBuf::from("ca.pem"))
+        );
+        let c = parse(&[
+            "--default-database=d",
+            "--default-table=t",
+            "--tls-certificate=c.pem",
+            "--tls-key=k.pem",
+        ])
+        .unwrap();
+        assert_eq!(c.tls.unwrap().client_ca, None);
     }
 
     #[test]

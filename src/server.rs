@@ -160,8 +160,55 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Loads a PEM certificate chain and private key into a rustls server config, checking
-/// that the key belongs to the certificate.
+/// that the key belongs to the certificate. Clients are not asked for certificates.
 pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    load_tls_with_client_ca(cert, key, None)
+}
+
+/// Builds the HTTPS server config from `--tls-certificate`, `--tls-key` and, for mutual TLS,
+/// `--tls-client-ca`.
+pub fn load_tls_config(
+    tls: &crate::config::TlsConfig,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    load_tls_with_client_ca(&tls.certificate, &tls.key, tls.client_ca.as_deref())
+}
+
+/// Reads the `--tls-client-ca` bundle into a trust store; every PEM certificate in it
+/// must be a usable trust anchor, so a typo'd or truncated bundle fails at startup.
+fn load_client_roots(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read --tls-client-ca {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--tls-client-ca {} is not valid PEM", path.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "--tls-client-ca {} contains no PEM certificate",
+            path.display()
+        );
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, c) in certs.into_iter().enumerate() {
+        roots.add(c).map_err(|e| {
+            anyhow::anyhow!(
+                "--tls-client-ca {}: certificate #{} is not a usable CA certificate: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Like `load_tls`; with `client_ca`, every client must present a certificate chaining to
+/// one of the CAs in that PEM bundle, checked during the handshake (a client without one,
+/// or with one from another CA, gets a TLS alert and never reaches HTTP).
+pub fn load_tls_with_client_ca(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -193,10 +240,24 @@ pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerCon
             cert.display()
         )
     })?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        // rustls' safe defaults are TLS 1.3 and 1.2; 1.0 and 1.1 are not implemented.
         .with_safe_default_protocol_versions()
-        .context("TLS protocol setup")?
-        .with_no_client_auth()
+        .context("TLS protocol setup")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let roots = load_client_roots(ca)?;
+            // Same provider as the server side, so signature checks use aws-lc-rs too.
+            // No `allow_unauthenticated`: a client without a certificate is refused.
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .with_context(|| format!("--tls-client-ca {} cannot be used", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key_der)
         .with_context(|| format!("--tls-certificate {} cannot be used", cert.display()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -347,7 +408,7 @@ pub async fn shutdown_signal() {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Load TLS before anything listens, so a bad pair fails fast.
     let tls = match &config.tls {
-        Some(t) => Some(load_tls(&t.certificate, &t.key)?),
+        Some(t) => Some(load_tls_config(t)?),
         None => None,
     };
     let listener = bind(&config.listen_address).await?;
@@ -367,7 +428,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     println!("timestream-prometheus-connector listening on {scheme}://{addr} (remote write: /write, remote read: /read)");
-    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    let mtls = runtime
+        .state
+        .config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
+    tracing::info!(%addr, tls = tls.is_some(), client_certificates_required = mtls, "listening");
     let limits = crate::http::limits::Limits::new(
         &runtime.state.config.limits,
         runtime.state.metrics.clone(),
