@@ -7,18 +7,23 @@
 //! Every refusal here is a 503: Prometheus retries 5xx (honouring `Retry-After`) but drops
 //! a 429 unless `retry_on_http_429` is set, and a request cut mid-way may have stored part
 //! of its samples, which is harmless because identical re-writes are no-ops in Timestream.
+//!
+//! Also the request-hygiene rules both routes share (Content-Encoding → 415, a snappy body
+//! declaring more than the decompressed cap → 413).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::LimitsConfig;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::remote::codec::CodecError;
 
 /// The limits of one router (shared by its clones; put into each limited request's
 /// extensions so the write handler can take WriteRecords slots).
@@ -163,9 +168,94 @@ pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -
     }
 }
 
+/// The `Content-Encoding` rule both remote routes share: absent is taken as snappy (the
+/// upstream never checked it and some clients omit it), anything else than `snappy` is
+/// 415, so a sender learns at once that the body cannot be read instead of getting a 400
+/// about undecodable snappy.
+pub fn check_content_encoding(headers: &HeaderMap, route: &str) -> Result<(), ApiError> {
+    let Some(enc) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let enc = enc.to_str().unwrap_or("").trim();
+    if enc.eq_ignore_ascii_case("snappy") {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "Content-Encoding {enc:?} is not supported; remote {route} bodies must be snappy-compressed"
+    )))
+}
+
+/// The `proto=` parameter of a `Content-Type` (`application/x-protobuf;proto=...`), if any:
+/// parameters are parsed tolerantly (whitespace around `;`/`=`, case of the name, quotes).
+pub fn content_type_proto(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    ct.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("proto")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Status for a body that failed snappy + protobuf decoding: a declared (or actual) size
+/// over `--web.max-decompressed-bytes` is 413 like an over-long body, the rest 400.
+pub fn codec_error(e: CodecError) -> ApiError {
+    match e {
+        CodecError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+        CodecError::Snappy(_) | CodecError::Protobuf { .. } => ApiError::BadRequest(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn content_encoding_absent_or_snappy_passes_anything_else_is_415() {
+        assert!(check_content_encoding(&HeaderMap::new(), "read").is_ok());
+        for ok in ["snappy", "Snappy", " snappy "] {
+            let h = headers(&[(header::CONTENT_ENCODING, ok)]);
+            assert!(check_content_encoding(&h, "read").is_ok(), "{ok:?}");
+        }
+        for bad in ["gzip", "identity", "zstd", ""] {
+            let h = headers(&[(header::CONTENT_ENCODING, bad)]);
+            let e = check_content_encoding(&h, "read").unwrap_err();
+            assert_eq!(e.status(), 415, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn proto_parameter_is_parsed_tolerantly() {
+        let h = headers(&[(
+            header::CONTENT_TYPE,
+            "application/x-protobuf ; PROTO = \"io.prometheus.write.v2.Request\"",
+        )]);
+        assert_eq!(
+            content_type_proto(&h).as_deref(),
+            Some("io.prometheus.write.v2.Request")
+        );
+        let h = headers(&[(header::CONTENT_TYPE, "application/x-protobuf")]);
+        assert_eq!(content_type_proto(&h), None);
+        assert_eq!(content_type_proto(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn oversized_bodies_are_413_garbage_400() {
+        let e = codec_error(CodecError::TooLarge {
+            declared: 10,
+            limit: 1,
+        });
+        assert_eq!(e.status(), 413);
+        assert_eq!(codec_error(CodecError::Snappy("x".into())).status(), 400);
+    }
 
     fn limits(requests: usize, calls: usize) -> Limits {
         Limits::new(

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
@@ -20,12 +20,13 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 
 use super::auth::Creds;
+use super::limits::{check_content_encoding, codec_error, content_type_proto};
 use super::AppState;
 use crate::error::{ApiError, PermanentKind};
 use crate::read::error::ReadError;
 use crate::read::regex::RegexOptions;
 use crate::read::sql::Order;
-use crate::remote::codec::{compress, decompress, CodecError};
+use crate::remote::codec::{compress, decompress};
 use crate::remote::pb::{read_request::ResponseType, ReadRequest, ReadResponse};
 use crate::timestream::client::RequestCredentials;
 use crate::timestream::reader::{ReadOptions, Reader};
@@ -69,6 +70,8 @@ fn api_error(e: &ReadError) -> ApiError {
     let msg = e.to_string();
     match e.status() {
         400 => ApiError::BadRequest(msg),
+        413 => ApiError::PayloadTooLarge(msg),
+        415 => ApiError::UnsupportedMediaType(msg),
         403 => ApiError::BackendPermanent {
             kind: PermanentKind::AccessDenied,
             message: msg,
@@ -107,11 +110,30 @@ fn negotiate(req: &ReadRequest) -> Result<ResponseType, ReadError> {
         })
 }
 
-fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
-    let raw = decompress(body, limit).map_err(|e| match e {
-        CodecError::TooLarge { .. } | CodecError::Snappy(_) | CodecError::Protobuf { .. } => {
-            ReadError::Decode(e.to_string())
+/// The body's media type, as `/write` checks it (shared rules in `limits`): a
+/// Content-Encoding other than snappy is 415 (absent is taken as snappy); a Content-Type
+/// is not required, but one naming another protobuf message (`proto=...`, e.g. a remote
+/// write 2.0 body sent here) is 415 too.
+fn check_media_type(headers: &HeaderMap) -> Result<(), ReadError> {
+    let unsupported = |e: ApiError| ReadError::UnsupportedMediaType(e.to_string());
+    check_content_encoding(headers, "read").map_err(unsupported)?;
+    if let Some(proto) = content_type_proto(headers) {
+        if !proto.eq_ignore_ascii_case(READ_PROTO) {
+            return Err(ReadError::UnsupportedMediaType(format!(
+                "Content-Type names proto={proto:?}; remote read bodies must be {READ_PROTO}"
+            )));
         }
+    }
+    Ok(())
+}
+
+/// The message a remote-read body holds (`proto=` of its Content-Type, when given).
+const READ_PROTO: &str = "prometheus.ReadRequest";
+
+fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
+    let raw = decompress(body, limit).map_err(|e| match codec_error(e) {
+        ApiError::PayloadTooLarge(m) => ReadError::TooLarge(m),
+        other => ReadError::Decode(other.to_string()),
     })?;
     ReadRequest::decode(raw.as_slice())
         .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))
@@ -135,8 +157,16 @@ async fn one_query(
 
 /// The handler.
 #[tracing::instrument(skip_all, fields(request_type = "remote_read"))]
-pub async fn handle(State(state): State<AppState>, Creds(creds): Creds, body: Bytes) -> Response {
+pub async fn handle(
+    State(state): State<AppState>,
+    Creds(creds): Creds,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
+    if let Err(e) = check_media_type(&headers) {
+        return fail(&state, started, e);
+    }
     match serve(&state, &creds, &body, started).await {
         Ok(r) => r,
         Err(e) => fail(&state, started, e),

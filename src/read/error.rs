@@ -22,6 +22,12 @@ pub enum ReadError {
     /// The request body could not be decoded.
     #[error("invalid read request: {0}")]
     Decode(String),
+    /// The body is (or declares to decompress to) more than the configured cap.
+    #[error("read request too large: {0}")]
+    TooLarge(String),
+    /// A Content-Encoding or Content-Type we cannot read.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// Timestream rejected the query (ValidationException): the message is the service's.
     #[error("Timestream rejected the query: {0}")]
     Validation(String),
@@ -53,6 +59,8 @@ impl ReadError {
             | ReadError::UnsupportedResponseType(_)
             | ReadError::Decode(_)
             | ReadError::Validation(_) => 400,
+            ReadError::TooLarge(_) => 413,
+            ReadError::UnsupportedMediaType(_) => 415,
             ReadError::AccessDenied(_) => 403,
             ReadError::Unavailable(_) => 503,
             ReadError::Internal(_) | ReadError::SeriesCollision(_) => 500,
@@ -70,6 +78,8 @@ impl ReadError {
             ReadError::QueryTooLarge { .. } => "query_too_large",
             ReadError::UnsupportedResponseType(_) => "unsupported_response_type",
             ReadError::Decode(_) => "decode",
+            ReadError::TooLarge(_) => "too_large",
+            ReadError::UnsupportedMediaType(_) => "unsupported_media_type",
             ReadError::Validation(_) => "validation",
             ReadError::AccessDenied(_) => "access_denied",
             ReadError::Unavailable(_) => "unavailable",
