@@ -7,7 +7,8 @@
 //! after the first frame aborts the body, so the client sees a failed transfer and
 //! never a short answer with a 200.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -28,7 +29,7 @@ use crate::read::regex::RegexOptions;
 use crate::read::sql::Order;
 use crate::remote::codec::{compress, decompress};
 use crate::remote::pb::{read_request::ResponseType, ReadRequest, ReadResponse};
-use crate::timestream::client::RequestCredentials;
+use crate::timestream::client::{ClientCache, RequestCredentials};
 use crate::timestream::reader::{ReadOptions, Reader};
 
 /// Content type of a streamed remote-read answer.
@@ -139,6 +140,28 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
         .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))
 }
 
+/// A number distinguishing this app's backend in the process-wide column cache, unique
+/// over the process' life: an address would be reused by the next app after this one is
+/// dropped (tests start many), which would inherit this one's cached columns and
+/// refresh rate limit.
+fn scope_of(clients: &Arc<ClientCache>) -> usize {
+    static SCOPES: Mutex<Vec<(Weak<ClientCache>, usize)>> = Mutex::new(Vec::new());
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    let Ok(mut scopes) = SCOPES.lock() else {
+        return NEXT.fetch_add(1, Ordering::Relaxed);
+    };
+    scopes.retain(|(w, _)| w.strong_count() > 0);
+    if let Some((_, id)) = scopes
+        .iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(clients)))
+    {
+        return *id;
+    }
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    scopes.push((Arc::downgrade(clients), id));
+    id
+}
+
 fn identity(creds: &RequestCredentials) -> String {
     match creds {
         RequestCredentials::Static { access_key_id, .. } => access_key_id.clone(),
@@ -210,7 +233,7 @@ async fn serve(
     let reader = Reader {
         client,
         identity: identity(creds),
-        scope: std::sync::Arc::as_ptr(&state.clients) as usize,
+        scope: scope_of(&state.clients),
         options: ReadOptions {
             default_database: cfg.destination.default_database.clone(),
             default_table: cfg.destination.default_table.clone(),

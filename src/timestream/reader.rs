@@ -4,9 +4,15 @@
 //!
 //! Column cache: the dimension columns of each table, from `DESCRIBE` (or, where
 //! DESCRIBE is not understood, the ColumnInfo of `SELECT * … LIMIT 0`). It is
-//! refreshed when older than [`COLUMNS_TTL`], when a matcher names a label the
-//! cache does not know (at most once per [`MIN_REFRESH`] per table), and when
-//! Timestream says a selected column does not exist.
+//! refreshed when older than [`COLUMNS_TTL`], when Timestream says a selected
+//! column does not exist, and on demand when a matcher names a label the cache
+//! does not know: a matcher on an unknown label is decided locally (`l="x"` selects
+//! nothing, `l!=""` becomes "absent"), so that decision must not rest on a list
+//! fetched before the label's first write. On-demand refreshes are rate-limited
+//! per table to one per [`MIN_REFRESH`] (a label that never exists cannot buy a
+//! DESCRIBE per query) and only that: the first fill or a TTL refresh a moment ago
+//! does not delay one. One refresh per table runs at a time; queries waiting for
+//! it use its result instead of fetching again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -54,15 +60,57 @@ pub type PageCounter = prometheus::IntCounter;
 #[derive(Clone)]
 struct Columns {
     dims: Arc<BTreeSet<String>>,
+    /// When the fetch that produced `dims` started (anything written before is in it).
     fetched: Instant,
+}
+
+/// One table's cache entry.
+#[derive(Default)]
+struct Entry {
+    columns: Option<Columns>,
+    /// Start of the last refresh made because a matcher named an unknown label.
+    last_on_demand: Option<Instant>,
+    /// Held while the table's columns are being fetched.
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// (scope, identity, database, table).
 type CacheKey = (usize, String, String, String);
 
-fn cache() -> &'static Mutex<HashMap<CacheKey, Columns>> {
-    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Columns>>> = OnceLock::new();
+fn cache() -> &'static Mutex<HashMap<CacheKey, Entry>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Entry>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Why the columns are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    /// Nothing cached yet, or older than [`COLUMNS_TTL`].
+    Missing,
+    /// Timestream said a selected column does not exist, or series collided.
+    Forced,
+    /// A matcher names a label the cached list lacks.
+    OnDemand,
+}
+
+fn on_demand_allowed(e: &Entry, now: Instant) -> bool {
+    e.last_on_demand
+        .is_none_or(|t| now.saturating_duration_since(t) >= MIN_REFRESH)
+}
+
+/// What to do with an entry (`None`: use the cached list as it is).
+fn refresh_reason(e: &Entry, wanted: &[&str], force: bool, now: Instant) -> Option<Refresh> {
+    let Some(c) = &e.columns else {
+        return Some(Refresh::Missing);
+    };
+    if force {
+        return Some(Refresh::Forced);
+    }
+    if now.saturating_duration_since(c.fetched) > COLUMNS_TTL {
+        return Some(Refresh::Missing);
+    }
+    let unknown = wanted.iter().any(|w| !c.dims.contains(*w));
+    (unknown && on_demand_allowed(e, now)).then_some(Refresh::OnDemand)
 }
 
 fn failure(f: Failure) -> ReadError {
@@ -71,6 +119,10 @@ fn failure(f: Failure) -> ReadError {
         FailureKind::Invalid | FailureKind::NotFound => ReadError::Validation(f.to_string()),
         FailureKind::AccessDenied => ReadError::AccessDenied(f.to_string()),
     }
+}
+
+fn poisoned() -> ReadError {
+    ReadError::Internal("column cache lock poisoned".into())
 }
 
 fn column_missing(e: &ReadError) -> bool {
@@ -216,29 +268,45 @@ impl Reader {
         wanted: &[&str],
         force: bool,
     ) -> Result<Arc<BTreeSet<String>>, ReadError> {
-        let cached = cache().lock().ok().and_then(|c| c.get(key).cloned());
-        if let Some(c) = &cached {
-            let age = c.fetched.elapsed();
-            let unknown = wanted.iter().any(|w| !c.dims.contains(*w));
-            // Timestream saying a column is missing (`force`) is always worth a refresh;
-            // labels merely unknown to us refresh at a bounded rate.
-            let refresh = force || age > COLUMNS_TTL || (unknown && age >= MIN_REFRESH);
-            if !refresh {
-                return Ok(c.dims.clone());
-            }
-        }
-        let dims = Arc::new(self.fetch_columns(&key.2, &key.3).await?);
-        if let Ok(mut c) = cache().lock() {
-            if c.len() >= MAX_TABLES {
+        let decided = Instant::now();
+        let gate = {
+            let mut c = cache().lock().map_err(|_| poisoned())?;
+            if c.len() >= MAX_TABLES && !c.contains_key(key) {
                 c.clear();
             }
-            c.insert(
-                key.clone(),
-                Columns {
-                    dims: dims.clone(),
-                    fetched: Instant::now(),
-                },
-            );
+            let e = c.entry(key.clone()).or_default();
+            match (refresh_reason(e, wanted, force, decided), &e.columns) {
+                (None, Some(cols)) => return Ok(cols.dims.clone()),
+                _ => e.gate.clone(),
+            }
+        };
+        let _fetching = gate.lock().await;
+        let started = {
+            let mut c = cache().lock().map_err(|_| poisoned())?;
+            let e = c.entry(key.clone()).or_default();
+            // A refresh that started after our decision (while we waited for the
+            // gate) saw everything we would see.
+            if let Some(cols) = e.columns.as_ref().filter(|c| c.fetched >= decided) {
+                return Ok(cols.dims.clone());
+            }
+            let now = Instant::now();
+            match refresh_reason(e, wanted, force, now) {
+                None => {
+                    if let Some(cols) = &e.columns {
+                        return Ok(cols.dims.clone());
+                    }
+                }
+                Some(Refresh::OnDemand) => e.last_on_demand = Some(now),
+                Some(Refresh::Missing | Refresh::Forced) => {}
+            }
+            now
+        };
+        let dims = Arc::new(self.fetch_columns(&key.2, &key.3).await?);
+        if let Ok(mut c) = cache().lock() {
+            c.entry(key.clone()).or_default().columns = Some(Columns {
+                dims: dims.clone(),
+                fetched: started,
+            });
         }
         Ok(dims)
     }
@@ -464,4 +532,53 @@ fn too_many(max: u64) -> ReadError {
     ReadError::InvalidMatcher(format!(
         "the request selects more than {max} samples (--read.max-samples); narrow the matchers or the time range"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dims: &[&str], age: Duration, on_demand_ago: Option<Duration>, now: Instant) -> Entry {
+        Entry {
+            columns: Some(Columns {
+                dims: Arc::new(dims.iter().map(|d| d.to_string()).collect()),
+                fetched: now - age,
+            }),
+            last_on_demand: on_demand_ago.map(|a| now - a),
+            gate: Default::default(),
+        }
+    }
+
+    #[test]
+    fn unknown_label_refreshes_a_list_filled_a_moment_ago() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let e = entry(&["job"], Duration::from_millis(5), None, now);
+        assert_eq!(refresh_reason(&e, &["job"], false, now), None);
+        assert_eq!(
+            refresh_reason(&e, &["job", "new"], false, now),
+            Some(Refresh::OnDemand)
+        );
+    }
+
+    #[test]
+    fn on_demand_refreshes_are_rate_limited_per_table() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let recent = Some(MIN_REFRESH / 2);
+        let e = entry(&["job"], Duration::from_millis(5), recent, now);
+        assert_eq!(refresh_reason(&e, &["never"], false, now), None);
+        let e = entry(&["job"], MIN_REFRESH, Some(MIN_REFRESH), now);
+        assert_eq!(
+            refresh_reason(&e, &["never"], false, now),
+            Some(Refresh::OnDemand)
+        );
+        // The rate limit does not hold back a TTL refresh or a forced one.
+        let e = entry(&["job"], COLUMNS_TTL * 2, recent, now);
+        assert_eq!(refresh_reason(&e, &[], false, now), Some(Refresh::Missing));
+        let e = entry(&["job"], Duration::ZERO, recent, now);
+        assert_eq!(refresh_reason(&e, &[], true, now), Some(Refresh::Forced));
+        assert_eq!(
+            refresh_reason(&Entry::default(), &[], false, now),
+            Some(Refresh::Missing)
+        );
+    }
 }
