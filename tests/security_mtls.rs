@@ -4,7 +4,8 @@
 //! certificate. With the flag, only A-signed clients get an HTTP answer (over TLS 1.2 and
 //! 1.3); a client without a certificate or with a B-signed one is stopped by a TLS alert
 //! before any request is read, and nothing is stored. Without the flag, clients without a
-//! certificate are served as before. Misuse of the flag fails at startup naming it.
+//! certificate are served as before. A bundle of several CAs admits clients of each.
+//! Misuse of the flag fails at startup naming it.
 
 mod common;
 
@@ -30,6 +31,7 @@ struct Pki {
     server_key: PathBuf,
     ca_a: PathBuf,
     ca_a_pem: String,
+    ca_b_pem: String,
     /// Client certificate + key signed by CA A.
     client_a: (String, String),
     /// Client certificate + key signed by CA B (not trusted by the server).
@@ -80,6 +82,7 @@ fn pki(dir: &Path) -> Pki {
         server_key,
         ca_a,
         ca_a_pem: a.pem(),
+        ca_b_pem: b.pem(),
         client_a: leaf(&a, "prometheus", &[], ExtendedKeyUsagePurpose::ClientAuth),
         client_b: leaf(&b, "intruder", &[], ExtendedKeyUsagePurpose::ClientAuth),
     }
@@ -333,6 +336,33 @@ async fn without_client_ca_clients_need_no_certificate() {
     assert_eq!(
         raw_handshake(&pki, port, &rustls::version::TLS13, None, true).await,
         Raw::Served("HTTP/1.1 200 OK".into())
+    );
+    let _ = child.kill().await;
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_of_two_cas_admits_clients_of_either() {
+    let env = start().await;
+    let pki = pki(env.dir.path());
+    let bundle = env.dir.path().join("two-cas.pem");
+    std::fs::write(&bundle, format!("{}{}", pki.ca_a_pem, pki.ca_b_pem)).unwrap();
+    let port = free_port();
+    let mut args = tls_args(&pki, false);
+    args.push(format!("--tls-client-ca={}", bundle.display()));
+    let mut child = start_connector(&env.store.url(), port, &args).await;
+    for (who, id) in [("a", &pki.client_a), ("b", &pki.client_b)] {
+        assert_eq!(
+            raw_handshake(&pki, port, &rustls::version::TLS13, Some(id), true).await,
+            Raw::Served("HTTP/1.1 200 OK".into()),
+            "client of CA {who}"
+        );
+    }
+    assert_eq!(
+        raw_handshake(&pki, port, &rustls::version::TLS13, None, false).await,
+        Raw::Refused(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired
+        ))
     );
     let _ = child.kill().await;
     env.shutdown().await;
