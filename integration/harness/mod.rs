@@ -300,6 +300,7 @@ pub async fn start_store(dir: &Path) -> timestream_local::Server {
         default_memory_retention_hours: 24,
         credentials_file: None,
         faults: Default::default(),
+        discard_writes: false,
     })
     .await
     .expect("start timestream-local")

@@ -68,6 +68,10 @@ struct Args {
     /// Operations affected by faults (comma separated; `*` = all). Default: WriteRecords,Query.
     #[arg(long, value_delimiter = ',')]
     fault_operations: Vec<String>,
+    /// Validate WriteRecords calls and answer them as stored, but keep nothing (queries see
+    /// no new rows). For measuring a client's own cost, e.g. the connector's load benchmark.
+    #[arg(long)]
+    discard_writes: bool,
 }
 
 #[tokio::main]
@@ -93,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             internal_error_count: a.fault_internal_error_count,
             operations: a.fault_operations,
         },
+        discard_writes: a.discard_writes,
     };
     let server = Server::start(opts).await?;
     println!("timestream-local listening on {}", server.url());

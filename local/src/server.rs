@@ -17,8 +17,8 @@ use crate::error::ApiError;
 use crate::faults::{FaultHandle, FaultOptions};
 use crate::query::{self, QueryCache, QueryIn};
 use crate::sigv4::CredentialStore;
-use crate::store::{DbMeta, Store, TableMeta};
-use crate::write::{parse_records, WriteRecordsIn};
+use crate::store::{DbMeta, Store, TableMeta, WriteOutcome};
+use crate::write::{parse_records, NormRecord, WriteRecordsIn};
 
 const TARGET_PREFIX: &str = "Timestream_20181101.";
 const ACCOUNT: &str = "000000000000";
@@ -34,6 +34,9 @@ pub struct Options {
     /// `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines; when set, requests must be SigV4-signed by one.
     pub credentials_file: Option<PathBuf>,
     pub faults: FaultOptions,
+    /// Validate WriteRecords calls fully but store nothing: a backend that costs (almost)
+    /// nothing, for measuring a client's own cost (load benchmarks).
+    pub discard_writes: bool,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
             default_memory_retention_hours: 6,
             credentials_file: None,
             faults: FaultOptions::default(),
+            discard_writes: false,
         }
     }
 }
@@ -55,6 +59,7 @@ struct AppState {
     creds: Option<CredentialStore>,
     faults: FaultHandle,
     addr: SocketAddr,
+    discard_writes: bool,
 }
 
 /// A running timestream-local server.
@@ -89,6 +94,7 @@ impl Server {
             creds,
             faults: faults.clone(),
             addr,
+            discard_writes: opts.discard_writes,
         });
         let app = Router::new()
             .route("/", post(handle))
@@ -620,9 +626,13 @@ async fn write_records(st: &AppState, req: WriteRecordsIn) -> Result<String, Api
     let db = need("databaseName", &req.database_name)?;
     let table = need("tableName", &req.table_name)?;
     // Existence first: a missing table wins over record problems, as in the service.
-    st.store.table_meta(&db, &table)?;
+    let meta = st.store.table_meta(&db, &table)?;
     let records = parse_records(&req)?;
-    let out = st.store.write(db, table, records).await?;
+    let out = if st.discard_writes {
+        discard(&meta, records)
+    } else {
+        st.store.write(db, table, records).await?
+    };
     if !out.rejected.is_empty() {
         let list: Vec<Value> = out
             .rejected
@@ -643,6 +653,29 @@ async fn write_records(st: &AppState, req: WriteRecordsIn) -> Result<String, Api
         "MagneticStore": out.magnetic,
     }})
     .to_string())
+}
+
+/// Discard mode: the answer the store would give for records that are all new, with the
+/// records that fail validation or fall outside the ingestion window rejected as usual.
+fn discard(meta: &TableMeta, records: Vec<Result<NormRecord, String>>) -> WriteOutcome {
+    let total = records.len();
+    let (lower, upper) = meta.ingestion_window(crate::store::now_ns());
+    let rejected: Vec<_> = records
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r {
+            Err(reason) => Some((i, reason, None)),
+            Ok(r) if r.time_ns < lower || r.time_ns > upper => {
+                Some((i, crate::store::outside_window(lower, upper), None))
+            }
+            Ok(_) => None,
+        })
+        .collect();
+    WriteOutcome {
+        ingested: (total - rejected.len()) as i64,
+        magnetic: 0,
+        rejected,
+    }
 }
 
 #[derive(Deserialize, Default)]

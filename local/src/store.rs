@@ -59,6 +59,17 @@ pub struct TableMeta {
 }
 
 impl TableMeta {
+    /// Record times (ns) this table accepts at `now`: memory-store retention back (or
+    /// magnetic retention, when magnetic writes are on) to 15 minutes ahead.
+    pub fn ingestion_window(&self, now: i64) -> (i64, i64) {
+        let lower = if self.magnetic_writes_enabled() {
+            now.saturating_sub(self.mag_days.saturating_mul(24 * HOUR_NS))
+        } else {
+            now.saturating_sub(self.mem_hours.saturating_mul(HOUR_NS))
+        };
+        (lower, now + FUTURE_NS)
+    }
+
     pub fn magnetic_writes_enabled(&self) -> bool {
         self.magnetic
             .get("EnableMagneticStoreWrites")
@@ -559,13 +570,8 @@ impl Writer {
         let id = meta.id;
         self.ensure_series_cache(id).map_err(db_err)?;
         let mut out = WriteOutcome::default();
-        let lower = if meta.magnetic_writes_enabled() {
-            now.saturating_sub(meta.mag_days.saturating_mul(24 * HOUR_NS))
-        } else {
-            now.saturating_sub(meta.mem_hours.saturating_mul(HOUR_NS))
-        };
+        let (lower, upper) = meta.ingestion_window(now);
         let mem_lower = now.saturating_sub(meta.mem_hours.saturating_mul(HOUR_NS));
-        let upper = now + FUTURE_NS;
         let mut view_dirty = false;
         for (idx, rec) in job.records.iter().enumerate() {
             let rec = match rec {
@@ -576,15 +582,7 @@ impl Writer {
                 Ok(r) => r,
             };
             if rec.time_ns < lower || rec.time_ns > upper {
-                out.rejected.push((
-                    idx,
-                    format!(
-                        "The record timestamp is outside the time range [{}, {}) of the data ingestion window.",
-                        iso(lower),
-                        iso(upper)
-                    ),
-                    None,
-                ));
+                out.rejected.push((idx, outside_window(lower, upper), None));
                 continue;
             }
             // Schema checks before touching anything.
@@ -1051,6 +1049,15 @@ fn series_key(measure: &str, dims: &[(String, String)]) -> String {
 }
 
 /// RFC 3339 UTC with milliseconds, for messages.
+/// RejectedRecords reason for a time outside the ingestion window.
+pub fn outside_window(lower: i64, upper: i64) -> String {
+    format!(
+        "The record timestamp is outside the time range [{}, {}) of the data ingestion window.",
+        iso(lower),
+        iso(upper)
+    )
+}
+
 pub fn iso(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);
     let ms = ns.rem_euclid(1_000_000_000) / 1_000_000;

@@ -626,3 +626,54 @@ async fn rejected_records_exception_shape() {
     }
     l.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn discard_mode_validates_and_answers_but_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = timestream_local::Options::new(dir.path());
+    opts.discard_writes = true;
+    let l = start_with(opts, dir).await;
+    let w = write_client(&l.server.url());
+    create_db_table(&w, "wdb", "wtable").await;
+    let t = now_ms();
+    // Valid records are answered as ingested; invalid ones are rejected as usual.
+    assert_eq!(
+        write(
+            &w,
+            vec![
+                rec("m", "1", t, &[("h", "a")]),
+                rec("m", "1", t, &[("h", "b")])
+            ]
+        )
+        .await,
+        Ok(2)
+    );
+    let rej = write(
+        &w,
+        vec![
+            rec("m", "1", t, &[("h", "a")]),
+            rec("m", "1", t - 48 * 3600 * 1000, &[("h", "b")]),
+        ],
+    )
+    .await
+    .unwrap_err()
+    .unwrap();
+    assert_eq!(rej.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1]);
+    validation(write(&w, vec![]).await);
+    // Nothing was kept: a conflicting value for the same record is accepted, and the
+    // table has no rows.
+    assert_eq!(
+        write(&w, vec![rec("m", "2", t, &[("h", "a")])]).await,
+        Ok(1)
+    );
+    let q = query_client(&l.server.url());
+    let out = q
+        .query()
+        .query_string("SELECT count(*) FROM \"wdb\".\"wtable\"")
+        .send()
+        .await
+        .unwrap();
+    let n = out.rows()[0].data()[0].scalar_value().unwrap();
+    assert_eq!(n, "0");
+    l.server.shutdown().await;
+}

@@ -4,14 +4,22 @@
 //! latency percentiles. Each sender owns distinct series (its own `instance`) and advances
 //! the timestamp on every request, so no two requests write the same record.
 //! Only meant for targets on this machine (loopback); it stops by itself.
+//!
+//! Series labels are encoded once; a request is built by appending each series' pre-encoded
+//! labels and its new sample, then snappy, so the generator spends little CPU of the machine
+//! it shares with the connector. With `--connector-pid` it also reports the connector's CPU
+//! time per sample and its resident memory (from /proc), with `--metrics-url` the
+//! WriteRecords bytes per sample (from the connector's own metrics); all measured after
+//! `--warmup`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use timestream_prometheus_connector::remote::codec::encode_write_request;
-use timestream_prometheus_connector::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
+use prost::Message;
+use timestream_prometheus_connector::remote::codec::compress;
+use timestream_prometheus_connector::remote::pb::{Label, Sample};
 
 #[derive(Debug, Parser)]
 #[command(name = "remote-write-load", about = "Remote-write load generator")]
@@ -40,6 +48,18 @@ struct Args {
     /// Per-request timeout.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Load sent before measuring starts (connections, caches, allocator warm).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// PID of the connector: report its CPU seconds per million samples and its RSS.
+    #[arg(long)]
+    connector_pid: Option<u32>,
+    /// PID of the backend (e.g. timestream-local): report its CPU too.
+    #[arg(long)]
+    backend_pid: Option<u32>,
+    /// The connector's /metrics URL: report WriteRecords JSON bytes per sample.
+    #[arg(long)]
+    metrics_url: Option<String>,
 }
 
 const NAMES: [&str; 6] = [
@@ -102,9 +122,114 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
+/// Field 1 (`timeseries`) of WriteRequest, field 1 (`labels`) and 2 (`samples`) of TimeSeries.
+const TAG_TIMESERIES: u8 = 0x0a;
+const TAG_LABELS: u8 = 0x0a;
+const TAG_SAMPLES: u8 = 0x12;
+
+/// One series' labels as protobuf `labels` fields, encoded once.
+fn encode_labels(labels: &[Label]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in labels {
+        out.push(TAG_LABELS);
+        prost::encoding::encode_varint(l.encoded_len() as u64, &mut out);
+        l.encode(&mut out).expect("Vec grows");
+    }
+    out
+}
+
+/// Builds one snappy-compressed WriteRequest: every series with one new sample.
+fn build_body(series: &[Vec<u8>], raw: &mut Vec<u8>, value_base: f64, t: i64) -> Vec<u8> {
+    raw.clear();
+    let mut sample = Vec::with_capacity(24);
+    for (i, labels) in series.iter().enumerate() {
+        sample.clear();
+        Sample {
+            value: value_base + i as f64 * 0.001,
+            timestamp: t,
+        }
+        .encode(&mut sample)
+        .expect("Vec grows");
+        let len = labels.len()
+            + 1
+            + prost::encoding::encoded_len_varint(sample.len() as u64)
+            + sample.len();
+        raw.push(TAG_TIMESERIES);
+        prost::encoding::encode_varint(len as u64, raw);
+        raw.extend_from_slice(labels);
+        raw.push(TAG_SAMPLES);
+        prost::encoding::encode_varint(sample.len() as u64, raw);
+        raw.extend_from_slice(&sample);
+    }
+    compress(raw)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name (which may contain spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // /proc reports in USER_HZ, which Linux fixes at 100 for user space on every arch we run.
+    Some(ticks / 100.0)
+}
+
+/// A `Vm…:` line of /proc/<pid>/status, in MiB.
+fn vm_mib(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Sum of every sample of `name` (all label sets) in a Prometheus text exposition.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// (WriteRecords request bytes, records written) from the connector's metrics.
+async fn write_bytes_and_records(client: &reqwest::Client, url: &str) -> Option<(f64, f64)> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    Some((
+        metric_sum(&text, "timestream_connector_write_request_bytes_sum"),
+        metric_sum(&text, "timestream_connector_records_written_total"),
+    ))
+}
+
+/// What is read from /proc and /metrics at the start and end of the measured window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Snapshot {
+    at: Option<Instant>,
+    ok_samples: u64,
+    connector_cpu: Option<f64>,
+    backend_cpu: Option<f64>,
+    write_bytes: Option<(f64, f64)>,
+}
+
+async fn snapshot(args: &Args, client: &reqwest::Client, ok: &AtomicU64) -> Snapshot {
+    Snapshot {
+        at: Some(Instant::now()),
+        ok_samples: ok.load(Ordering::Relaxed),
+        connector_cpu: args.connector_pid.and_then(cpu_seconds),
+        backend_cpu: args.backend_pid.and_then(cpu_seconds),
+        write_bytes: match &args.metrics_url {
+            Some(u) => write_bytes_and_records(client, u).await,
+            None => None,
+        },
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let args = Arc::new(Args::parse());
     let client = reqwest::Client::builder()
         .timeout(args.timeout)
         .pool_max_idle_per_host(args.concurrency)
@@ -112,14 +237,17 @@ async fn main() {
         .expect("HTTP client");
     let ok_samples = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + args.duration;
     let started = Instant::now();
+    let measure_from = started + args.warmup;
+    let deadline = measure_from + args.duration;
     let mut tasks = Vec::new();
     for sender in 0..args.concurrency {
         let client = client.clone();
-        let url = args.url.clone();
-        let (user, pass) = (args.username.clone(), args.password.clone());
-        let sets = label_sets(sender, args.series, args.labels);
+        let args = args.clone();
+        let series: Vec<Vec<u8>> = label_sets(sender, args.series, args.labels)
+            .iter()
+            .map(|l| encode_labels(l))
+            .collect();
         let ok_samples = ok_samples.clone();
         let failed = failed.clone();
         tasks.push(tokio::spawn(async move {
@@ -127,32 +255,17 @@ async fn main() {
             let mut last_t = 0i64;
             let mut statuses: Vec<(u16, u64)> = Vec::new();
             let mut round = 0u64;
+            let mut raw = Vec::new();
             while Instant::now() < deadline {
                 let t = now_ms().max(last_t + 1);
                 last_t = t;
                 round += 1;
-                let req = WriteRequest {
-                    timeseries: sets
-                        .iter()
-                        .enumerate()
-                        .map(|(i, labels)| TimeSeries {
-                            labels: labels.clone(),
-                            samples: vec![Sample {
-                                value: (round as f64) * 1.5 + i as f64 * 0.001,
-                                timestamp: t,
-                            }],
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
-                };
-                let body = encode_write_request(&req);
-                let n = req.timeseries.len() as u64;
-                drop(req);
+                let body = build_body(&series, &mut raw, round as f64 * 1.5, t);
+                let n = series.len() as u64;
                 let sent = Instant::now();
                 let resp = client
-                    .post(&url)
-                    .basic_auth(&user, Some(&pass))
+                    .post(&args.url)
+                    .basic_auth(&args.username, Some(&args.password))
                     .header("Content-Encoding", "snappy")
                     .header("Content-Type", "application/x-protobuf")
                     .header("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -167,6 +280,12 @@ async fn main() {
                     }
                     Err(_) => 0,
                 };
+                if sent < measure_from {
+                    if (200..300).contains(&code) {
+                        ok_samples.fetch_add(n, Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 latencies.push(sent.elapsed());
                 if (200..300).contains(&code) {
                     ok_samples.fetch_add(n, Ordering::Relaxed);
@@ -181,6 +300,30 @@ async fn main() {
             (latencies, statuses)
         }));
     }
+    // Measured window: snapshots at its start and end, RSS sampled every second.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let first = snapshot(&args, &client, &ok_samples).await;
+    let rss_start = args.connector_pid.and_then(|p| vm_mib(p, "VmRSS:"));
+    let half = measure_from + args.duration / 2;
+    let (mut rss_first_half, mut rss_second_half) = (0.0f64, 0.0f64);
+    let mut last = first;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
+        if let Some(r) = args.connector_pid.and_then(|p| vm_mib(p, "VmRSS:")) {
+            if Instant::now() < half {
+                rss_first_half = rss_first_half.max(r);
+            } else {
+                rss_second_half = rss_second_half.max(r);
+            }
+        }
+        // Taken before the senders' last requests complete: the window ends here.
+        if Instant::now() >= deadline {
+            last = snapshot(&args, &client, &ok_samples).await;
+        }
+    }
+    if last.at == first.at {
+        last = snapshot(&args, &client, &ok_samples).await;
+    }
     let mut latencies = Vec::new();
     let mut statuses: Vec<(u16, u64)> = Vec::new();
     for t in tasks {
@@ -193,12 +336,23 @@ async fn main() {
             }
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let window = last
+        .at
+        .zip(first.at)
+        .map_or(0.0, |(b, a)| (b - a).as_secs_f64());
+    let samples = last.ok_samples.saturating_sub(first.ok_samples);
     latencies.sort();
     statuses.sort();
-    let ok = ok_samples.load(Ordering::Relaxed);
     println!(
-        "requests: {} ({} failed); statuses: {}",
+        "load: {} series × {} labels per request, {} senders, {:.0} s warm-up, {:.1} s measured",
+        args.series,
+        args.labels,
+        args.concurrency,
+        args.warmup.as_secs_f64(),
+        window
+    );
+    println!(
+        "requests: {} ({} not 2xx); statuses: {}",
         latencies.len(),
         failed.load(Ordering::Relaxed),
         statuses
@@ -215,11 +369,8 @@ async fn main() {
             .join(" ")
     );
     println!(
-        "samples written: {ok} in {elapsed:.1} s = {:.0} samples/s ({} series × {} labels per request, {} senders)",
-        ok as f64 / elapsed,
-        args.series,
-        args.labels,
-        args.concurrency
+        "throughput: {samples} samples acknowledged = {:.0} samples/s",
+        samples as f64 / window.max(1e-9)
     );
     println!(
         "request latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -228,4 +379,36 @@ async fn main() {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    let per_sample = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b).map(|(a, b)| (b - a) / samples.max(1) as f64 * 1e6)
+    };
+    if let Some(us) = per_sample(first.connector_cpu, last.connector_cpu) {
+        println!(
+            "connector CPU: {:.2} s = {us:.2} µs per sample ({us:.2} CPU-s per million samples), {:.2} cores",
+            last.connector_cpu.unwrap_or(0.0) - first.connector_cpu.unwrap_or(0.0),
+            (last.connector_cpu.unwrap_or(0.0) - first.connector_cpu.unwrap_or(0.0)) / window.max(1e-9)
+        );
+    }
+    if let Some(pid) = args.connector_pid {
+        println!(
+            "connector RSS: {:.1} MiB at window start, max {:.1} MiB first half, max {:.1} MiB second half, peak (VmHWM) {:.1} MiB",
+            rss_start.unwrap_or(0.0),
+            rss_first_half,
+            rss_second_half,
+            vm_mib(pid, "VmHWM:").unwrap_or(0.0)
+        );
+    }
+    if let Some(us) = per_sample(first.backend_cpu, last.backend_cpu) {
+        println!("backend CPU: {us:.2} µs per sample");
+    }
+    if let (Some((b0, r0)), Some((b1, r1))) = (first.write_bytes, last.write_bytes) {
+        let records = r1 - r0;
+        if records > 0.0 {
+            println!(
+                "WriteRecords: {:.1} bytes of request per sample ({:.0} records written in the window)",
+                (b1 - b0) / records,
+                records
+            );
+        }
+    }
 }
