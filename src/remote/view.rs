@@ -11,8 +11,11 @@
 //! field with the wrong wire type is an error, the last occurrence of a scalar wins, unknown
 //! fields of every wire type are skipped (groups nested up to prost's recursion limit of 100
 //! counted from the top message). Metadata, exemplars and native histograms are not used by
-//! the write path (as before: a series' histograms are dropped); they are validated by
-//! prost on their own bytes, wrapped at the same depth, which costs nothing when absent.
+//! the write path (histograms are only counted, so they can be reported as skipped); they are
+//! validated without allocating, by checks that mirror prost's rules for their fields
+//! (prost itself would allocate a few hundred bytes per empty histogram: a 3 MiB body of
+//! them cost gigabytes). Metadata entries go through prost one at a time (bounded by the
+//! entry's own size).
 
 use prost::Message;
 
@@ -42,6 +45,7 @@ pub struct WriteRequestView<'a> {
     labels: Vec<LabelRef<'a>>,
     samples: Vec<Sample>,
     series: Vec<Span>,
+    histograms: u64,
 }
 
 /// One series of a [`WriteRequestView`].
@@ -76,6 +80,18 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn varint(&mut self) -> R<u64> {
+        // Most varints on this path (keys, lengths) are one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    fn varint_slow(&mut self) -> R<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let b = *self.buf.get(self.pos).ok_or(Malformed)?;
@@ -199,7 +215,7 @@ impl<'a> WriteRequestView<'a> {
                         return Err(Malformed);
                     }
                     let body = r.bytes()?;
-                    self.decode_series(body, &buf[start..r.pos])?;
+                    self.decode_series(body)?;
                 }
                 3 => {
                     // Metadata: unused, but refused when prost would refuse it.
@@ -215,35 +231,29 @@ impl<'a> WriteRequestView<'a> {
         Ok(())
     }
 
-    /// `field` is the whole `timeseries` field (key, length, body): a `WriteRequest` of
-    /// that one series, which prost validates at the right depth when it has exemplars or
-    /// histograms.
-    fn decode_series(&mut self, body: &'a [u8], field: &[u8]) -> R<()> {
+    fn decode_series(&mut self, body: &'a [u8]) -> R<()> {
         const CTX: u32 = RECURSION_LIMIT - 1;
         let (l0, s0) = (self.labels.len(), self.samples.len());
-        let mut unused_parts = false;
         let mut r = Reader::new(body);
         while !r.done() {
             let (tag, wire_type) = r.key()?;
             match tag {
                 1..=4 if wire_type != LEN => return Err(Malformed),
                 1 => {
-                    let label = decode_label(r.bytes()?)?;
+                    let label = decode_label(r.bytes()?, CTX - 1)?;
                     self.labels.push(label);
                 }
                 2 => {
                     let sample = decode_sample(r.bytes()?)?;
                     self.samples.push(sample);
                 }
-                3 | 4 => {
-                    r.bytes()?;
-                    unused_parts = true;
+                3 => check_exemplar(r.bytes()?)?,
+                4 => {
+                    check_histogram(r.bytes()?)?;
+                    self.histograms += 1;
                 }
                 _ => r.skip(wire_type, tag, CTX)?,
             }
-        }
-        if unused_parts {
-            WriteRequest::decode(field).map_err(|_| Malformed)?;
         }
         let n = |x: usize| u32::try_from(x).map_err(|_| Malformed);
         self.series.push(Span {
@@ -268,6 +278,11 @@ impl<'a> WriteRequestView<'a> {
         self.samples.len()
     }
 
+    /// Native histogram samples in all series (decoded only far enough to be counted).
+    pub fn histogram_count(&self) -> u64 {
+        self.histograms
+    }
+
     /// The `i`-th series (panics if `i >= len()`, like slice indexing).
     pub fn series(&self, i: usize) -> SeriesView<'_, 'a> {
         let s = self.series[i];
@@ -283,8 +298,8 @@ impl<'a> WriteRequestView<'a> {
     }
 }
 
-fn decode_label(body: &[u8]) -> R<LabelRef<'_>> {
-    const CTX: u32 = RECURSION_LIMIT - 2;
+/// A `Label`; `ctx` is prost's recursion budget for its fields.
+fn decode_label(body: &[u8], ctx: u32) -> R<LabelRef<'_>> {
     let mut label = LabelRef {
         name: "",
         value: "",
@@ -296,7 +311,7 @@ fn decode_label(body: &[u8]) -> R<LabelRef<'_>> {
             1 | 2 if wire_type != LEN => return Err(Malformed),
             1 => label.name = r.str()?,
             2 => label.value = r.str()?,
-            _ => r.skip(wire_type, tag, CTX)?,
+            _ => r.skip(wire_type, tag, ctx)?,
         }
     }
     Ok(label)
@@ -318,10 +333,100 @@ fn decode_sample(body: &[u8]) -> R<Sample> {
     Ok(sample)
 }
 
+/// Wire types of the scalar fields below.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+
+/// A scalar field (or one element of an unpacked repeated field) as prost reads it.
+#[inline]
+fn scalar(r: &mut Reader<'_>, wire_type: u8, want: u8) -> R<()> {
+    match (wire_type, want) {
+        (VARINT, VARINT) => r.varint().map(drop),
+        (FIXED64, FIXED64) => r.fixed64().map(drop),
+        _ => Err(Malformed),
+    }
+}
+
+/// A repeated numeric field, packed (one length-delimited run) or not, as prost accepts both.
+fn repeated(r: &mut Reader<'_>, wire_type: u8, want: u8) -> R<()> {
+    if wire_type != LEN {
+        return scalar(r, wire_type, want);
+    }
+    let packed = r.bytes()?;
+    if want == FIXED64 {
+        // prost reads 8 bytes per element and fails unless the run ends on a boundary.
+        return if packed.len() % 8 == 0 {
+            Ok(())
+        } else {
+            Err(Malformed)
+        };
+    }
+    let mut p = Reader::new(packed);
+    while !p.done() {
+        p.varint()?;
+    }
+    Ok(())
+}
+
+/// An `Exemplar` (labels, value, timestamp), accepted exactly when prost accepts it.
+fn check_exemplar(body: &[u8]) -> R<()> {
+    const CTX: u32 = RECURSION_LIMIT - 2;
+    let mut r = Reader::new(body);
+    while !r.done() {
+        let (tag, wire_type) = r.key()?;
+        match tag {
+            1 if wire_type != LEN => return Err(Malformed),
+            1 => decode_label(r.bytes()?, CTX - 1).map(drop)?,
+            2 => scalar(&mut r, wire_type, FIXED64)?,
+            3 => scalar(&mut r, wire_type, VARINT)?,
+            _ => r.skip(wire_type, tag, CTX)?,
+        }
+    }
+    Ok(())
+}
+
+/// A native `Histogram`, accepted exactly when prost accepts it (types.proto field numbers).
+fn check_histogram(body: &[u8]) -> R<()> {
+    const CTX: u32 = RECURSION_LIMIT - 2;
+    let mut r = Reader::new(body);
+    while !r.done() {
+        let (tag, wire_type) = r.key()?;
+        match tag {
+            // count_int, schema (sint32), zero_count_int, reset_hint, timestamp
+            1 | 4 | 6 | 14 | 15 => scalar(&mut r, wire_type, VARINT)?,
+            // count_float, sum, zero_threshold, zero_count_float
+            2 | 3 | 5 | 7 => scalar(&mut r, wire_type, FIXED64)?,
+            // negative_spans, positive_spans
+            8 | 11 if wire_type != LEN => return Err(Malformed),
+            8 | 11 => check_bucket_span(r.bytes()?)?,
+            // negative_deltas, positive_deltas (sint64)
+            9 | 12 => repeated(&mut r, wire_type, VARINT)?,
+            // negative_counts, positive_counts, custom_values (double)
+            10 | 13 | 16 => repeated(&mut r, wire_type, FIXED64)?,
+            _ => r.skip(wire_type, tag, CTX)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_bucket_span(body: &[u8]) -> R<()> {
+    const CTX: u32 = RECURSION_LIMIT - 3;
+    let mut r = Reader::new(body);
+    while !r.done() {
+        let (tag, wire_type) = r.key()?;
+        match tag {
+            1 | 2 => scalar(&mut r, wire_type, VARINT)?,
+            _ => r.skip(wire_type, tag, CTX)?,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::pb::{Exemplar, Label, MetricMetadata, TimeSeries};
+    use crate::remote::pb::histogram::{Count, ZeroCount};
+    use crate::remote::pb::{BucketSpan, Exemplar, Histogram, Label, MetricMetadata, TimeSeries};
     use proptest::prelude::*;
 
     /// What the write path reads of a prost request: labels and samples of every series.
@@ -384,26 +489,76 @@ mod tests {
         })
     }
 
+    fn spans() -> impl Strategy<Value = Vec<BucketSpan>> {
+        prop::collection::vec(
+            (any::<i32>(), any::<u32>()).prop_map(|(offset, length)| BucketSpan { offset, length }),
+            0..3,
+        )
+    }
+
+    /// Every field of a native histogram, so damaged bytes reach each branch of the checks.
+    fn histogram() -> impl Strategy<Value = Histogram> {
+        (
+            (any::<bool>(), any::<u64>(), any::<f64>(), any::<i32>()),
+            (spans(), prop::collection::vec(any::<i64>(), 0..3)),
+            (spans(), prop::collection::vec(any::<f64>(), 0..3)),
+            (
+                any::<i32>(),
+                any::<i64>(),
+                prop::collection::vec(any::<f64>(), 0..2),
+            ),
+        )
+            .prop_map(
+                |((int, n, f, schema), (ns, nd), (ps, pc), (hint, ts, custom))| Histogram {
+                    count: Some(if int {
+                        Count::CountInt(n)
+                    } else {
+                        Count::CountFloat(f)
+                    }),
+                    sum: f,
+                    schema,
+                    zero_threshold: f,
+                    zero_count: Some(if int {
+                        ZeroCount::ZeroCountFloat(f)
+                    } else {
+                        ZeroCount::ZeroCountInt(n)
+                    }),
+                    negative_spans: ns,
+                    negative_deltas: nd,
+                    positive_spans: ps,
+                    positive_counts: pc,
+                    reset_hint: hint,
+                    timestamp: ts,
+                    custom_values: custom,
+                    ..Default::default()
+                },
+            )
+    }
+
     fn series() -> impl Strategy<Value = TimeSeries> {
         (
             prop::collection::vec(label(), 0..6),
             prop::collection::vec(sample(), 0..4),
             prop::collection::vec(label(), 0..2),
+            (any::<f64>(), any::<i64>()),
+            prop::collection::vec(histogram(), 0..2),
         )
-            .prop_map(|(labels, samples, ex)| TimeSeries {
-                labels,
-                samples,
-                exemplars: if ex.is_empty() {
-                    vec![]
-                } else {
-                    vec![Exemplar {
-                        labels: ex,
-                        value: 1.0,
-                        timestamp: 2,
-                    }]
+            .prop_map(
+                |(labels, samples, ex, (value, timestamp), histograms)| TimeSeries {
+                    labels,
+                    samples,
+                    exemplars: if ex.is_empty() {
+                        vec![]
+                    } else {
+                        vec![Exemplar {
+                            labels: ex,
+                            value,
+                            timestamp,
+                        }]
+                    },
+                    histograms,
                 },
-                ..Default::default()
-            })
+            )
     }
 
     fn request() -> impl Strategy<Value = WriteRequest> {
@@ -426,7 +581,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(2048))]
 
         #[test]
         fn same_as_prost_on_valid_requests(req in request()) {
@@ -434,6 +589,7 @@ mod tests {
             let v = WriteRequestView::decode(&bytes).unwrap();
             prop_assert_eq!(flat_view(&v), flat_prost(&req));
             prop_assert_eq!(v.sample_count(), req.timeseries.iter().map(|t| t.samples.len()).sum::<usize>());
+            prop_assert_eq!(v.histogram_count() as usize, req.timeseries.iter().map(|t| t.histograms.len()).sum::<usize>());
         }
 
         #[test]
@@ -605,5 +761,76 @@ mod tests {
         check_agree(&req).unwrap();
         let v = WriteRequestView::decode(&req).unwrap();
         assert!(v.series(0).samples.is_empty());
+    }
+
+    #[test]
+    fn histogram_and_exemplar_fields_are_checked_like_prost() {
+        let hist = |body: Vec<u8>| len_field(1, &len_field(4, &body));
+        let exemplar = |body: Vec<u8>| len_field(1, &len_field(3, &body));
+        let cases = [
+            // Packed doubles: a whole number of 8-byte values, or not.
+            hist(len_field(13, &[0; 16])),
+            hist(len_field(13, &[0; 15])),
+            hist(len_field(16, &[0; 7])),
+            // Unpacked double and sint64 elements; one with the wrong wire type.
+            hist([key(10, 1), vec![0; 8], key(9, 0), vec![3]].concat()),
+            hist([key(10, 0), vec![1]].concat()),
+            hist([key(12, 5), vec![0; 4]].concat()),
+            // Packed varints: complete, cut at the run's end, over-long.
+            hist(len_field(9, &[0x96, 0x01, 0x05])),
+            hist(len_field(9, &[0x96, 0x01, 0x85])),
+            hist(len_field(12, &[0xff; 11])),
+            // Spans: fields of the right and wrong wire types, spans not length-delimited.
+            hist(len_field(
+                8,
+                &[key(1, 0), vec![3], key(2, 0), vec![4]].concat(),
+            )),
+            hist(len_field(11, &[key(2, 1), vec![0; 8]].concat())),
+            hist([key(8, 0), vec![1]].concat()),
+            // oneof count / zero_count and scalars with wrong wire types.
+            hist(
+                [
+                    key(1, 0),
+                    vec![1],
+                    key(2, 1),
+                    vec![0; 8],
+                    key(6, 0),
+                    vec![2],
+                ]
+                .concat(),
+            ),
+            hist([key(2, 0), vec![1]].concat()),
+            hist([key(15, 1), vec![0; 8]].concat()),
+            hist([key(14, 0), vec![0xff; 10], vec![0x01]].concat()),
+            // Exemplars: labels, value, timestamp, bad UTF-8, wrong wire types.
+            exemplar(
+                [
+                    len_field(1, &len_field(1, b"trace_id")),
+                    key(2, 1),
+                    vec![0; 8],
+                    key(3, 0),
+                    vec![9],
+                ]
+                .concat(),
+            ),
+            exemplar(len_field(1, &len_field(2, &[0xc3]))),
+            exemplar([key(2, 0), vec![1]].concat()),
+            exemplar([key(1, 0), vec![1]].concat()),
+        ];
+        for c in &cases {
+            check_agree(c).unwrap();
+        }
+        // Counted, and a series of only histograms still decodes.
+        let two = len_field(
+            1,
+            &[
+                len_field(4, &[]),
+                len_field(4, &[key(15, 0), vec![1]].concat()),
+            ]
+            .concat(),
+        );
+        let v = WriteRequestView::decode(&two).unwrap();
+        assert_eq!(v.histogram_count(), 2);
+        assert_eq!(v.sample_count(), 0);
     }
 }

@@ -52,11 +52,14 @@ pub enum IgnoreReason {
     ReservedLabelName,
     /// More than 128 labels.
     TooManyLabels,
+    /// A native histogram sample: Timestream records hold one double, and upstream never
+    /// stored these either (classic histograms arrive as ordinary series and are stored).
+    NativeHistogram,
 }
 
 impl IgnoreReason {
     /// Every reason, in index order.
-    pub const ALL: [IgnoreReason; 7] = [
+    pub const ALL: [IgnoreReason; 8] = [
         IgnoreReason::NonFinite,
         IgnoreReason::StaleMarker,
         IgnoreReason::LongMetricName,
@@ -64,6 +67,7 @@ impl IgnoreReason {
         IgnoreReason::LongLabelValue,
         IgnoreReason::ReservedLabelName,
         IgnoreReason::TooManyLabels,
+        IgnoreReason::NativeHistogram,
     ];
 
     /// Metric label value.
@@ -76,6 +80,7 @@ impl IgnoreReason {
             IgnoreReason::LongLabelValue => "long_label_value",
             IgnoreReason::ReservedLabelName => "reserved_label_name",
             IgnoreReason::TooManyLabels => "too_many_labels",
+            IgnoreReason::NativeHistogram => "native_histogram",
         }
     }
 }
@@ -206,7 +211,7 @@ pub struct PlanStats {
     /// Samples that will be written.
     pub accepted: u64,
     /// Skipped samples by `IgnoreReason as usize`.
-    pub ignored: [u64; 7],
+    pub ignored: [u64; IgnoreReason::ALL.len()],
 }
 
 impl PlanStats {
@@ -280,6 +285,8 @@ pub trait WriteInput {
     fn series_labels(&self, i: usize) -> &[Self::Label];
     /// Samples of series `i`.
     fn series_samples(&self, i: usize) -> &[Sample];
+    /// Native histogram samples in the whole request (not written; counted as skipped).
+    fn histogram_count(&self) -> u64;
 }
 
 impl WriteInput for WriteRequest {
@@ -293,6 +300,12 @@ impl WriteInput for WriteRequest {
     fn series_samples(&self, i: usize) -> &[Sample] {
         &self.timeseries[i].samples
     }
+    fn histogram_count(&self) -> u64 {
+        self.timeseries
+            .iter()
+            .map(|t| t.histograms.len() as u64)
+            .sum()
+    }
 }
 
 impl<'b> WriteInput for WriteRequestView<'b> {
@@ -305,6 +318,9 @@ impl<'b> WriteInput for WriteRequestView<'b> {
     }
     fn series_samples(&self, i: usize) -> &[Sample] {
         self.series(i).samples
+    }
+    fn histogram_count(&self) -> u64 {
+        WriteRequestView::histogram_count(self)
     }
 }
 
@@ -436,6 +452,9 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
     let table_label = dest_cfg.table_label.as_deref();
     let mut plan = WritePlan::default();
     let mut total_records = 0usize;
+    let histograms = req.histogram_count();
+    plan.stats.received += histograms;
+    plan.stats.ignored[IgnoreReason::NativeHistogram as usize] += histograms;
 
     for i in 0..req.series_count() {
         let labels = req.series_labels(i);
