@@ -913,7 +913,7 @@ mod tests {
         let sizes: Vec<_> = p.batches.iter().map(|b| b.records.len()).collect();
         assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
         assert!(sizes.len() <= 4, "{sizes:?}");
-        let shared = vec![
+        let shared = [
             Dim {
                 name: "instance",
                 value: "h:9100",
