@@ -29,8 +29,10 @@ pub const LOCAL_STORE_DEFAULT_TABLE: &str = "prometheusMetricsTable";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Largest decompressed request body accepted.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
-/// WriteRecords calls one remote-write request may have in flight at once.
-pub const DEFAULT_WRITE_CONCURRENCY: u32 = 16;
+/// WriteRecords calls one remote-write request may have in flight at once: Prometheus'
+/// default `max_samples_per_send` (2,000) makes 20 calls, so the whole request goes out in
+/// one round trip (16 needed two: 177k vs 249k samples/s at 20 ms per call, issue 7).
+pub const DEFAULT_WRITE_CONCURRENCY: u32 = 32;
 /// Distinct credentials whose SDK clients are kept.
 pub const DEFAULT_CLIENT_CACHE_SIZE: u32 = 256;
 

@@ -17,6 +17,9 @@ use cap::Cap;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
 use prost::Message;
+use timestream_prometheus_connector::http::read::{
+    MAX_MATCHERS_PER_REQUEST, MAX_QUERIES_PER_REQUEST,
+};
 use timestream_prometheus_connector::remote::codec::{
     compress, decode_write_request, decode_write_request_view, decompress, CodecError,
 };
@@ -24,6 +27,7 @@ use timestream_prometheus_connector::remote::pb::{
     label_matcher::Type as MT, Label, LabelMatcher, Query, ReadHints, ReadRequest, Sample,
     TimeSeries, WriteRequest,
 };
+use timestream_prometheus_connector::remote::view::read_request_counts;
 
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
@@ -52,8 +56,13 @@ const LIMIT: usize = 64 * 1024;
 const MAX_AMPLIFICATION: usize = 512;
 
 fn decode_read_request(body: &[u8], limit: usize) -> Result<ReadRequest, String> {
-    // Same steps as `http::read` (decompress with the cap, then prost).
+    // Same steps as `http::read`: decompress with the cap, count queries and matchers
+    // without decoding, then prost.
     let raw = decompress(body, limit).map_err(|e| e.to_string())?;
+    let counts = read_request_counts(&raw).ok_or("malformed")?;
+    if counts.queries > MAX_QUERIES_PER_REQUEST || counts.matchers > MAX_MATCHERS_PER_REQUEST {
+        return Err(format!("too many: {counts:?}"));
+    }
     ReadRequest::decode(raw.as_slice()).map_err(|e| e.to_string())
 }
 
@@ -436,16 +445,59 @@ fn amplification_is_bounded_and_reported() {
         );
         worst = worst.max(factor);
     }
-    let rq = [0x0a, 0x00].repeat(n);
-    let body = compress(&rq);
-    let (r, used) = measure(|| decode_read_request(&body, 1 << 20));
+    // /read counts queries and matchers before prost decodes: a body of 20,000 empty
+    // queries (or 20,001 matchers) is refused having allocated little more than the
+    // decompressed buffer; prost alone would have built ~200 bytes per query.
+    let one_query_of_matchers = {
+        let inner = [0x1a, 0x00].repeat(MAX_MATCHERS_PER_REQUEST + 1);
+        let mut p = vec![0x0a];
+        prost::encoding::encode_varint(inner.len() as u64, &mut p);
+        p.extend(inner);
+        p
+    };
+    for (what, rq) in [
+        ("empty Query", [0x0a, 0x00].repeat(n)),
+        ("empty LabelMatcher", one_query_of_matchers),
+    ] {
+        let body = compress(&rq);
+        let (r, used) = measure(|| decode_read_request(&body, 1 << 20));
+        assert!(r.is_err(), "{what}: over the caps");
+        let factor = used as f64 / rq.len() as f64;
+        eprintln!(
+            "{what}: {} bytes → {used} bytes allocated ({factor:.1}×)",
+            rq.len()
+        );
+        assert!(factor < 1.5, "{what}: {factor:.1}×");
+        let (prost_only, pused) = measure(|| ReadRequest::decode(rq.as_slice()).map(|_| ()));
+        assert!(prost_only.is_ok());
+        eprintln!(
+            "{what}: prost alone {pused} bytes ({:.0}×)",
+            pused as f64 / rq.len() as f64
+        );
+        worst = worst.max(pused as f64 / rq.len() as f64);
+    }
+    // At the caps, what prost builds stays small in absolute terms.
+    let at_caps = ReadRequest {
+        queries: vec![
+            Query {
+                matchers: vec![
+                    LabelMatcher::default();
+                    MAX_MATCHERS_PER_REQUEST / MAX_QUERIES_PER_REQUEST
+                ],
+                ..Default::default()
+            };
+            MAX_QUERIES_PER_REQUEST
+        ],
+        accepted_response_types: vec![],
+    }
+    .encode_to_vec();
+    let (r, used) = measure(|| decode_read_request(&compress(&at_caps), 1 << 20));
     assert!(r.is_ok());
-    let factor = used as f64 / rq.len() as f64;
     eprintln!(
-        "empty Query: {} bytes → {used} bytes allocated ({factor:.0}×)",
-        rq.len()
+        "at the caps: {} bytes → {used} bytes allocated",
+        at_caps.len()
     );
-    worst = worst.max(factor);
+    assert!(used < 4 << 20, "{used}");
     assert!(
         worst <= MAX_AMPLIFICATION as f64,
         "decoded structs use {worst:.0}× the decompressed size"

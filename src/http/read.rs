@@ -29,6 +29,7 @@ use crate::read::regex::RegexOptions;
 use crate::read::sql::Order;
 use crate::remote::codec::{compress, decompress};
 use crate::remote::pb::{read_request::ResponseType, ReadRequest, ReadResponse};
+use crate::remote::view::read_request_counts;
 use crate::timestream::client::{ClientCache, RequestCredentials};
 use crate::timestream::reader::{ReadOptions, Reader};
 
@@ -136,6 +137,27 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
         ApiError::PayloadTooLarge(m) => ReadError::TooLarge(m),
         other => ReadError::Decode(other.to_string()),
     })?;
+    // Counted before prost decodes anything: prost allocates ~100× the bytes of empty
+    // queries or matchers, so a 3 MiB body could otherwise cost gigabytes.
+    let Some(counts) = read_request_counts(&raw) else {
+        return Err(ReadError::Decode(
+            "not a prometheus.ReadRequest: malformed protobuf".into(),
+        ));
+    };
+    // Every query costs at least one Timestream call: a small body must not buy an
+    // unbounded number of them.
+    if counts.queries > MAX_QUERIES_PER_REQUEST {
+        return Err(ReadError::Decode(format!(
+            "{} queries in one read request; at most {MAX_QUERIES_PER_REQUEST} are accepted",
+            counts.queries
+        )));
+    }
+    if counts.matchers > MAX_MATCHERS_PER_REQUEST {
+        return Err(ReadError::Decode(format!(
+            "{} label matchers in one read request; at most {MAX_MATCHERS_PER_REQUEST} are accepted",
+            counts.matchers
+        )));
+    }
     ReadRequest::decode(raw.as_slice())
         .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))
 }
@@ -198,6 +220,8 @@ pub async fn handle(
 
 /// Most queries one ReadRequest may carry (Prometheus sends one per selector).
 pub const MAX_QUERIES_PER_REQUEST: usize = 1000;
+/// Most label matchers over all queries of one ReadRequest (a selector has a handful).
+pub const MAX_MATCHERS_PER_REQUEST: usize = 20_000;
 
 async fn serve(
     state: &AppState,
@@ -206,14 +230,6 @@ async fn serve(
     started: Instant,
 ) -> Result<Response, ReadError> {
     let req = decode(body, state.config.max_decompressed_bytes)?;
-    // Every query costs at least one Timestream call: a small body must not buy an
-    // unbounded number of them.
-    if req.queries.len() > MAX_QUERIES_PER_REQUEST {
-        return Err(ReadError::Decode(format!(
-            "{} queries in one read request; at most {MAX_QUERIES_PER_REQUEST} are accepted",
-            req.queries.len()
-        )));
-    }
     let kind = negotiate(&req)?;
     let cfg = &state.config;
     let client = state

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Extension;
 
 use super::auth::Creds;
-use super::limits::Limits;
+use super::limits::{self, Limits};
 use super::AppState;
 use crate::error::{ApiError, PermanentKind};
 use crate::remote::codec::{decode_write_request_view, decompress, CodecError};
@@ -24,14 +24,7 @@ use crate::write::{plan_write, IgnoreReason, PlanOptions};
 const RW2_PROTO: &str = "io.prometheus.write.v2.request";
 
 fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
-        let enc = enc.to_str().unwrap_or("").trim();
-        if !enc.eq_ignore_ascii_case("snappy") {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Encoding {enc:?} is not supported; remote write bodies must be snappy-compressed"
-            )));
-        }
-    }
+    limits::check_content_encoding(headers, "write")?;
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         if ct.contains(RW2_PROTO) {
@@ -55,12 +48,7 @@ pub async fn handle(
     check_media_type(&headers)?;
     let refuse = |e: CodecError| {
         tracing::info!(error = %e, bytes = body.len(), "undecodable write request");
-        match e {
-            CodecError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-            CodecError::Snappy(_) | CodecError::Protobuf { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
-        }
+        limits::codec_error(e)
     };
     let raw = decompress(&body, state.config.max_decompressed_bytes).map_err(refuse)?;
     // Labels borrow `raw` from here on (no copy per label); the plan borrows `req`.

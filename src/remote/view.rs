@@ -333,6 +333,50 @@ fn decode_sample(body: &[u8]) -> R<Sample> {
     Ok(sample)
 }
 
+/// Element counts of a `ReadRequest`, read from its wire structure without decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRequestCounts {
+    /// `queries` entries.
+    pub queries: usize,
+    /// `matchers` entries over all queries.
+    pub matchers: usize,
+}
+
+/// Counts the queries and matchers of an uncompressed `ReadRequest` without allocating:
+/// prost builds a ~200-byte `Query` (a ~56-byte `LabelMatcher`) from each 2-byte empty one,
+/// so the caller checks the counts before handing the bytes to prost. `None` when the wire
+/// structure is malformed: prost refuses such bytes too, but only after allocating for
+/// everything before the fault, so the caller refuses them without prost.
+pub fn read_request_counts(buf: &[u8]) -> Option<ReadRequestCounts> {
+    let mut counts = ReadRequestCounts {
+        queries: 0,
+        matchers: 0,
+    };
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (tag, wire_type) = r.key().ok()?;
+        if tag != 1 {
+            r.skip(wire_type, tag, RECURSION_LIMIT).ok()?;
+            continue;
+        }
+        if wire_type != LEN {
+            return None;
+        }
+        counts.queries += 1;
+        let mut q = Reader::new(r.bytes().ok()?);
+        while !q.done() {
+            let (tag, wire_type) = q.key().ok()?;
+            if tag == 3 && wire_type == LEN {
+                counts.matchers += 1;
+                q.bytes().ok()?;
+            } else {
+                q.skip(wire_type, tag, RECURSION_LIMIT - 1).ok()?;
+            }
+        }
+    }
+    Some(counts)
+}
+
 /// Wire types of the scalar fields below.
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
@@ -832,5 +876,35 @@ mod tests {
         let v = WriteRequestView::decode(&two).unwrap();
         assert_eq!(v.histogram_count(), 2);
         assert_eq!(v.sample_count(), 0);
+    }
+
+    #[test]
+    fn read_request_counts_match_prost_and_refuse_what_prost_refuses() {
+        use crate::remote::pb::{LabelMatcher, Query, ReadRequest};
+        let q = |m: usize| Query {
+            matchers: vec![LabelMatcher::default(); m],
+            ..Default::default()
+        };
+        let req = ReadRequest {
+            queries: vec![q(2), q(0), q(3)],
+            accepted_response_types: vec![0, 1],
+        };
+        let bytes = req.encode_to_vec();
+        assert_eq!(
+            read_request_counts(&bytes),
+            Some(ReadRequestCounts {
+                queries: 3,
+                matchers: 5
+            })
+        );
+        // Every cut of a valid request that the counter calls malformed, prost refuses too.
+        for cut in 0..bytes.len() {
+            if read_request_counts(&bytes[..cut]).is_none() {
+                assert!(ReadRequest::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+        // 2-byte empty queries: counted, nothing decoded.
+        let bomb = [0x0a, 0x00].repeat(50_000);
+        assert_eq!(read_request_counts(&bomb).unwrap().queries, 50_000);
     }
 }
