@@ -779,6 +779,22 @@ mod tests {
     }
 
     #[test]
+    fn native_histograms_are_counted_as_ignored_from_both_decoders() {
+        let d = dest();
+        let mut r = req(vec![series(&[("__name__", "h"), ("job", "a")], &[(1.0, 1)])]);
+        r.timeseries[0].histograms = vec![Default::default(); 3];
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        assert_eq!(p.stats.received, 4);
+        assert_eq!(p.stats.accepted, 1);
+        assert_eq!(p.stats.ignored[IgnoreReason::NativeHistogram as usize], 3);
+        let bytes = prost::Message::encode_to_vec(&r);
+        let view = WriteRequestView::decode(&bytes).unwrap();
+        let pv = plan_write(&view, &opts(&d)).unwrap();
+        assert_eq!(pv.stats, p.stats);
+        assert_eq!(IgnoreReason::NativeHistogram.as_str(), "native_histogram");
+    }
+
+    #[test]
     fn missing_name_is_refused_naming_it() {
         let d = dest();
         let r = req(vec![series(&[("job", "a")], &[(1.0, 1)])]);
