@@ -781,7 +781,10 @@ mod tests {
     #[test]
     fn native_histograms_are_counted_as_ignored_from_both_decoders() {
         let d = dest();
-        let mut r = req(vec![series(&[("__name__", "h"), ("job", "a")], &[(1.0, 1)])]);
+        let mut r = req(vec![series(
+            &[("__name__", "h"), ("job", "a")],
+            &[(1.0, 1)],
+        )]);
         r.timeseries[0].histograms = vec![Default::default(); 3];
         let p = plan_write(&r, &opts(&d)).unwrap();
         assert_eq!(p.stats.received, 4);
