@@ -412,58 +412,64 @@ fn repeated(r: &mut Reader<'_>, wire_type: u8, want: u8) -> R<()> {
     Ok(())
 }
 
-/// An `Exemplar` (labels, value, timestamp), accepted exactly when prost accepts it.
-fn check_exemplar(body: &[u8]) -> R<()> {
-    const CTX: u32 = RECURSION_LIMIT - 2;
+/// Walks the fields of a message nobody keeps: `field` consumes a known field and returns
+/// true; unknown fields are skipped within prost's recursion budget `ctx`.
+fn check_fields<'a>(
+    body: &'a [u8],
+    ctx: u32,
+    mut field: impl FnMut(&mut Reader<'a>, u32, u8) -> R<bool>,
+) -> R<()> {
     let mut r = Reader::new(body);
     while !r.done() {
         let (tag, wire_type) = r.key()?;
-        match tag {
-            1 if wire_type != LEN => return Err(Malformed),
-            1 => decode_label(r.bytes()?, CTX - 1).map(drop)?,
-            2 => scalar(&mut r, wire_type, FIXED64)?,
-            3 => scalar(&mut r, wire_type, VARINT)?,
-            _ => r.skip(wire_type, tag, CTX)?,
+        if !field(&mut r, tag, wire_type)? {
+            r.skip(wire_type, tag, ctx)?;
         }
     }
     Ok(())
+}
+
+/// An `Exemplar` (labels, value, timestamp), accepted exactly when prost accepts it.
+fn check_exemplar(body: &[u8]) -> R<()> {
+    const CTX: u32 = RECURSION_LIMIT - 2;
+    check_fields(body, CTX, |r, tag, wire_type| {
+        match tag {
+            1 if wire_type != LEN => return Err(Malformed),
+            1 => decode_label(r.bytes()?, CTX - 1).map(drop)?,
+            2 => scalar(r, wire_type, FIXED64)?,
+            3 => scalar(r, wire_type, VARINT)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
 }
 
 /// A native `Histogram`, accepted exactly when prost accepts it (types.proto field numbers).
 fn check_histogram(body: &[u8]) -> R<()> {
-    const CTX: u32 = RECURSION_LIMIT - 2;
-    let mut r = Reader::new(body);
-    while !r.done() {
-        let (tag, wire_type) = r.key()?;
+    check_fields(body, RECURSION_LIMIT - 2, |r, tag, wire_type| {
         match tag {
             // count_int, schema (sint32), zero_count_int, reset_hint, timestamp
-            1 | 4 | 6 | 14 | 15 => scalar(&mut r, wire_type, VARINT)?,
+            1 | 4 | 6 | 14 | 15 => scalar(r, wire_type, VARINT)?,
             // count_float, sum, zero_threshold, zero_count_float
-            2 | 3 | 5 | 7 => scalar(&mut r, wire_type, FIXED64)?,
-            // negative_spans, positive_spans
+            2 | 3 | 5 | 7 => scalar(r, wire_type, FIXED64)?,
+            // negative_spans, positive_spans: BucketSpan {offset sint32, length uint32}
             8 | 11 if wire_type != LEN => return Err(Malformed),
-            8 | 11 => check_bucket_span(r.bytes()?)?,
+            8 | 11 => check_fields(
+                r.bytes()?,
+                RECURSION_LIMIT - 3,
+                |r, tag, wire_type| match tag {
+                    1 | 2 => scalar(r, wire_type, VARINT).map(|()| true),
+                    _ => Ok(false),
+                },
+            )?,
             // negative_deltas, positive_deltas (sint64)
-            9 | 12 => repeated(&mut r, wire_type, VARINT)?,
+            9 | 12 => repeated(r, wire_type, VARINT)?,
             // negative_counts, positive_counts, custom_values (double)
-            10 | 13 | 16 => repeated(&mut r, wire_type, FIXED64)?,
-            _ => r.skip(wire_type, tag, CTX)?,
+            10 | 13 | 16 => repeated(r, wire_type, FIXED64)?,
+            _ => return Ok(false),
         }
-    }
-    Ok(())
-}
-
-fn check_bucket_span(body: &[u8]) -> R<()> {
-    const CTX: u32 = RECURSION_LIMIT - 3;
-    let mut r = Reader::new(body);
-    while !r.done() {
-        let (tag, wire_type) = r.key()?;
-        match tag {
-            1 | 2 => scalar(&mut r, wire_type, VARINT)?,
-            _ => r.skip(wire_type, tag, CTX)?,
-        }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 #[cfg(test)]
