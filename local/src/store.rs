@@ -6,7 +6,10 @@
 //!   name); dimension k is column `dk` (TEXT, NULL when the series lacks it).
 //! - `p_N(sid, t, ver, m0, m1, ...)` WITHOUT ROWID, PRIMARY KEY(sid, t): one row per point; measure
 //!   column k is `mk` (`measure_value::<type>` or a multi-measure attribute).
-//! - `v_N`: plain join exposing Timestream's column names (what the SQL engine queries).
+//! - `v_N`: plain join exposing Timestream's column names (what the SQL engine queries), each
+//!   under [`sql::storage_name`] so that names differing only in case stay apart in SQLite.
+//!   Views are rebuilt when the store opens, so data directories written before that encoding
+//!   are served the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -81,12 +84,15 @@ impl TableMeta {
         let id = self.id;
         let mut cols = Vec::new();
         for (k, d) in self.dims.iter().enumerate() {
-            cols.push(format!("s.d{k} AS {}", quote_ident(d)));
+            cols.push(format!("s.d{k} AS {}", quote_ident(&sql::storage_name(d))));
         }
         cols.push("s.measure_name AS \"measure_name\"".into());
         cols.push("p.t AS \"time\"".into());
         for (k, m) in self.measures.iter().enumerate() {
-            cols.push(format!("p.m{k} AS {}", quote_ident(&m.name)));
+            cols.push(format!(
+                "p.m{k} AS {}",
+                quote_ident(&sql::storage_name(&m.name))
+            ));
         }
         format!(
             "CREATE VIEW v_{id} AS SELECT {} FROM p_{id} AS p JOIN s_{id} AS s ON s.id = p.sid",
@@ -248,7 +254,15 @@ impl Store {
              CREATE TABLE IF NOT EXISTS ts_columns(table_id INTEGER NOT NULL, kind TEXT NOT NULL,
                 ord INTEGER NOT NULL, name TEXT NOT NULL, ty TEXT, PRIMARY KEY(table_id, kind, ord));",
         )?;
-        let catalog = Arc::new(RwLock::new(load_catalog(&conn)?));
+        let catalog = load_catalog(&conn)?;
+        for t in catalog.tables.values() {
+            conn.execute_batch(&format!(
+                "DROP VIEW IF EXISTS v_{}; {};",
+                t.id,
+                t.view_sql()
+            ))?;
+        }
+        let catalog = Arc::new(RwLock::new(catalog));
         let (tx, rx) = mpsc::channel::<Msg>();
         let mut writer = Writer {
             conn,

@@ -493,3 +493,77 @@ async fn describe_lists_dimensions_measure_columns_and_time() {
     assert_eq!(code(&e), "ValidationException");
     l.server.shutdown().await;
 }
+
+/// Column names are kept apart case-sensitively (Timestream's quotas page: column names are
+/// unique across dimensions and measures, compared case-sensitively). SQLite folds
+/// identifiers, so the store must never answer `"label"` with the values of `"Label"`.
+#[tokio::test]
+async fn dimension_names_differing_only_in_case_stay_apart() {
+    let (l, w, q) = setup("qdb", "cases").await;
+    let t = now_ms() - 60_000;
+    write_all(
+        &w,
+        "qdb",
+        "cases",
+        vec![
+            rec("m", "1.0", t, &[("Label", "upper")]),
+            rec("m", "2.0", t, &[("label", "lower")]),
+            rec("m", "3.0", t, &[("LABEL", "shout"), ("a^b", "caret")]),
+        ],
+    )
+    .await;
+    let (rows, cols, _) = query_all(
+        &q,
+        r#"SELECT "Label", "label", "LABEL", "a^b", "measure_value::double" FROM "qdb"."cases" ORDER BY "measure_value::double""#,
+        None,
+    )
+    .await;
+    let names: Vec<&str> = cols.iter().map(|c| c.name().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["Label", "label", "LABEL", "a^b", "measure_value::double"]
+    );
+    let got: Vec<Vec<Option<&str>>> = rows
+        .iter()
+        .map(|r| r.data().iter().map(scalar).collect())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            vec![Some("upper"), None, None, None, Some("1.0")],
+            vec![None, Some("lower"), None, None, Some("2.0")],
+            vec![None, None, Some("shout"), Some("caret"), Some("3.0")],
+        ]
+    );
+    // SELECT * and WHERE see the same three distinct columns.
+    let (rows, cols, _) = query_all(
+        &q,
+        r#"SELECT * FROM "qdb"."cases" WHERE "label" = 'lower'"#,
+        None,
+    )
+    .await;
+    let names: Vec<&str> = cols.iter().map(|c| c.name().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Label",
+            "label",
+            "LABEL",
+            "a^b",
+            "measure_name",
+            "time",
+            "measure_value::double"
+        ]
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(scalar(&rows[0].data()[1]), Some("lower"));
+    assert_eq!(rows[0].data()[0].null_value(), Some(true));
+    let (rows, _, _) = query_all(
+        &q,
+        r#"SELECT count(*) FROM "qdb"."cases" WHERE "Label" IS NULL AND "LABEL" IS NULL"#,
+        None,
+    )
+    .await;
+    assert_eq!(scalar(&rows[0].data()[0]), Some("1"));
+    l.server.shutdown().await;
+}

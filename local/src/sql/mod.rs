@@ -163,6 +163,30 @@ pub fn runtime_error(e: &rusqlite::Error) -> QueryError {
     }
 }
 
+/// The name under which the store's view exposes the Timestream column `name`.
+///
+/// Timestream keeps column names apart case-sensitively (its quotas page: column names are
+/// unique across dimensions and measures, compared case-sensitively), but SQLite resolves
+/// identifiers ASCII-case-insensitively: a view with columns `"Label"` and `"label"` would
+/// answer both names with one of them. This encoding is injective even after ASCII case
+/// folding and keeps the name readable: every ASCII capital is preceded by `^` and a `^` is
+/// doubled (`Label` → `^Label`, `a^b` → `a^^b`); a name without capitals or `^` is unchanged.
+/// Folding `^Label` gives `^label`, which still says where the capital was, so two distinct
+/// Timestream names never meet in SQLite.
+pub fn storage_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.bytes().any(|b| b.is_ascii_uppercase() || b == b'^') {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() || c == '^' {
+            out.push('^');
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Registers the SQLite functions compiled SQL may call. The store calls it on every connection.
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     functions::register(conn)

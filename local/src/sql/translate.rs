@@ -142,6 +142,14 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A column of the table's view, as SQLite must name it (see [`super::storage_name`]).
+fn view_column(c: &Column) -> String {
+    format!(
+        "{TABLE_ALIAS}.{}",
+        quote_ident(&super::storage_name(&c.name))
+    )
+}
+
 pub fn is_aggregate(name: &str) -> bool {
     matches!(name, "count" | "sum" | "avg" | "min" | "max")
 }
@@ -269,7 +277,7 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
                         name: c.name.clone(),
                         pos: *pos,
                     };
-                    let t = T::sql(format!("{TABLE_ALIAS}.{}", quote_ident(&c.name)), c.ty);
+                    let t = T::sql(view_column(&c), c.ty);
                     outs.push(OutCol {
                         name: c.name,
                         expr: e,
@@ -647,10 +655,7 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
     match e {
         Expr::Col { name, pos, .. } => {
             let c = cx.column(name, *pos)?;
-            Ok(T::sql(
-                format!("{TABLE_ALIAS}.{}", quote_ident(&c.name)),
-                c.ty,
-            ))
+            Ok(T::sql(view_column(c), c.ty))
         }
         Expr::Lit { v, pos } => literal(v, *pos),
         Expr::Neg { pos, .. } => {
