@@ -118,6 +118,7 @@ fn bench(c: &mut Criterion) {
         destination: &dest,
         fail_on_long_label: false,
         fail_on_invalid_sample_value: false,
+        special_values: true,
     };
     let samples = req
         .timeseries

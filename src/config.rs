@@ -129,7 +129,8 @@ pub struct Cli {
     #[arg(long = "fail-on-long-label", value_name = "BOOL", default_value = "false",
           num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub fail_on_long_label: bool,
-    /// Answer 400 (instead of skipping the sample) for NaN or ±Inf values; stale markers are always skipped.
+    /// Answer 400 (instead of skipping the sample) for NaN or ±Inf values that would be skipped
+    /// (only with --write.special-values=false; stale markers are never refused).
     #[arg(long = "fail-on-invalid-sample-value", value_name = "BOOL", default_value = "false",
           num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub fail_on_invalid_sample_value: bool,
@@ -196,6 +197,11 @@ pub struct Cli {
     #[arg(long = "write.common-attributes", value_name = "BOOL", default_value = "true",
           num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub write_common_attributes: bool,
+    /// Store NaN (staleness markers included), +Inf and -Inf as special-value records
+    /// (documentation/special-values.md); false skips and counts them, as upstream.
+    #[arg(long = "write.special-values", value_name = "BOOL", default_value = "true",
+          num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub write_special_values: bool,
     /// Distinct credentials whose AWS SDK clients are kept for reuse.
     #[arg(long = "aws.client-cache-size", default_value_t = DEFAULT_CLIENT_CACHE_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -293,8 +299,10 @@ pub struct WriteConfig {
     pub base_endpoint: Option<String>,
     /// Unstorable names/values → 400 instead of skip.
     pub fail_on_long_label: bool,
-    /// NaN/±Inf → 400 instead of skip.
+    /// NaN/±Inf that would be skipped → 400 instead.
     pub fail_on_invalid_sample_value: bool,
+    /// `--write.special-values`: store NaN/±Inf as special-value records.
+    pub special_values: bool,
     /// Concurrent WriteRecords calls per request.
     pub concurrency: usize,
     /// Use CommonAttributes.
@@ -493,6 +501,7 @@ impl TryFrom<Cli> for Config {
                 base_endpoint: non_empty(cli.write_base_endpoint),
                 fail_on_long_label: cli.fail_on_long_label,
                 fail_on_invalid_sample_value: cli.fail_on_invalid_sample_value,
+                special_values: cli.write_special_values,
                 concurrency: cli.write_concurrency as usize,
                 common_attributes: cli.write_common_attributes,
             },

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod read;
 pub mod remote;
 pub mod server;
+pub mod special;
 pub mod telemetry;
 pub mod timestream;
 pub mod write;

@@ -7,6 +7,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// Label of `special_samples_total`.
+pub const KIND_LABEL: &str = "kind";
 /// Label of `ignored_samples_by_reason`.
 pub const REASON_LABEL: &str = "reason";
 /// Label of `write_errors`.
@@ -32,6 +34,8 @@ pub struct Metrics {
     pub read_duration: Histogram,
     /// Ignored samples by reason.
     pub ignored_by_reason: IntCounterVec,
+    /// Samples sent as special-value records (NaN, stale marker, ±Inf), by kind.
+    pub special_samples: IntCounterVec,
     /// Failed WriteRecords calls by Timestream error code.
     pub write_errors: IntCounterVec,
     /// Records Timestream accepted.
@@ -96,6 +100,14 @@ impl Metrics {
                 "Samples not sent to Timestream, by reason.",
             ),
             &[REASON_LABEL],
+        )
+        .expect("valid metric");
+        let special_samples = IntCounterVec::new(
+            Opts::new(
+                "timestream_connector_special_samples_total",
+                "Samples sent as special-value records (NaN, staleness marker, +Inf, -Inf), by kind.",
+            ),
+            &[KIND_LABEL],
         )
         .expect("valid metric");
         let write_errors = IntCounterVec::new(
@@ -178,6 +190,7 @@ impl Metrics {
             Box::new(read_requests.clone()),
             Box::new(read_duration.clone()),
             Box::new(ignored_by_reason.clone()),
+            Box::new(special_samples.clone()),
             Box::new(write_errors.clone()),
             Box::new(records_written.clone()),
             Box::new(batch_records.clone()),
@@ -201,6 +214,7 @@ impl Metrics {
             read_requests,
             read_duration,
             ignored_by_reason,
+            special_samples,
             write_errors,
             records_written,
             batch_records,
@@ -212,6 +226,13 @@ impl Metrics {
             request_timeouts,
             requests_cut_at_shutdown,
             write_call_slots_in_use,
+        }
+    }
+
+    /// Counts samples written as special values (NaN, stale marker, ±Inf), by kind.
+    pub fn add_special(&self, kind: &str, n: u64) {
+        if n > 0 {
+            self.special_samples.with_label_values(&[kind]).inc_by(n);
         }
     }
 

@@ -220,7 +220,11 @@ fn quote(s: &str) -> String {
 fn load(universe: &[Series], dims: &[String], t_ms: i64) -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     timestream_local::sql::register_functions(&conn).unwrap();
-    let mut cols: Vec<String> = dims.iter().map(|d| format!("{} TEXT", quote(d))).collect();
+    // Named as the store's view names them (SQLite folds identifiers' case).
+    let mut cols: Vec<String> = dims
+        .iter()
+        .map(|d| format!("{} TEXT", quote(&timestream_local::sql::storage_name(d))))
+        .collect();
     cols.extend([
         "measure_name TEXT NOT NULL".to_string(),
         "time INTEGER NOT NULL".into(),

@@ -623,12 +623,8 @@ async fn pagination_beyond_1000_rows_and_values_bit_exact() {
             ]
             .into_iter()
             .collect(),
-            // The write path drops non-finite values (f64::MAX * 2 = +Inf).
-            samples
-                .iter()
-                .filter(|(v, _)| v.is_finite())
-                .map(|(v, t)| (*t, v.to_bits()))
-                .collect(),
+            // f64::MAX * 2 = +Inf comes back too, as a special value (issue 14).
+            samples.iter().map(|(v, t)| (*t, v.to_bits())).collect(),
         ));
     }
     want.sort();
@@ -896,5 +892,229 @@ async fn streamed_error_after_first_frame_aborts_the_body() {
     )
     .await;
     assert_eq!(got[0][0].1.len(), 1000);
+    env.shutdown().await;
+}
+
+// ---- special values (issue 14) and label names differing only in case ----
+
+const STALE: u64 = 0x7ff0_0000_0000_0002;
+const PROM_NAN: u64 = 0x7ff8_0000_0000_0001;
+
+fn special_fixture(t0: i64) -> Fixture {
+    let f = f64::from_bits;
+    vec![
+        // A series that ends: numbers, then the staleness marker.
+        (
+            vec![("__name__", "up"), ("job", "gone")],
+            vec![(1.0, t0), (1.0, t0 + 1000), (f(STALE), t0 + 2000)],
+        ),
+        // A summary quantile with no observations: only NaN.
+        (
+            vec![("__name__", "rpc"), ("quantile", "0.99")],
+            vec![(f(PROM_NAN), t0), (f(PROM_NAN), t0 + 1000)],
+        ),
+        // Every kind, other NaN payloads included, between numbers.
+        (
+            vec![("__name__", "x"), ("job", "api")],
+            vec![
+                (0.5, t0),
+                (f64::INFINITY, t0 + 1),
+                (f64::NEG_INFINITY, t0 + 2),
+                (f64::NAN, t0 + 3),
+                (-f64::NAN, t0 + 4),
+                (f(0x7ff0_0000_dead_beef), t0 + 5),
+                (f(0xfff8_0000_0000_0001), t0 + 6),
+                (2.5, t0 + 7),
+                (f(STALE), t0 + 8),
+                (3.5, t0 + 9),
+            ],
+        ),
+        (
+            vec![("__name__", "x"), ("job", "db")],
+            vec![(f64::INFINITY, t0 + 3), (7.0, t0 + 4)],
+        ),
+        (vec![("__name__", "xy")], vec![(f64::NEG_INFINITY, t0)]),
+        // Label names that differ only in case.
+        (
+            vec![("__name__", "c"), ("Label", "upper")],
+            vec![(1.0, t0), (f64::INFINITY, t0 + 1)],
+        ),
+        (
+            vec![("__name__", "c"), ("label", "lower")],
+            vec![(2.0, t0), (f(STALE), t0 + 1)],
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_values_come_back_bit_exact_with_prometheus_matcher_semantics() {
+    let env = start().await;
+    let t0 = now_ms() - 3_600_000;
+    let fx = special_fixture(t0);
+    // The ordinary fixture shares the table: its rows and the special ones must not mix.
+    let mut all = write_fixture(&env, t0).await;
+    let req = request(fx.iter().map(|(l, s)| series(l, s)).collect());
+    let (status, body) = env.write(&req).await;
+    assert_eq!(status, 200, "{body}");
+    all.extend(fx.iter().cloned());
+    let metrics = env.metrics_text().await;
+    for (kind, n) in [
+        ("nan", 6.0),
+        ("stale_nan", 3.0),
+        ("pos_inf", 3.0),
+        ("neg_inf", 2.0),
+    ] {
+        assert_eq!(
+            metric_value(
+                &metrics,
+                &format!("timestream_connector_special_samples_total{{kind=\"{kind}\"}}")
+            ),
+            n,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        metric_value(&metrics, "timestream_connector_ignored_samples_total"),
+        0.0
+    );
+    let selectors: Vec<Vec<LabelMatcher>> = vec![
+        vec![m(T::Eq, "__name__", "x")],
+        vec![m(T::Eq, "__name__", "x"), m(T::Eq, "job", "api")],
+        vec![m(T::Eq, "__name__", "up")],
+        vec![m(T::Eq, "__name__", "rpc")],
+        vec![m(T::Re, "__name__", "x.*")],
+        vec![m(T::Re, "__name__", "x|up|m")],
+        vec![m(T::Re, "__name__", ".+")],
+        vec![m(T::Re, "__name__", ".*"), m(T::Eq, "job", "api")],
+        vec![m(T::Nre, "__name__", "x.*|m")],
+        vec![m(T::Neq, "__name__", "x"), m(T::Re, "job", "a.*|gone")],
+        vec![m(T::Re, "__name__", "__special_value__")],
+        vec![m(T::Eq, "__name__", "__special_value__")],
+        vec![m(T::Re, "__name__", "(?i)X")],
+        vec![m(T::Eq, "__name__", "c")],
+        vec![m(T::Eq, "__name__", "c"), m(T::Eq, "label", "lower")],
+        vec![m(T::Eq, "__name__", "c"), m(T::Eq, "Label", "upper")],
+        vec![m(T::Eq, "__name__", "c"), m(T::Eq, "label", "")],
+        vec![m(T::Eq, "__name__", "c"), m(T::Re, "LABEL", ".+")],
+        vec![m(T::Eq, "quantile", "0.99")],
+    ];
+    for (start, end) in [(t0, t0 + 3000), (t0 + 2, t0 + 5)] {
+        for sel in &selectors {
+            let want = oracle(&all, sel, start, end);
+            let got = read_samples(&env, vec![q(start, end, sel.clone())]).await;
+            assert_eq!(sorted(got[0].clone()), want, "SAMPLES for {sel:?}");
+            let streamed = read_streamed(&env, vec![q(start, end, sel.clone())]).await;
+            assert_eq!(sorted(streamed[0].clone()), want, "STREAMED for {sel:?}");
+        }
+    }
+    // The matrix covers series made only of special values and mixed ones.
+    let x = oracle(&all, &selectors[0], t0, t0 + 3000);
+    assert_eq!(x.len(), 2);
+    assert_eq!(x[0].1.len(), 10);
+
+    // SQL users: the metric's own measure holds only its numbers.
+    let url = env.store.url();
+    let avg = query_rows(
+        &url,
+        &format!(
+            r#"SELECT avg(measure_value::double) AS a, count(*) AS n FROM "{DB}"."{TABLE}" WHERE measure_name = 'x'"#
+        ),
+    )
+    .await;
+    assert_eq!(avg[0]["n"], "4");
+    assert_eq!(
+        avg[0]["a"].parse::<f64>().unwrap(),
+        (0.5 + 2.5 + 3.5 + 7.0) / 4.0
+    );
+    // The documented layout: one reserved measure, the metric in `__name__`.
+    let rows = query_rows(
+        &url,
+        &format!(
+            r#"SELECT "__name__", job, measure_value::varchar AS v FROM "{DB}"."{TABLE}" WHERE measure_name = '__special_value__' AND "__name__" = 'x' ORDER BY time, job"#
+        ),
+    )
+    .await;
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["job"].as_str(), r["v"].as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("api", "+Inf"),
+            ("api", "-Inf"),
+            ("api", "NaN:0x7ff8000000000000"),
+            ("db", "+Inf"),
+            ("api", "NaN:0xfff8000000000000"),
+            ("api", "NaN:0x7ff00000deadbeef"),
+            ("api", "NaN:0xfff8000000000001"),
+            ("api", "StaleNaN"),
+        ]
+    );
+    assert!(rows.iter().all(|r| r["__name__"] == "x"));
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_values_off_counts_them_as_ignored_and_stores_nothing_new() {
+    let env = start_with(EnvOptions {
+        args: vec!["--write.special-values=false".into()],
+        ..EnvOptions::default()
+    })
+    .await;
+    let t0 = now_ms() - 3_600_000;
+    let fx = special_fixture(t0);
+    let req = request(fx.iter().map(|(l, s)| series(l, s)).collect());
+    let (status, body) = env.write(&req).await;
+    assert_eq!(status, 200, "{body}");
+    let metrics = env.metrics_text().await;
+    let reason = |r: &str| {
+        metric_value(
+            &metrics,
+            &format!("timestream_connector_ignored_samples_by_reason_total{{reason=\"{r}\"}}"),
+        )
+    };
+    assert_eq!(reason("non_finite_value"), 11.0);
+    assert_eq!(reason("stale_marker"), 3.0);
+    assert_eq!(
+        metric_value(&metrics, "timestream_connector_ignored_samples_total"),
+        14.0
+    );
+    let rows = env.rows(DB, TABLE).await;
+    assert_eq!(rows.len(), 8, "only the numbers");
+    assert!(rows
+        .iter()
+        .all(|r| !r.contains_key("__name__") && !r.contains_key("measure_value::varchar")));
+    // Reads see only the numbers, as before.
+    let numbers: Fixture = fx
+        .iter()
+        .map(|(l, s)| {
+            (
+                l.clone(),
+                s.iter().copied().filter(|(v, _)| v.is_finite()).collect(),
+            )
+        })
+        .collect();
+    for sel in [
+        vec![m(T::Re, "__name__", ".+")],
+        vec![m(T::Eq, "__name__", "c")],
+    ] {
+        let want = oracle(&numbers, &sel, t0, t0 + 3000);
+        let got = read_samples(&env, vec![q(t0, t0 + 3000, sel.clone())]).await;
+        assert_eq!(sorted(got[0].clone()), want, "{sel:?}");
+    }
+    // And --fail-on-invalid-sample-value keeps its upstream meaning there.
+    let strict = start_with(EnvOptions {
+        args: vec![
+            "--write.special-values=false".into(),
+            "--fail-on-invalid-sample-value=true".into(),
+        ],
+        ..EnvOptions::default()
+    })
+    .await;
+    let (status, body) = strict.write(&req).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("non-finite"), "{body}");
+    strict.shutdown().await;
     env.shutdown().await;
 }

@@ -297,7 +297,15 @@ async fn label_routing_picks_database_and_table() {
 
 #[tokio::test]
 async fn skipped_samples_are_counted_and_the_rest_stored() {
-    let env = start().await;
+    // The upstream behaviour for NaN/±Inf (special values on: tests/read_e2e.rs).
+    let env = start_with(EnvOptions {
+        args: vec![
+            "--max-write-retries=2".into(),
+            "--write.special-values=false".into(),
+        ],
+        ..EnvOptions::default()
+    })
+    .await;
     let t = now_ms() - 30_000;
     let long_label = "l".repeat(61);
     let req = request(vec![

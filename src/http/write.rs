@@ -15,7 +15,9 @@ use super::limits::{self, Limits};
 use super::AppState;
 use crate::error::{ApiError, PermanentKind};
 use crate::remote::codec::{decode_write_request_view, decompress, CodecError};
+use crate::special;
 use crate::timestream::error::FailureKind;
+use crate::timestream::reader::note_special_values_written;
 use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
 use crate::write::{plan_write, IgnoreReason, PlanOptions};
 
@@ -60,6 +62,7 @@ pub async fn handle(
         destination: &cfg.destination,
         fail_on_long_label: cfg.write.fail_on_long_label,
         fail_on_invalid_sample_value: cfg.write.fail_on_invalid_sample_value,
+        special_values: cfg.write.special_values,
     };
     let plan = match plan_write(&req, &opts) {
         Ok(p) => p,
@@ -75,6 +78,9 @@ pub async fn handle(
     metrics.received_samples.inc_by(plan.stats.received);
     for r in IgnoreReason::ALL {
         metrics.add_ignored(r.as_str(), plan.stats.ignored[r as usize]);
+    }
+    for k in special::Kind::ALL {
+        metrics.add_special(k.as_str(), plan.stats.specials[k as usize]);
     }
     if plan.stats.ignored_total() > 0 {
         tracing::debug!(
@@ -109,6 +115,13 @@ pub async fn handle(
         metrics,
     )
     .await;
+    if plan.stats.specials.iter().any(|&n| n > 0) && outcome.samples_written > 0 {
+        // The first special value of a table creates its `__name__` column: reads in this
+        // process look for it now instead of after the column cache expires.
+        for d in &plan.destinations {
+            note_special_values_written(d.database, d.table);
+        }
+    }
     outcome_to_result(&outcome, plan.stats.ignored_total())
 }
 

@@ -30,6 +30,8 @@ pub const ENABLE_LOGGING: &str = "enable_logging";
 pub const FAIL_ON_LONG_LABEL: &str = "fail_on_long_label";
 /// `fail_on_invalid_sample_value`: Go ParseBool.
 pub const FAIL_ON_INVALID_SAMPLE_VALUE: &str = "fail_on_invalid_sample_value";
+/// `write_special_values`: Go ParseBool; `--write.special-values` (ours; default true).
+pub const WRITE_SPECIAL_VALUES: &str = "write_special_values";
 /// `log_level`: debug, info, warn or error.
 pub const LOG_LEVEL: &str = "log_level";
 /// `log_format`: logfmt or json.
@@ -53,6 +55,7 @@ pub const VARIABLES: &[&str] = &[
     ENABLE_LOGGING,
     FAIL_ON_LONG_LABEL,
     FAIL_ON_INVALID_SAMPLE_VALUE,
+    WRITE_SPECIAL_VALUES,
     LOG_LEVEL,
     LOG_FORMAT,
     ENABLE_SIGV4_AUTH,
@@ -186,6 +189,7 @@ impl Config {
         cli.enable_logging = bool_var(&get, ENABLE_LOGGING, true)?;
         cli.fail_on_long_label = bool_var(&get, FAIL_ON_LONG_LABEL, false)?;
         cli.fail_on_invalid_sample_value = bool_var(&get, FAIL_ON_INVALID_SAMPLE_VALUE, false)?;
+        cli.write_special_values = bool_var(&get, WRITE_SPECIAL_VALUES, true)?;
         cli.enable_sigv4_auth = bool_var(&get, ENABLE_SIGV4_AUTH, true)?;
         if let Some(v) = read(&get, LOG_LEVEL) {
             cli.log_level = log_level(&v).ok_or_else(|| {

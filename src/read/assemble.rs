@@ -7,6 +7,11 @@
 //! - [`OrderedGrouper`] (rows ordered by series then time, see
 //!   `sql::Order::SeriesThenTime`): emits each series as soon as the next one
 //!   starts, and long series in segments, so memory stays bounded.
+//!
+//! Special values (`crate::special`) arrive as rows whose `measure_value::double` is NULL
+//! and whose `measure_value::varchar` holds the value's text; the query already names them
+//! after their metric, so they fall into their series like any sample. Should a series hold
+//! a number and a special value at one timestamp (a re-sent sample), the number is kept.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -15,6 +20,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use super::error::ReadError;
 use super::sql::METRIC_NAME_LABEL;
 use crate::remote::pb::{Label, Sample, TimeSeries};
+use crate::special;
 
 /// Where a label's value comes from.
 #[derive(Debug, Clone)]
@@ -31,6 +37,8 @@ pub struct Layout {
     slots: Vec<(String, Src)>,
     time: usize,
     value: usize,
+    /// `measure_value::varchar`, where special values are (when selected).
+    special: Option<usize>,
     columns: usize,
     /// Columns of the `Src::Column` slots, in slot order: the cells that tell
     /// series apart (constant slots are the same on every row).
@@ -50,11 +58,12 @@ impl Layout {
         constants: &[(String, String)],
     ) -> Result<Layout, ReadError> {
         let mut slots = Vec::new();
-        let (mut time, mut value, mut name) = (None, None, None);
+        let (mut time, mut value, mut name, mut special) = (None, None, None, None);
         for (i, c) in columns.iter().enumerate() {
             match c.as_ref() {
                 "time" => time = Some(i),
                 "measure_value::double" => value = Some(i),
+                "measure_value::varchar" => special = Some(i),
                 "measure_name" => {
                     name = Some(i);
                     slots.push((METRIC_NAME_LABEL.to_string(), Src::Column(i)));
@@ -83,6 +92,7 @@ impl Layout {
             slots,
             time: time.ok_or_else(|| missing("time"))?,
             value: value.ok_or_else(|| missing("measure_value::double"))?,
+            special,
             columns: columns.len(),
         })
     }
@@ -142,13 +152,18 @@ impl Layout {
             )));
         }
         let t = row[self.time].ok_or_else(|| ReadError::Internal("NULL time".into()))?;
-        let v = row[self.value].ok_or_else(|| ReadError::Internal("NULL measure value".into()))?;
+        let value = match (row[self.value], self.special.and_then(|c| row[c])) {
+            (Some(v), _) => parse_value(v)
+                .ok_or_else(|| ReadError::Internal(format!("unparsable value {v:?}")))?,
+            (None, Some(v)) => special::decode(v)
+                .ok_or_else(|| ReadError::Internal(format!("unknown special value {v:?}")))?,
+            (None, None) => return Err(ReadError::Internal("NULL measure value".into())),
+        };
         Ok(Sample {
             timestamp: times
                 .parse(t)
                 .ok_or_else(|| ReadError::Internal(format!("unparsable time {t:?}")))?,
-            value: parse_value(v)
-                .ok_or_else(|| ReadError::Internal(format!("unparsable value {v:?}")))?,
+            value,
         })
     }
 }
@@ -285,6 +300,8 @@ struct Buf {
     values: LabelValues,
     samples: Vec<Sample>,
     sorted: bool,
+    /// Holds a special value (then equal timestamps are resolved in `finish`).
+    special: bool,
     /// Next series with the same hash (collision chain).
     next: u32,
 }
@@ -357,6 +374,7 @@ impl Grouper {
         if let Some(last) = buf.samples.last() {
             buf.sorted &= last.timestamp <= sample.timestamp;
         }
+        buf.special |= !sample.value.is_finite();
         buf.samples.push(sample);
         Ok(())
     }
@@ -385,6 +403,7 @@ impl Grouper {
             values,
             samples: Vec::new(),
             sorted: true,
+            special: false,
             next: head,
         });
         self.index.insert(h, id);
@@ -401,6 +420,9 @@ impl Grouper {
                 if !b.sorted {
                     b.samples.sort_by_key(|s| s.timestamp);
                 }
+                if b.special {
+                    b.samples.dedup_by(|later, kept| keep_number(kept, later));
+                }
                 TimeSeries {
                     labels: layout.labels_from_keys(&b.values),
                     samples: b.samples,
@@ -411,6 +433,19 @@ impl Grouper {
         out.sort_by(|a, b| compare_labels(&a.labels, &b.labels));
         out
     }
+}
+
+/// Whether `later` (same series, not earlier than `kept`) is dropped as a duplicate: at one
+/// timestamp a number wins over a special value, which can only be a re-sent sample.
+/// Two numbers are left alone (the caller's duplicate check explains those).
+fn keep_number(kept: &mut Sample, later: &Sample) -> bool {
+    if kept.timestamp != later.timestamp || (kept.value.is_finite() && later.value.is_finite()) {
+        return false;
+    }
+    if !kept.value.is_finite() && later.value.is_finite() {
+        *kept = *later;
+    }
+    true
 }
 
 /// A piece of a series from [`OrderedGrouper`]: consecutive segments with the
@@ -427,6 +462,8 @@ pub struct OrderedGrouper {
     /// Emit a segment once the current series holds this many samples.
     max_samples: usize,
     current: Option<(LabelValues, Vec<Label>, Vec<Sample>)>,
+    /// Timestamp of the current series' last sample (also once its segment was sent).
+    last_time: Option<i64>,
     times: TimeCache,
 }
 
@@ -436,6 +473,7 @@ impl OrderedGrouper {
             layout,
             max_samples: max_samples.max(1),
             current: None,
+            last_time: None,
             times: TimeCache::default(),
         }
     }
@@ -447,15 +485,24 @@ impl OrderedGrouper {
         let n = self.layout.slots.len();
         if let Some((values, labels, samples)) = &mut self.current {
             if (0..n).all(|j| values[j].as_deref() == self.layout.cell(row, j)) {
-                if samples
-                    .last()
-                    .is_some_and(|l| l.timestamp >= sample.timestamp)
+                if self.last_time == Some(sample.timestamp)
+                    && !(sample.value.is_finite()
+                        && samples.last().is_none_or(|l| l.value.is_finite()))
                 {
+                    // A number and a special value at one timestamp: keep the number (a
+                    // special value already sent in a segment stays).
+                    if let Some(l) = samples.last_mut() {
+                        keep_number(l, &sample);
+                    }
+                    return Ok(None);
+                }
+                if self.last_time.is_some_and(|l| l >= sample.timestamp) {
                     return Err(ReadError::SeriesCollision(format!(
                         "two rows of one series at or out of time order ({} ms)",
                         sample.timestamp
                     )));
                 }
+                self.last_time = Some(sample.timestamp);
                 samples.push(sample);
                 if samples.len() >= self.max_samples {
                     return Ok(Some(Segment {
@@ -470,6 +517,7 @@ impl OrderedGrouper {
             .map(|j| self.layout.cell(row, j).map(Box::from))
             .collect();
         let labels = self.layout.labels(&values);
+        self.last_time = Some(sample.timestamp);
         let done = self.current.replace((values, labels, vec![sample]));
         match done {
             Some((_, prev, samples)) => {

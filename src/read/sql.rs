@@ -10,6 +10,7 @@ use regex_syntax::hir::{Class, HirKind};
 use super::error::ReadError;
 use super::regex::{self, RegexOptions};
 use crate::remote::pb::{label_matcher::Type as MatcherType, LabelMatcher, Query};
+use crate::special;
 
 /// Timestream's QueryString limit (256 KiB).
 pub const MAX_QUERY_BYTES: usize = 256 * 1024;
@@ -24,13 +25,19 @@ pub enum Column {
     Time,
     MeasureValueDouble,
     Dimension(String),
+    /// The metric name of a special-value row (the `__name__` dimension, `crate::special`).
+    SpecialName,
+    /// The metric name of any row: `coalesce("__name__", measure_name)`.
+    MetricName,
 }
 
 impl Column {
     /// The Prometheus label name this column carries (None for time/value).
     pub fn label_name(&self) -> Option<&str> {
         match self {
-            Column::MeasureName => Some(METRIC_NAME_LABEL),
+            Column::MeasureName | Column::SpecialName | Column::MetricName => {
+                Some(METRIC_NAME_LABEL)
+            }
             Column::Dimension(d) => Some(d),
             _ => None,
         }
@@ -48,6 +55,7 @@ pub enum Predicate {
     RegexpLike(Column, String),
     Not(Box<Predicate>),
     Or(Vec<Predicate>),
+    And(Vec<Predicate>),
     /// `time >= from_milliseconds(start) AND time <= from_milliseconds(end)`.
     TimeRange {
         start_ms: i64,
@@ -78,6 +86,9 @@ pub struct Select {
     /// Labels the caller adds to every series (not columns): they take part in
     /// the series order.
     pub constant_labels: Vec<String>,
+    /// The table holds special-value rows (it has the `__name__` dimension): select them
+    /// too and merge them into their series.
+    pub specials: bool,
 }
 
 /// What a Prometheus query needs from Timestream.
@@ -93,6 +104,8 @@ pub enum Plan {
 pub struct PlanOptions {
     pub regex: RegexOptions,
     pub order: Option<Order>,
+    /// The table has the special-value name dimension (see [`Select::specials`]).
+    pub specials: bool,
 }
 
 fn ident(out: &mut String, name: &str) {
@@ -113,6 +126,12 @@ fn column(out: &mut String, c: &Column) {
         Column::Time => out.push_str("time"),
         Column::MeasureValueDouble => out.push_str("\"measure_value::double\""),
         Column::Dimension(d) => ident(out, d),
+        Column::SpecialName => ident(out, special::NAME_DIMENSION),
+        Column::MetricName => {
+            out.push_str("coalesce(");
+            ident(out, special::NAME_DIMENSION);
+            out.push_str(", measure_name)");
+        }
     }
 }
 
@@ -147,11 +166,16 @@ fn predicate(out: &mut String, p: &Predicate) {
             predicate(out, inner);
             out.push(')');
         }
-        Predicate::Or(items) => {
+        Predicate::Or(items) | Predicate::And(items) => {
+            let op = if matches!(p, Predicate::Or(_)) {
+                " OR "
+            } else {
+                " AND "
+            };
             out.push('(');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(" OR ");
+                    out.push_str(op);
                 }
                 predicate(out, item);
             }
@@ -171,26 +195,26 @@ fn predicate(out: &mut String, p: &Predicate) {
 /// a prefix and sorts first), hence a rank 1 (present) / 2 (absent, more labels
 /// follow) / 0 (absent, nothing follows) before each value. `measure_name` and
 /// constant labels (added to every series, not columns) are always present.
-fn order_by_series(out: &mut String, dimensions: &[String], constants: &[String]) {
+fn order_by_series(out: &mut String, dimensions: &[String], constants: &[String], name: Column) {
     // (label name, column; None = constant label)
     let mut labels: Vec<(&str, Option<Column>)> = dimensions
         .iter()
         .map(|d| (d.as_str(), Some(Column::Dimension(d.clone()))))
-        .chain([(METRIC_NAME_LABEL, Some(Column::MeasureName))])
+        .chain([(METRIC_NAME_LABEL, Some(name.clone()))])
         .chain(constants.iter().map(|c| (c.as_str(), None)))
         .collect();
     labels.sort_by(|a, b| a.0.cmp(b.0));
     out.push_str(" ORDER BY ");
     for (i, (_, col)) in labels.iter().enumerate() {
         let Some(c) = col else { continue };
-        if *c != Column::MeasureName {
+        if *c != name {
             let later = &labels[i + 1..];
             out.push_str("CASE WHEN ");
             column(out, c);
             out.push_str(" IS NOT NULL THEN 1");
             if later
                 .iter()
-                .any(|(_, l)| matches!(l, None | Some(Column::MeasureName)))
+                .any(|(_, l)| l.is_none() || l.as_ref() == Some(&name))
             {
                 out.push_str(" ELSE 2 END, ");
             } else if later.is_empty() {
@@ -223,17 +247,39 @@ pub fn render(s: &Select) -> String {
         ident(&mut out, d);
         out.push_str(", ");
     }
-    out.push_str("measure_name, time, \"measure_value::double\" FROM ");
+    if s.specials {
+        // A special-value row's metric is its `__name__`; ordinary rows have none.
+        column(&mut out, &Column::MetricName);
+        out.push_str(
+            " AS measure_name, time, \"measure_value::double\", \"measure_value::varchar\" FROM ",
+        );
+    } else {
+        out.push_str("measure_name, time, \"measure_value::double\" FROM ");
+    }
     ident(&mut out, &s.database);
     out.push('.');
     ident(&mut out, &s.table);
-    out.push_str(" WHERE \"measure_value::double\" IS NOT NULL");
+    out.push_str(" WHERE ");
+    let mut first = true;
+    if !s.specials {
+        // With special values the planner puts this test into the ordinary-row branch.
+        out.push_str("\"measure_value::double\" IS NOT NULL");
+        first = false;
+    }
     for p in &s.predicates {
-        out.push_str(" AND ");
+        if !first {
+            out.push_str(" AND ");
+        }
+        first = false;
         predicate(&mut out, p);
     }
     if s.order == Order::SeriesThenTime {
-        order_by_series(&mut out, &s.dimensions, &s.constant_labels);
+        let name = if s.specials {
+            Column::MetricName
+        } else {
+            Column::MeasureName
+        };
+        order_by_series(&mut out, &s.dimensions, &s.constant_labels, name);
     }
     out
 }
@@ -379,13 +425,31 @@ pub fn plan(
     opts: &PlanOptions,
 ) -> Result<Plan, ReadError> {
     let mut predicates = Vec::new();
+    // With special values: the `__name__` matchers, once on measure_name (ordinary rows)
+    // and once on the `__name__` dimension (special rows).
+    let (mut ordinary, mut specials) = (
+        vec![Predicate::IsNotNull(Column::MeasureValueDouble)],
+        vec![Predicate::Eq(
+            Column::MeasureName,
+            special::MEASURE_NAME.to_string(),
+        )],
+    );
     let mut never = false;
     for m in &query.matchers {
         if m.name.is_empty() {
             return Err(ReadError::InvalidMatcher("empty label name".into()));
         }
         let outcome = if m.name == METRIC_NAME_LABEL {
-            matcher_predicate(m, Column::MeasureName, false, opts)?
+            let o = matcher_predicate(m, Column::MeasureName, false, opts)?;
+            if let (true, Outcome::Where(p)) = (opts.specials, &o) {
+                ordinary.push(p.clone());
+                // The same matcher on a non-nullable column: same outcome kind.
+                if let Outcome::Where(q) = matcher_predicate(m, Column::SpecialName, false, opts)? {
+                    specials.push(q);
+                }
+                continue;
+            }
+            o
         } else if known.contains(&m.name) {
             matcher_predicate(m, Column::Dimension(m.name.clone()), true, opts)?
         } else {
@@ -408,6 +472,12 @@ pub fn plan(
     if never {
         return Ok(Plan::Empty);
     }
+    if opts.specials {
+        predicates.insert(
+            0,
+            Predicate::Or(vec![Predicate::And(ordinary), Predicate::And(specials)]),
+        );
+    }
     predicates.push(Predicate::TimeRange { start_ms, end_ms });
     Ok(Plan::Select(Select {
         database: database.to_string(),
@@ -416,6 +486,7 @@ pub fn plan(
         predicates,
         order: opts.order.unwrap_or(Order::None),
         constant_labels: Vec::new(),
+        specials: opts.specials,
     }))
 }
 
@@ -603,6 +674,7 @@ mod tests {
             predicates: vec![],
             order: Order::SeriesThenTime,
             constant_labels: vec![],
+            specials: false,
         };
         let sql = render(&s);
         let order = sql.split(" ORDER BY ").nth(1).unwrap();
@@ -612,6 +684,58 @@ mod tests {
              CASE WHEN \"b\" IS NOT NULL THEN 1 WHEN \"c\" IS NOT NULL THEN 2 ELSE 0 END, \"b\", \
              CASE WHEN \"c\" IS NOT NULL THEN 1 ELSE 0 END, \"c\", time"
         );
+    }
+
+    #[test]
+    fn special_values_add_one_branch_with_the_same_name_matchers() {
+        let opts = PlanOptions {
+            specials: true,
+            order: Some(Order::SeriesThenTime),
+            ..PlanOptions::default()
+        };
+        let query = q(vec![
+            m(MatcherType::Nre, "__name__", "a.*"),
+            m(MatcherType::Eq, "job", "x"),
+        ]);
+        let Plan::Select(s) = plan(&query, "db", "t", &known(&["job"]), &opts).unwrap() else {
+            panic!("empty plan");
+        };
+        assert_eq!(
+            render(&s),
+            "SELECT \"job\", coalesce(\"__name__\", measure_name) AS measure_name, time, \
+             \"measure_value::double\", \"measure_value::varchar\" FROM \"db\".\"t\" WHERE \
+             ((\"measure_value::double\" IS NOT NULL AND NOT (regexp_like(measure_name, '\\A(?:a(?:(?s:.))*)\\z'))) \
+             OR (measure_name = '__special_value__' AND NOT (regexp_like(\"__name__\", '\\A(?:a(?:(?s:.))*)\\z')))) \
+             AND \"job\" = 'x' AND time >= from_milliseconds(1000) AND time <= from_milliseconds(2500) \
+             ORDER BY coalesce(\"__name__\", measure_name), \
+             CASE WHEN \"job\" IS NOT NULL THEN 1 ELSE 0 END, \"job\", time"
+                .replace("\\\\", "\\")
+        );
+        // A name matcher that matches every name leaves both branches unconstrained; one
+        // that matches none still empties the plan.
+        let all = q(vec![m(MatcherType::Re, "__name__", ".*")]);
+        let Plan::Select(s) = plan(&all, "db", "t", &known(&[]), &opts).unwrap() else {
+            panic!("empty plan");
+        };
+        assert!(render(&s).contains(
+            "WHERE ((\"measure_value::double\" IS NOT NULL) OR (measure_name = '__special_value__')) AND time"
+        ));
+        let none = q(vec![m(MatcherType::Eq, "__name__", "")]);
+        assert_eq!(
+            plan(&none, "db", "t", &known(&[]), &opts).unwrap(),
+            Plan::Empty
+        );
+        // Without the column, the SQL is what it always was.
+        let plain = PlanOptions {
+            order: Some(Order::SeriesThenTime),
+            ..PlanOptions::default()
+        };
+        let Plan::Select(s) = plan(&query, "db", "t", &known(&["job"]), &plain).unwrap() else {
+            panic!("empty plan");
+        };
+        assert!(render(&s).starts_with(
+            "SELECT \"job\", measure_name, time, \"measure_value::double\" FROM \"db\".\"t\" WHERE \"measure_value::double\" IS NOT NULL AND NOT (regexp_like(measure_name"
+        ));
     }
 
     #[test]
@@ -626,6 +750,7 @@ mod tests {
             )],
             order: Order::None,
             constant_labels: vec![],
+            specials: false,
         };
         assert!(matches!(
             render_checked(&s),

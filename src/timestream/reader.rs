@@ -13,7 +13,14 @@
 //! DESCRIBE per query) and only that: the first fill or a TTL refresh a moment ago
 //! does not delay one. One refresh per table runs at a time; queries waiting for
 //! it use its result instead of fetching again.
+//!
+//! Special values (`crate::special`): a table that holds them has the `__name__` dimension.
+//! It is not a label column: the planner adds the special-value rows to the query instead,
+//! and only then, so a table without the column (upstream-written, or no NaN yet) is read
+//! exactly as before. Writes in this process note the tables they gave special values, so
+//! the first one is seen at once, not after the cache expires.
 
+use std::collections::HashSet;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -31,6 +38,7 @@ use crate::read::regex::RegexOptions;
 use crate::read::sql::{self, Order, Plan, PlanOptions, METRIC_NAME_LABEL};
 use crate::remote::chunked::FrameBuilder;
 use crate::remote::pb::{label_matcher::Type as MatcherType, Query, QueryResult};
+use crate::special;
 use crate::timestream::error::{classify, Failure, FailureKind};
 
 /// Column lists older than this are fetched again before use.
@@ -80,6 +88,33 @@ type CacheKey = (usize, String, String, String);
 fn cache() -> &'static Mutex<HashMap<CacheKey, Entry>> {
     static CACHE: OnceLock<Mutex<HashMap<CacheKey, Entry>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// (database, table) pairs this process wrote special values to.
+fn special_tables() -> &'static Mutex<HashSet<(String, String)>> {
+    static TABLES: OnceLock<Mutex<HashSet<(String, String)>>> = OnceLock::new();
+    TABLES.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// Records that `database.table` now holds special values (called after a successful
+/// write): reads of that table refresh a column list that lacks `__name__`.
+pub fn note_special_values_written(database: &str, table: &str) {
+    let Ok(mut t) = special_tables().lock() else {
+        return;
+    };
+    let key = (database.to_string(), table.to_string());
+    if !t.contains(&key) {
+        if t.len() >= MAX_TABLES {
+            t.clear();
+        }
+        t.insert(key);
+    }
+}
+
+fn special_values_written(database: &str, table: &str) -> bool {
+    special_tables()
+        .lock()
+        .is_ok_and(|t| t.contains(&(database.to_string(), table.to_string())))
 }
 
 /// Why the columns are fetched.
@@ -343,19 +378,24 @@ impl Reader {
         // A routing label that selected a destination is not a column.
         let routing: Vec<&String> = o.database_label.iter().chain(&o.table_label).collect();
         let key = (self.scope, self.identity.clone(), db, table);
-        let wanted: Vec<&str> = q
+        let mut wanted: Vec<&str> = q
             .matchers
             .iter()
             .map(|m| m.name.as_str())
             .filter(|n| *n != METRIC_NAME_LABEL && !routing.iter().any(|r| r == n))
             .collect();
+        if special_values_written(&key.2, &key.3) {
+            wanted.push(special::NAME_DIMENSION);
+        }
         let mut known = (*self.columns(&key, &wanted, false).await?).clone();
         for r in &routing {
             known.remove(r.as_str());
         }
+        let specials = known.remove(special::NAME_DIMENSION);
         let opts = PlanOptions {
             regex: o.regex,
             order: Some(order),
+            specials,
         };
         let mut plan = sql::plan(&q, &key.2, &key.3, &known, &opts)?;
         if let Plan::Select(s) = &mut plan {
@@ -373,10 +413,16 @@ impl Reader {
 
     /// Re-plan after Timestream reported a missing column (stale cache).
     async fn replan(&self, p: &Prepared) -> Result<Plan, ReadError> {
-        let known = self.columns(&p.key, &[], true).await?;
+        let mut known = (*self.columns(&p.key, &[], true).await?).clone();
+        let routing = [&self.options.database_label, &self.options.table_label];
+        for r in routing.into_iter().flatten() {
+            known.remove(r.as_str());
+        }
+        let specials = known.remove(special::NAME_DIMENSION);
         let opts = PlanOptions {
             regex: self.options.regex,
             order: Some(p.order),
+            specials,
         };
         let mut plan = sql::plan(&p.query, &p.key.2, &p.key.3, &known, &opts)?;
         if let Plan::Select(s) = &mut plan {

@@ -12,6 +12,7 @@ use futures::stream::{self, StreamExt};
 
 use super::error::{classify, Failure, FailureKind};
 use crate::metrics::Metrics;
+use crate::special;
 use crate::write::{own_dims, Batch, Dim, WritePlan};
 
 /// Writer settings.
@@ -83,6 +84,16 @@ pub fn format_value(v: f64, buf: &mut ryu::Buffer) -> &str {
     buf.format_finite(v)
 }
 
+/// The measure value text and type of a sample: the shortest round-trip decimal as DOUBLE,
+/// or a special value's text (`crate::special`) as VARCHAR.
+fn measure_value(v: f64, buf: &mut ryu::Buffer) -> (std::borrow::Cow<'_, str>, MeasureValueType) {
+    if v.is_finite() {
+        (format_value(v, buf).into(), MeasureValueType::Double)
+    } else {
+        (special::encode(v), MeasureValueType::Varchar)
+    }
+}
+
 /// Builds the SDK input of one batch: (CommonAttributes, Records).
 pub fn build_records(
     plan: &WritePlan<'_>,
@@ -95,23 +106,27 @@ pub fn build_records(
     let mut records = Vec::with_capacity(refs.len());
     if !common_attributes {
         for r in refs {
-            let (s, sample) = plan.record(*r);
+            let (name, dims, sample) = plan.record_parts(*r);
+            let (value, ty) = measure_value(sample.value, &mut vbuf);
             let mut b = Record::builder()
-                .measure_name(s.name)
-                .measure_value(format_value(sample.value, &mut vbuf))
-                .measure_value_type(MeasureValueType::Double)
+                .measure_name(name)
+                .measure_value(value)
+                .measure_value_type(ty)
                 .time(tbuf.format(sample.timestamp))
                 .time_unit(TimeUnit::Milliseconds);
-            for d in &s.dims {
+            for d in dims {
                 b = b.dimensions(dimension(d));
             }
             records.push(b.build());
         }
         return (None, records);
     }
-    let mut common = Record::builder()
-        .measure_value_type(MeasureValueType::Double)
-        .time_unit(TimeUnit::Milliseconds);
+    let mut common = Record::builder().time_unit(TimeUnit::Milliseconds);
+    match batch.common_special {
+        Some(false) => common = common.measure_value_type(MeasureValueType::Double),
+        Some(true) => common = common.measure_value_type(MeasureValueType::Varchar),
+        None => {}
+    }
     if let Some(n) = batch.common_name {
         common = common.measure_name(n);
     }
@@ -122,15 +137,19 @@ pub fn build_records(
         common = common.dimensions(dimension(d));
     }
     for r in refs {
-        let (s, sample) = plan.record(*r);
-        let mut b = Record::builder().measure_value(format_value(sample.value, &mut vbuf));
+        let (name, dims, sample) = plan.record_parts(*r);
+        let (value, ty) = measure_value(sample.value, &mut vbuf);
+        let mut b = Record::builder().measure_value(value);
+        if batch.common_special.is_none() {
+            b = b.measure_value_type(ty);
+        }
         if batch.common_name.is_none() {
-            b = b.measure_name(s.name);
+            b = b.measure_name(name);
         }
         if batch.common_time.is_none() {
             b = b.time(tbuf.format(sample.timestamp));
         }
-        for d in own_dims(&s.dims, &batch.common_dims) {
+        for d in own_dims(dims, &batch.common_dims) {
             b = b.dimensions(dimension(d));
         }
         records.push(b.build());
@@ -310,6 +329,7 @@ mod tests {
                 destination: &d,
                 fail_on_long_label: false,
                 fail_on_invalid_sample_value: false,
+                special_values: true,
             },
         )
         .unwrap();

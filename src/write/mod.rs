@@ -6,8 +6,10 @@
 //!
 //! Rules (issue 3): one record per sample; MeasureName = `__name__`; dimensions = the other
 //! labels minus empty values and routing labels; what Timestream cannot store is skipped and
-//! counted (or refused with `fail_on_long_label`); NaN/±Inf skipped and counted (or refused
-//! with `fail_on_invalid_sample_value`); stale markers are always skipped and counted apart.
+//! counted (or refused with `fail_on_long_label`). NaN (stale markers included) and ±Inf
+//! become special-value records (issue 14, `crate::special`,
+//! `documentation/special-values.md`); with `special_values` off they are skipped and counted
+//! (or refused with `fail_on_invalid_sample_value`, stale markers excepted) as upstream does.
 //!
 //! Batching: series are sorted by (destination, metric name, dimensions) and their samples
 //! cut into batches of at most 100 records in that order, so neighbours in a batch share
@@ -20,6 +22,7 @@ use std::ops::Range;
 use crate::config::DestinationConfig;
 use crate::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
 use crate::remote::view::{LabelRef, WriteRequestView};
+use crate::special;
 
 /// Prometheus' metric-name label.
 pub const METRIC_NAME_LABEL: &str = "__name__";
@@ -34,7 +37,7 @@ pub const MAX_DIMENSION_VALUE_BYTES: usize = 2048;
 /// Most dimensions per record.
 pub const MAX_DIMENSIONS: usize = 128;
 /// Prometheus' stale-marker NaN (`value.StaleNaN`).
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub const STALE_NAN_BITS: u64 = special::STALE_NAN_BITS;
 
 /// Why a sample was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +59,14 @@ pub enum IgnoreReason {
     /// A native histogram sample: Timestream records hold one double, and upstream never
     /// stored these either (classic histograms arrive as ordinary series and are stored).
     NativeHistogram,
+    /// The metric is named like the measure that holds special values (`__special_value__`);
+    /// only while special values are written.
+    ReservedMetricName,
 }
 
 impl IgnoreReason {
     /// Every reason, in index order.
-    pub const ALL: [IgnoreReason; 8] = [
+    pub const ALL: [IgnoreReason; 9] = [
         IgnoreReason::NonFinite,
         IgnoreReason::StaleMarker,
         IgnoreReason::LongMetricName,
@@ -69,6 +75,7 @@ impl IgnoreReason {
         IgnoreReason::ReservedLabelName,
         IgnoreReason::TooManyLabels,
         IgnoreReason::NativeHistogram,
+        IgnoreReason::ReservedMetricName,
     ];
 
     /// Metric label value.
@@ -82,6 +89,7 @@ impl IgnoreReason {
             IgnoreReason::ReservedLabelName => "reserved_label_name",
             IgnoreReason::TooManyLabels => "too_many_labels",
             IgnoreReason::NativeHistogram => "native_histogram",
+            IgnoreReason::ReservedMetricName => "reserved_metric_name",
         }
     }
 }
@@ -93,8 +101,10 @@ pub struct PlanOptions<'c> {
     pub destination: &'c DestinationConfig,
     /// Refuse (400) unstorable series instead of skipping them.
     pub fail_on_long_label: bool,
-    /// Refuse (400) NaN/±Inf instead of skipping them.
+    /// Refuse (400) NaN/±Inf that would be skipped (only when `special_values` is off).
     pub fail_on_invalid_sample_value: bool,
+    /// Write NaN (stale markers included) and ±Inf as special-value records.
+    pub special_values: bool,
 }
 
 /// Why a request is refused as a whole (→ 400).
@@ -180,8 +190,31 @@ pub struct PlannedSeries<'a> {
     pub key: [u64; 3],
     /// Dimensions sorted by name.
     pub dims: Vec<Dim<'a>>,
-    /// All samples of the series (records reference the finite ones).
+    /// Dimensions of the series' special-value records: `dims` plus `__name__` = the metric
+    /// name, sorted by name (empty when the series has no special value to write).
+    pub special_dims: Vec<Dim<'a>>,
+    /// All samples of the series (records reference the ones written).
     pub samples: &'a [Sample],
+}
+
+impl<'a> PlannedSeries<'a> {
+    /// The measure name of a record of this series with value `v`.
+    pub fn measure_name(&self, v: f64) -> &'a str {
+        if v.is_finite() {
+            self.name
+        } else {
+            special::MEASURE_NAME
+        }
+    }
+
+    /// The dimensions of a record of this series with value `v`.
+    pub fn dims_for(&self, v: f64) -> &[Dim<'a>] {
+        if v.is_finite() {
+            &self.dims
+        } else {
+            &self.special_dims
+        }
+    }
 }
 
 /// One record: a sample of a planned series.
@@ -206,6 +239,9 @@ pub struct Batch<'a> {
     pub common_time: Option<i64>,
     /// Dimensions every record has (sorted by name).
     pub common_dims: Vec<Dim<'a>>,
+    /// Whether every record is a special value (`Some(true)`: VARCHAR), none is
+    /// (`Some(false)`: DOUBLE), or the batch mixes both (`None`).
+    pub common_special: Option<bool>,
 }
 
 /// Counts of what the request contained.
@@ -217,6 +253,8 @@ pub struct PlanStats {
     pub accepted: u64,
     /// Skipped samples by `IgnoreReason as usize`.
     pub ignored: [u64; IgnoreReason::ALL.len()],
+    /// Samples written as special values, by `special::Kind as usize` (part of `accepted`).
+    pub specials: [u64; special::Kind::ALL.len()],
 }
 
 impl PlanStats {
@@ -251,6 +289,17 @@ impl<'a> WritePlan<'a> {
     /// The metric name of a record, for error messages.
     pub fn record_name(&self, index: usize) -> &'a str {
         self.series[self.records[index].series as usize].name
+    }
+
+    /// The measure name, dimensions and sample of a record as it is written.
+    pub fn record_parts(&self, r: RecordRef) -> (&'a str, &[Dim<'a>], &'a Sample) {
+        let s = &self.series[r.series as usize];
+        let sample = &s.samples[r.sample as usize];
+        (
+            s.measure_name(sample.value),
+            s.dims_for(sample.value),
+            sample,
+        )
     }
 }
 
@@ -545,10 +594,31 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                 })
             }
         };
+        if opts.special_values && name == special::MEASURE_NAME {
+            // Its numbers would share a measure with the VARCHAR special values, which
+            // Timestream refuses (one type per measure name and table).
+            let detail = format!(
+                "the metric name {name:?} is reserved for NaN/±Inf samples (--write.special-values)"
+            );
+            if opts.fail_on_long_label {
+                return Err(PlanError::Unstorable {
+                    series: labels_to_string(labels),
+                    detail,
+                });
+            }
+            plan.stats.ignored[IgnoreReason::ReservedMetricName as usize] += n_samples;
+            continue;
+        }
         let mut finite = 0usize;
+        let mut specials = 0usize;
         for s in samples {
             if s.value.is_finite() {
                 finite += 1;
+            } else if opts.special_values {
+                specials += 1;
+                if let Some(k) = special::Kind::of(s.value) {
+                    plan.stats.specials[k as usize] += 1;
+                }
             } else if is_stale_marker(s.value) {
                 plan.stats.ignored[IgnoreReason::StaleMarker as usize] += 1;
             } else if opts.fail_on_invalid_sample_value {
@@ -561,10 +631,10 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                 plan.stats.ignored[IgnoreReason::NonFinite as usize] += 1;
             }
         }
-        if finite == 0 {
+        if finite + specials == 0 {
             continue;
         }
-        total_records += finite;
+        total_records += finite + specials;
         let d = Destination { database, table };
         let destination = match plan.destinations.iter().position(|x| *x == d) {
             Some(i) => i,
@@ -586,27 +656,59 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
             KEY_HASHER.hash_one(name),
             KEY_HASHER.hash_one(&dims),
         ];
+        let special_dims = if specials > 0 {
+            let mut d = Vec::with_capacity(dims.len() + 1);
+            d.extend_from_slice(&dims);
+            let at = d.partition_point(|x| x.name < special::NAME_DIMENSION);
+            d.insert(
+                at,
+                Dim {
+                    name: special::NAME_DIMENSION,
+                    value: name,
+                },
+            );
+            d
+        } else {
+            Vec::new()
+        };
         plan.series.push(PlannedSeries {
             destination,
             name,
             target,
             key,
             dims,
+            special_dims,
             samples,
         });
     }
 
     plan.series.sort_unstable_by(cmp_series);
     plan.records.reserve_exact(total_records);
-    for (si, s) in plan.series.iter().enumerate() {
-        for (i, sample) in s.samples.iter().enumerate() {
-            if sample.value.is_finite() {
-                plan.records.push(RecordRef {
-                    series: si as u32,
-                    sample: i as u32,
-                });
+    // Per destination: the numbers first, then the special values (they share a measure
+    // name and type, so they batch together), each in series order.
+    let mut from = 0;
+    while from < plan.series.len() {
+        let dest = plan.series[from].destination;
+        let to = from
+            + plan.series[from..]
+                .iter()
+                .take_while(|s| s.destination == dest)
+                .count();
+        for special in [false, true] {
+            for si in from..to {
+                let s = &plan.series[si];
+                for (i, sample) in s.samples.iter().enumerate() {
+                    let finite = sample.value.is_finite();
+                    if (finite && !special) || (!finite && special && opts.special_values) {
+                        plan.records.push(RecordRef {
+                            series: si as u32,
+                            sample: i as u32,
+                        });
+                    }
+                }
             }
         }
+        from = to;
     }
     plan.stats.accepted = plan.records.len() as u64;
     plan.batches = cut_batches(&plan.series, &plan.records);
@@ -627,13 +729,16 @@ fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<B
     while start < records.len() {
         let first = records[start];
         let s0 = &series[first.series as usize];
+        let v0 = s0.samples[first.sample as usize].value;
         let mut b = Batch {
             destination: s0.destination,
             records: start..start + 1,
-            common_name: Some(s0.name),
+            common_name: Some(s0.measure_name(v0)),
             common_time: Some(s0.samples[first.sample as usize].timestamp),
-            common_dims: s0.dims.clone(),
+            common_dims: s0.dims_for(v0).to_vec(),
+            common_special: Some(!v0.is_finite()),
         };
+        let mut last_special = !v0.is_finite();
         let mut last_series = first.series;
         let mut end = start + 1;
         while end < records.len() && end - start < MAX_RECORDS_PER_CALL {
@@ -642,11 +747,17 @@ fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<B
             if s.destination != b.destination {
                 break;
             }
-            let t = s.samples[r.sample as usize].timestamp;
-            let name_lost = b.common_name.is_some_and(|n| n != s.name);
+            let sample = &s.samples[r.sample as usize];
+            let (t, special) = (sample.timestamp, !sample.value.is_finite());
+            let (name, dims) = (s.measure_name(sample.value), s.dims_for(sample.value));
+            let name_lost = b.common_name.is_some_and(|n| n != name);
             let time_lost = b.common_time.is_some_and(|x| x != t);
-            let dims_lost = r.series != last_series && !all_shared(&b.common_dims, &s.dims);
-            if (name_lost || time_lost || dims_lost) && end - start >= MIN_BATCH_BEFORE_EARLY_CUT {
+            let dims_lost = (r.series != last_series || special != last_special)
+                && !all_shared(&b.common_dims, dims);
+            let kind_lost = b.common_special.is_some_and(|k| k != special);
+            if (name_lost || time_lost || dims_lost || kind_lost)
+                && end - start >= MIN_BATCH_BEFORE_EARLY_CUT
+            {
                 break;
             }
             if name_lost {
@@ -656,9 +767,13 @@ fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<B
                 b.common_time = None;
             }
             if dims_lost {
-                retain_shared(&mut b.common_dims, &s.dims);
+                retain_shared(&mut b.common_dims, dims);
+            }
+            if kind_lost {
+                b.common_special = None;
             }
             last_series = r.series;
+            last_special = special;
             end += 1;
         }
         b.records = start..end;
@@ -740,6 +855,7 @@ mod tests {
             destination: d,
             fail_on_long_label: false,
             fail_on_invalid_sample_value: false,
+            special_values: false,
         }
     }
 
@@ -1066,10 +1182,17 @@ mod tests {
                 p.batches,
             ) + &format!("{:?}", p.stats)
         };
-        for r in std::iter::once(&ok).chain(bad.iter()) {
+        for (r, special_values) in std::iter::once(&ok)
+            .chain(bad.iter())
+            .flat_map(|r| [(r, false), (r, true)])
+        {
             let bytes = r.encode_to_vec();
             let view = WriteRequestView::decode(&bytes).unwrap();
-            match (plan_write(r, &opts(&d)), plan_write(&view, &opts(&d))) {
+            let o = PlanOptions {
+                special_values,
+                ..opts(&d)
+            };
+            match (plan_write(r, &o), plan_write(&view, &o)) {
                 (Ok(a), Ok(b)) => {
                     assert!(a.records.len() > 100);
                     assert_eq!(summary(&a), summary(&b));
@@ -1078,6 +1201,123 @@ mod tests {
                 (a, b) => panic!("{:?} vs {:?}", a.is_ok(), b.is_ok()),
             }
         }
+    }
+
+    fn with_specials(d: &DestinationConfig) -> PlanOptions<'_> {
+        PlanOptions {
+            special_values: true,
+            ..opts(d)
+        }
+    }
+
+    #[test]
+    fn special_values_become_varchar_records_with_the_metric_in_name_dimension() {
+        let d = dest();
+        let odd_nan = f64::from_bits(0x7ff8_dead_beef_0001);
+        let r = req(vec![
+            series(
+                &[("__name__", "q"), ("zone", "z"), ("job", "a")],
+                &[
+                    (1.0, 1),
+                    (f64::from_bits(STALE_NAN_BITS), 2),
+                    (f64::INFINITY, 3),
+                    (2.0, 4),
+                ],
+            ),
+            series(
+                &[("__name__", "r"), ("job", "a")],
+                &[(f64::NEG_INFINITY, 1), (odd_nan, 2), (f64::NAN, 3)],
+            ),
+        ]);
+        let p = plan_write(&r, &with_specials(&d)).unwrap();
+        assert_eq!(p.stats.received, 7);
+        assert_eq!(p.stats.accepted, 7);
+        assert_eq!(p.stats.ignored_total(), 0);
+        assert_eq!(p.stats.specials, [2, 1, 1, 1]);
+        type Parts<'s> = Vec<(&'s str, Vec<(&'s str, &'s str)>, u64)>;
+        let parts: Parts<'_> = p
+            .records
+            .iter()
+            .map(|r| {
+                let (name, dims, sample) = p.record_parts(*r);
+                let dims = dims.iter().map(|d| (d.name, d.value)).collect();
+                (name, dims, sample.value.to_bits())
+            })
+            .collect();
+        // The numbers come first, then the special values of the same destination.
+        let numbers: Vec<u64> = parts
+            .iter()
+            .take_while(|p| p.0 == "q")
+            .map(|p| p.2)
+            .collect();
+        assert_eq!(numbers, [1f64.to_bits(), 2f64.to_bits()]);
+        let mut specials: Vec<_> = parts[2..].to_vec();
+        specials.sort_by_key(|p| p.2);
+        assert!(specials.iter().all(|p| p.0 == special::MEASURE_NAME));
+        let q_dims = vec![("__name__", "q"), ("job", "a"), ("zone", "z")];
+        let r_dims = vec![("__name__", "r"), ("job", "a")];
+        assert_eq!(
+            specials,
+            vec![
+                (
+                    special::MEASURE_NAME,
+                    q_dims.clone(),
+                    f64::INFINITY.to_bits()
+                ),
+                (special::MEASURE_NAME, q_dims, STALE_NAN_BITS),
+                (special::MEASURE_NAME, r_dims.clone(), f64::NAN.to_bits()),
+                (special::MEASURE_NAME, r_dims.clone(), odd_nan.to_bits()),
+                (special::MEASURE_NAME, r_dims, f64::NEG_INFINITY.to_bits()),
+            ]
+        );
+        // One batch of 7 mixes both kinds; alone, the special values share name and type.
+        assert_eq!(p.batches.len(), 1);
+        assert_eq!(p.batches[0].common_special, None);
+        assert_eq!(p.batches[0].common_name, None);
+        let r2 = req(vec![series(
+            &[("__name__", "r"), ("job", "a")],
+            &[(f64::NAN, 1), (f64::INFINITY, 2)],
+        )]);
+        let p2 = plan_write(&r2, &with_specials(&d)).unwrap();
+        assert_eq!(p2.batches[0].common_special, Some(true));
+        assert_eq!(p2.batches[0].common_name, Some(special::MEASURE_NAME));
+        assert_eq!(p2.batches[0].common_dims.len(), 2, "__name__ and job");
+    }
+
+    #[test]
+    fn special_values_off_skips_them_as_upstream() {
+        let d = dest();
+        let r = req(vec![series(
+            &[("__name__", "q")],
+            &[(f64::NAN, 1), (f64::from_bits(STALE_NAN_BITS), 2), (1.0, 3)],
+        )]);
+        let p = plan_write(&r, &opts(&d)).unwrap();
+        assert_eq!(p.stats.accepted, 1);
+        assert_eq!(p.stats.specials, [0; 4]);
+        assert_eq!(p.stats.ignored[IgnoreReason::NonFinite as usize], 1);
+        assert_eq!(p.stats.ignored[IgnoreReason::StaleMarker as usize], 1);
+        // With special values on, fail-on-invalid-sample-value has nothing to refuse.
+        let o = PlanOptions {
+            fail_on_invalid_sample_value: true,
+            ..with_specials(&d)
+        };
+        assert_eq!(plan_write(&r, &o).unwrap().stats.accepted, 3);
+    }
+
+    #[test]
+    fn the_special_measure_name_is_not_a_metric_name_while_specials_are_written() {
+        let d = dest();
+        let r = req(vec![series(
+            &[("__name__", special::MEASURE_NAME)],
+            &[(1.0, 1), (f64::NAN, 2)],
+        )]);
+        let p = plan_write(&r, &with_specials(&d)).unwrap();
+        assert!(p.records.is_empty());
+        assert_eq!(
+            p.stats.ignored[IgnoreReason::ReservedMetricName as usize],
+            2
+        );
+        assert_eq!(plan_write(&r, &opts(&d)).unwrap().records.len(), 1);
     }
 
     #[test]
