@@ -114,3 +114,87 @@ fn equality_selects_exactly_the_written_series() {
         .unwrap();
     rt.block_on(env.shutdown());
 }
+
+/// Property (issue 14): any f64 bit pattern written through /write comes back through
+/// /read with the same bits: finite values as DOUBLE, NaN (any payload), staleness markers
+/// and ±Inf as special values. Except -0.0, which timestream-local stores as 0.0.
+#[test]
+fn any_f64_bit_pattern_round_trips() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let env = rt.block_on(start());
+    let t0 = now_ms() - 3_600_000;
+    let case = AtomicUsize::new(0);
+    let mut runner = TestRunner::new(PtConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..PtConfig::default()
+    });
+    // Half of the patterns in the NaN/Inf exponent range, where payloads matter.
+    let bits = prop_oneof![
+        any::<u64>(),
+        any::<u64>().prop_map(|b| b | 0x7ff0_0000_0000_0000),
+        Just(0x7ff0_0000_0000_0002u64),
+        Just(0x7ff0_0000_0000_0000u64),
+        Just(0xfff0_0000_0000_0000u64),
+    ]
+    .prop_filter("-0.0 is not kept by the store", |b| {
+        *b != 0x8000_0000_0000_0000
+    });
+    runner
+        .run(&prop::collection::vec(bits, 1..60), |values| {
+            let name = format!("bits{}", case.fetch_add(1, Ordering::Relaxed));
+            let samples: Vec<(f64, i64)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (f64::from_bits(*b), t0 + i as i64))
+                .collect();
+            rt.block_on(async {
+                let (st, body) = env
+                    .write(&request(vec![series(&[("__name__", &name)], &samples)]))
+                    .await;
+                prop_assert!(st < 300, "write {st}: {body}");
+                let req = ReadRequest {
+                    queries: vec![Query {
+                        start_timestamp_ms: t0,
+                        end_timestamp_ms: t0 + 100,
+                        matchers: vec![LabelMatcher {
+                            r#type: T::Eq as i32,
+                            name: "__name__".into(),
+                            value: name.clone(),
+                        }],
+                        hints: None,
+                    }],
+                    accepted_response_types: vec![],
+                };
+                let body = snap::raw::Encoder::new()
+                    .compress_vec(&req.encode_to_vec())
+                    .unwrap();
+                let resp = env
+                    .http
+                    .post(format!("{}/read", env.url))
+                    .basic_auth(AKID, Some(SECRET))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                prop_assert_eq!(resp.status(), 200);
+                let raw = snap::raw::Decoder::new()
+                    .decompress_vec(&resp.bytes().await.unwrap())
+                    .unwrap();
+                let rr = ReadResponse::decode(raw.as_slice()).unwrap();
+                let got: Vec<u64> = rr.results[0]
+                    .timeseries
+                    .iter()
+                    .flat_map(|s| s.samples.iter().map(|x| x.value.to_bits()))
+                    .collect();
+                prop_assert_eq!(&got, &values);
+                Ok(())
+            })
+        })
+        .unwrap();
+    rt.block_on(env.shutdown());
+}

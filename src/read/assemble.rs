@@ -839,6 +839,67 @@ mod tests {
     }
 
     #[test]
+    fn special_rows_merge_into_their_series_and_a_number_wins_a_shared_timestamp() {
+        let layout = Layout::new(&[
+            "measure_name",
+            "time",
+            "measure_value::double",
+            "measure_value::varchar",
+        ])
+        .unwrap();
+        let rows = [
+            (3, None, Some("StaleNaN")),
+            (1, Some("1.0"), None),
+            (2, None, Some("+Inf")),
+            (2, Some("2.0"), None),
+            (4, None, Some("NaN:0x7ff8000000000000")),
+        ];
+        let mut g = Grouper::new(layout.clone());
+        for (t, d, v) in rows {
+            g.push(&[Some("x"), Some(&ts(t)), d, v]).unwrap();
+        }
+        let got: Vec<(i64, u64)> = g.finish()[0]
+            .samples
+            .iter()
+            .map(|s| (s.timestamp, s.value.to_bits()))
+            .collect();
+        let want = vec![
+            (1, 1f64.to_bits()),
+            (2, 2f64.to_bits()),
+            (3, special::STALE_NAN_BITS),
+            (4, f64::NAN.to_bits()),
+        ];
+        assert_eq!(got, want);
+        // In time order (as the streamed query sorts), with the tie either way round.
+        for tie in [
+            [(2, None, Some("+Inf")), (2, Some("2.0"), None)],
+            [(2, Some("2.0"), None), (2, None, Some("+Inf"))],
+        ] {
+            let mut og = OrderedGrouper::new(layout.clone(), 100);
+            let ordered = [(1, Some("1.0"), None)].into_iter().chain(tie).chain([
+                (3, None, Some("StaleNaN")),
+                (4, None, Some("NaN:0x7ff8000000000000")),
+            ]);
+            for (t, d, v) in ordered {
+                assert_eq!(og.push(&[Some("x"), Some(&ts(t)), d, v]).unwrap(), None);
+            }
+            let seg = og.finish().unwrap();
+            let got: Vec<(i64, u64)> = seg
+                .samples
+                .iter()
+                .map(|s| (s.timestamp, s.value.to_bits()))
+                .collect();
+            assert_eq!(got, want);
+        }
+        // Text that no version of the connector writes is an error, not a guess.
+        let mut g = Grouper::new(layout);
+        assert!(g
+            .push(&[Some("x"), Some(&ts(1)), None, Some("nan")])
+            .is_err());
+        assert!(g.push(&[Some("x"), Some(&ts(1)), None, None]).is_err());
+    }
+
+    #[test]
     fn layout_requires_core_columns() {
         assert!(Layout::new(&["job", "time", "measure_value::double"]).is_err());
         assert!(Layout::new(&[
