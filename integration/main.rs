@@ -9,3 +9,4 @@ mod harness;
 mod configs;
 mod durability;
 mod promql;
+mod staleness;

@@ -1,0 +1,158 @@
+//! Special values through real Prometheus (issue 14): Prometheus A scrapes a target whose
+//! series include NaN, +Inf, -Inf, label names that differ only in case, and a series that
+//! vanishes mid-run; A remote-writes through the connector, Prometheus B reads everything
+//! back through remote read. Every query must answer the same from A's own TSDB and from B:
+//! in particular the vanished series stops answering right after it vanished (A writes a
+//! staleness marker, the connector stores it, B's PromQL sees it), instead of answering for
+//! the 5-minute lookback.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::{extract::State, routing::get, Router};
+use serde_json::Value;
+
+use crate::harness::*;
+
+const QUERIES: &[&str] = &[
+    "st_vanishing",
+    "st_steady",
+    "st_nan",
+    "st_inf",
+    "st_neg_inf",
+    "st_inf > 0",
+    "st_nan != 0",
+    "st_case",
+    r#"st_case{label="lower"}"#,
+    r#"st_case{Label="upper"}"#,
+    r#"{__name__=~"st_.*"}"#,
+    r#"{__name__!~"st_(inf|nan)", job="specials"}"#,
+    "count_over_time(st_vanishing[30s])",
+    "last_over_time(st_nan[10s])",
+    "sum(st_case)",
+];
+
+async fn target(State(present): State<Arc<AtomicBool>>) -> String {
+    let mut out = String::from(
+        "st_steady 1\nst_nan NaN\nst_inf +Inf\nst_neg_inf -Inf\n\
+         st_case{Label=\"upper\"} 1\nst_case{label=\"lower\"} 2\n",
+    );
+    if present.load(Ordering::Relaxed) {
+        out.push_str("st_vanishing{kind=\"gone soon\"} 42\n");
+    }
+    out
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn normalise(data: &Value) -> Value {
+    let mut data = data.clone();
+    if let Some(arr) = data["result"].as_array_mut() {
+        arr.sort_by_key(|s| s["metric"].to_string());
+    }
+    data
+}
+
+fn is_empty(data: &Value) -> bool {
+    data["result"].as_array().is_some_and(|a| a.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staleness_nan_inf_and_case_differing_labels_match_prometheus_own_tsdb() {
+    let dir = TestDir::new("staleness");
+    let d = dir.path();
+    let present = Arc::new(AtomicBool::new(true));
+    let app = Router::new()
+        .route("/metrics", get(target))
+        .with_state(present.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.ok();
+    });
+
+    let store_port = free_port();
+    let mut args = vec![
+        format!("--local-store={}", d.join("store").display()),
+        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
+        format!("--default-database={DATABASE}"),
+        format!("--default-table={TABLE}"),
+    ];
+    if prometheus_major_version() < 3 {
+        args.push("--read.dot-matches-newline=false".to_string());
+    }
+    let connector = Connector::start("connector", free_port(), &args, None, d).await;
+    let auth =
+        format!("    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n");
+    let a_port = free_port();
+    let a_config = format!(
+        r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: specials
+    static_configs:
+      - targets: ["{target_addr}"]
+remote_write:
+  - url: "{write}"
+{auth}    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+        write = connector.url("/write"),
+    );
+    let b_config = format!(
+        "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
+        read = connector.url("/read"),
+    );
+    let a = Prometheus::start("prometheus-a", a_port, &a_config, d).await;
+    let b = Prometheus::start("prometheus-b", free_port(), &b_config, d).await;
+
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let vanished_at = now_secs();
+    present.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Well after the series vanished, but far inside the 5-minute lookback.
+    let t_eval = (now_secs() - 1.5).floor() + 0.437;
+    a.wait_remote_write_past(t_eval).await;
+
+    let gone_in_a = a.instant("st_vanishing", t_eval).await;
+    assert!(
+        is_empty(&gone_in_a),
+        "A still returns the vanished series: {gone_in_a}"
+    );
+    let mut failures = Vec::new();
+    for query in QUERIES {
+        let from_a = normalise(&a.instant(query, t_eval).await);
+        let from_b = normalise(&b.instant(query, t_eval).await);
+        if from_a != from_b {
+            failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+        // A range across the moment the series vanished.
+        let (start, end) = (vanished_at - 5.25, t_eval);
+        let from_a = normalise(&a.range(query, start, end, 0.5).await);
+        let from_b = normalise(&b.range(query, start, end, 0.5).await);
+        if from_a != from_b {
+            failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries differ:\n{}",
+        failures.len(),
+        QUERIES.len(),
+        failures.join("\n")
+    );
+    // The fixture is not trivially empty: A answers the steady, NaN and case queries.
+    for q in ["st_steady", "st_nan", "st_case", "st_inf > 0"] {
+        assert!(!is_empty(&a.instant(q, t_eval).await), "A has no {q}");
+    }
+    drop(connector);
+}
