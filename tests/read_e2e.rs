@@ -222,7 +222,14 @@ async fn read_streamed(env: &Env, queries: Vec<Query>) -> Vec<Vec<Series>> {
         let idx = frame.query_index as usize;
         assert!(idx >= last_index, "frames out of query order");
         last_index = idx;
-        for cs in frame.chunked_series {
+        // Prometheus' client (storage/remote/codec.go) reads chunked_series[0] of each
+        // frame and nothing else: decode exactly that, and insist there is nothing else.
+        assert_eq!(
+            frame.chunked_series.len(),
+            1,
+            "a frame must carry exactly one series"
+        );
+        if let Some(cs) = frame.chunked_series.into_iter().next() {
             let labels: Labels = cs
                 .labels
                 .iter()
@@ -446,6 +453,9 @@ async fn matrix_matches_prometheus_semantics() {
         vec![name(), m(T::Re, "job", "pro{1,2}m.*")],
         vec![name(), m(T::Re, "zone", "Ω.*|k")],
         vec![m(T::Re, "__name__", ".+")],
+        // vmctl's default selector: every series of the table, as Prometheus' TSDB does.
+        vec![m(T::Re, "__name__", ".*")],
+        vec![m(T::Re, "__name__", ".*"), m(T::Re, "job", ".*")],
         vec![m(T::Re, "__name__", "m|other"), m(T::Eq, "job", "api")],
         vec![m(T::Neq, "__name__", "m")],
         vec![m(T::Re, "__name__", "o.*")],

@@ -112,25 +112,31 @@ fn negotiate(req: &ReadRequest) -> Result<ResponseType, ReadError> {
         })
 }
 
-/// The body's media type, as `/write` checks it (shared rules in `limits`): a
-/// Content-Encoding other than snappy is 415 (absent is taken as snappy); a Content-Type
-/// is not required, but one naming another protobuf message (`proto=...`, e.g. a remote
-/// write 2.0 body sent here) is 415 too.
+/// The body's media type. Prometheus' own read handler ignores the request Content-Type,
+/// and real clients differ: Prometheus sends `application/x-protobuf`, vmctl in stream mode
+/// sends the *response* type `application/x-streamed-protobuf;
+/// proto=prometheus.ChunkedReadResponse`, some send none. So the media type is not judged;
+/// only a `proto=` naming a message no read client sends (e.g. a remote-write body posted
+/// here) is 415, and a Content-Encoding other than snappy is 415 as on `/write` (absent is
+/// taken as snappy). Whatever passes must still decode as a snappy `ReadRequest` (else 400).
 fn check_media_type(headers: &HeaderMap) -> Result<(), ReadError> {
     let unsupported = |e: ApiError| ReadError::UnsupportedMediaType(e.to_string());
     check_content_encoding(headers, "read").map_err(unsupported)?;
     if let Some(proto) = content_type_proto(headers) {
-        if !proto.eq_ignore_ascii_case(READ_PROTO) {
+        if !READ_PROTOS.iter().any(|p| proto.eq_ignore_ascii_case(p)) {
             return Err(ReadError::UnsupportedMediaType(format!(
-                "Content-Type names proto={proto:?}; remote read bodies must be {READ_PROTO}"
+                "Content-Type names proto={proto:?}; remote read bodies are {} \
+                 (or name the streamed response, {})",
+                READ_PROTOS[0], READ_PROTOS[1]
             )));
         }
     }
     Ok(())
 }
 
-/// The message a remote-read body holds (`proto=` of its Content-Type, when given).
-const READ_PROTO: &str = "prometheus.ReadRequest";
+/// `proto=` values a read request may carry: the request message itself, or the
+/// streamed response message (what vmctl sends in stream mode).
+const READ_PROTOS: [&str; 2] = ["prometheus.ReadRequest", "prometheus.ChunkedReadResponse"];
 
 fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
     let raw = decompress(body, limit).map_err(|e| match codec_error(e) {
