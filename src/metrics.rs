@@ -18,6 +18,9 @@ pub const HANDLER_LABEL: &str = "handler";
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Names of the families above (empty vectors are not in the exposition, so the
+    /// documentation check needs the list).
+    names: Vec<String>,
     /// Upstream: samples not sent (unstorable names, non-finite values, stale markers).
     pub ignored_samples: IntCounter,
     /// Upstream: samples received in write requests.
@@ -170,6 +173,7 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let mut names = Vec::new();
         for c in [
             Box::new(ignored_samples.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(received_samples.clone()),
@@ -190,10 +194,12 @@ impl Metrics {
             Box::new(requests_cut_at_shutdown.clone()),
             Box::new(write_call_slots_in_use.clone()),
         ] {
+            names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("unique metric names");
         }
         Metrics {
             registry,
+            names,
             ignored_samples,
             received_samples,
             write_requests,
@@ -228,6 +234,11 @@ impl Metrics {
     /// The registry, for extra collectors.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The name of every metric family this struct registers.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Text exposition of every metric.
