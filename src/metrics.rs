@@ -36,6 +36,8 @@ pub struct Metrics {
     /// Ignored samples by reason.
     pub ignored_by_reason: IntCounterVec,
     /// Failed WriteRecords calls by Timestream error code.
+    /// Failed remote-read requests by error code (`ReadError::code`).
+    pub read_errors: IntCounterVec,
     pub write_errors: IntCounterVec,
     /// Records Timestream accepted.
     pub records_written: IntCounter,
@@ -99,6 +101,14 @@ impl Metrics {
                 "Samples not sent to Timestream, by reason.",
             ),
             &[REASON_LABEL],
+        )
+        .expect("valid metric");
+        let read_errors = IntCounterVec::new(
+            Opts::new(
+                "timestream_connector_read_errors_total",
+                "Failed remote-read requests, by error code.",
+            ),
+            &[CODE_LABEL],
         )
         .expect("valid metric");
         let write_errors = IntCounterVec::new(
@@ -183,6 +193,7 @@ impl Metrics {
             Box::new(read_duration.clone()),
             Box::new(ignored_by_reason.clone()),
             Box::new(write_errors.clone()),
+            Box::new(read_errors.clone()),
             Box::new(records_written.clone()),
             Box::new(batch_records.clone()),
             Box::new(write_request_bytes.clone()),
@@ -208,6 +219,7 @@ impl Metrics {
             read_duration,
             ignored_by_reason,
             write_errors,
+            read_errors,
             records_written,
             batch_records,
             write_request_bytes,

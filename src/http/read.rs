@@ -8,7 +8,7 @@
 //! never a short answer with a 200.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
-use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 
 use super::auth::Creds;
@@ -40,34 +39,6 @@ pub const STREAMED_CONTENT_TYPE: &str =
 /// Frames buffered between the query task and the socket (each ≤ 1 MiB).
 const CHANNEL_FRAMES: usize = 2;
 
-/// `timestream_connector_read_errors_total{code}`: failed remote-read requests by
-/// error code. Registered into each app's registry on first use (the metrics
-/// struct belongs to another module; one process has one app in production).
-fn read_errors(registry: &Registry) -> IntCounterVec {
-    static VEC: OnceLock<IntCounterVec> = OnceLock::new();
-    static REGISTERED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-    let vec = VEC
-        .get_or_init(|| {
-            IntCounterVec::new(
-                Opts::new(
-                    "timestream_connector_read_errors_total",
-                    "Failed remote-read requests, by error code.",
-                ),
-                &["code"],
-            )
-            .expect("valid metric")
-        })
-        .clone();
-    let id = registry as *const Registry as usize;
-    if let Ok(mut r) = REGISTERED.lock() {
-        if !r.contains(&id) {
-            r.push(id);
-            let _ = registry.register(Box::new(vec.clone()));
-        }
-    }
-    vec
-}
-
 fn api_error(e: &ReadError) -> ApiError {
     let msg = e.to_string();
     match e.status() {
@@ -84,7 +55,9 @@ fn api_error(e: &ReadError) -> ApiError {
 }
 
 fn fail(state: &AppState, started: Instant, e: ReadError) -> Response {
-    read_errors(state.metrics.registry())
+    state
+        .metrics
+        .read_errors
         .with_label_values(&[e.code()])
         .inc();
     state
@@ -331,9 +304,7 @@ async fn serve(
                     .read_duration
                     .observe(started.elapsed().as_secs_f64());
                 if let Err(e) = outcome {
-                    read_errors(st.metrics.registry())
-                        .with_label_values(&[e.code()])
-                        .inc();
+                    st.metrics.read_errors.with_label_values(&[e.code()]).inc();
                     tracing::warn!(error = %e, "streamed remote read failed");
                     // Before the first frame this becomes the status; after it, it
                     // aborts the body.
