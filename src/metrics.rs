@@ -20,6 +20,9 @@ pub const HANDLER_LABEL: &str = "handler";
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Names of the families above (empty vectors are not in the exposition, so the
+    /// documentation check needs the list).
+    names: Vec<String>,
     /// Upstream: samples not sent (unstorable names, non-finite values, stale markers).
     pub ignored_samples: IntCounter,
     /// Upstream: samples received in write requests.
@@ -36,6 +39,8 @@ pub struct Metrics {
     pub ignored_by_reason: IntCounterVec,
     /// Samples sent as special-value records (NaN, stale marker, ±Inf), by kind.
     pub special_samples: IntCounterVec,
+    /// Failed remote-read requests by error code (`ReadError::code`).
+    pub read_errors: IntCounterVec,
     /// Failed WriteRecords calls by Timestream error code.
     pub write_errors: IntCounterVec,
     /// Records Timestream accepted.
@@ -110,6 +115,14 @@ impl Metrics {
             &[KIND_LABEL],
         )
         .expect("valid metric");
+        let read_errors = IntCounterVec::new(
+            Opts::new(
+                "timestream_connector_read_errors_total",
+                "Failed remote-read requests, by error code.",
+            ),
+            &[CODE_LABEL],
+        )
+        .expect("valid metric");
         let write_errors = IntCounterVec::new(
             Opts::new(
                 "timestream_connector_write_errors_total",
@@ -182,6 +195,7 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let mut names = Vec::new();
         for c in [
             Box::new(ignored_samples.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(received_samples.clone()),
@@ -192,6 +206,7 @@ impl Metrics {
             Box::new(ignored_by_reason.clone()),
             Box::new(special_samples.clone()),
             Box::new(write_errors.clone()),
+            Box::new(read_errors.clone()),
             Box::new(records_written.clone()),
             Box::new(batch_records.clone()),
             Box::new(write_request_bytes.clone()),
@@ -203,10 +218,12 @@ impl Metrics {
             Box::new(requests_cut_at_shutdown.clone()),
             Box::new(write_call_slots_in_use.clone()),
         ] {
+            names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("unique metric names");
         }
         Metrics {
             registry,
+            names,
             ignored_samples,
             received_samples,
             write_requests,
@@ -216,6 +233,7 @@ impl Metrics {
             ignored_by_reason,
             special_samples,
             write_errors,
+            read_errors,
             records_written,
             batch_records,
             write_request_bytes,
@@ -249,6 +267,11 @@ impl Metrics {
     /// The registry, for extra collectors.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The name of every metric family this struct registers.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Text exposition of every metric.

@@ -1,20 +1,15 @@
 //! The special-value layout as documented (documentation/special-values.md), seen with the AWS
 //! CLI: samples written through the connector's /write, then the SQL of the document's "What
 //! SQL users see" section run with `aws timestream-query query` against timestream-local.
-//! Without `aws`: fails when `CI` is set, otherwise skips with a message.
+//! Without `aws`: fails when `CI` is set, otherwise skips loudly (tests/support/tools.rs).
 
 mod common;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::process::Command;
 
 use common::*;
-
-fn aws_available() -> bool {
-    Command::new("aws")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// The ```sql blocks of the document that query the default table, with our names.
 fn documented_queries() -> Vec<String> {
@@ -73,12 +68,12 @@ fn aws_query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_sql_sees_numbers_and_special_values_apart() {
-    if !aws_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the `aws` CLI is required in CI"
-        );
-        eprintln!("SKIPPED the_documented_sql_sees_numbers_and_special_values_apart: no `aws` CLI");
+    if !tools::require(
+        "the_documented_sql_sees_numbers_and_special_values_apart",
+        "aws",
+        &["--version"],
+        "python3 -m pip install awscli",
+    ) {
         return;
     }
     let env = start().await;

@@ -263,6 +263,7 @@ mod tests {
         assert!(c.log.enabled);
         assert!(c.local_store.is_none() && c.tls.is_none());
         assert!(c.write.base_endpoint.is_none() && c.read.base_endpoint.is_none());
+        assert!(c.write.special_values);
     }
 
     #[test]
@@ -278,6 +279,7 @@ mod tests {
             ("enable_logging", "F"),
             ("fail_on_long_label", "1"),
             ("fail_on_invalid_sample_value", "True"),
+            ("write_special_values", "f"),
             ("log_level", "debug"),
             ("log_format", "json"),
             ("enable_sigv4_auth", "false"),
@@ -291,6 +293,7 @@ mod tests {
         assert_eq!((c.read.max_retries, c.write.max_retries), (5, 0));
         assert!(!c.log.enabled);
         assert!(c.write.fail_on_long_label && c.write.fail_on_invalid_sample_value);
+        assert!(!c.write.special_values);
         assert_eq!(c.log.level, LogLevel::Debug);
         assert_eq!(c.log.format, LogFormat::Json);
         assert!(!c.sigv4_auth);
