@@ -67,9 +67,9 @@ fn aws_query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_documented_sql_sees_numbers_and_special_values_apart() {
+async fn the_documented_sql_sees_numbers_and_special_values_apart_and_case_differing_labels() {
     if !tools::require(
-        "the_documented_sql_sees_numbers_and_special_values_apart",
+        "the_documented_sql_sees_numbers_and_special_values_apart_and_case_differing_labels",
         "aws",
         &["--version"],
         "python3 -m pip install awscli",
@@ -90,6 +90,9 @@ async fn the_documented_sql_sees_numbers_and_special_values_apart() {
             &[("__name__", "rpc_duration_seconds"), ("quantile", "0.5")],
             &[(f64::INFINITY, t + 1), (f64::NEG_INFINITY, t + 2)],
         ),
+        // Label names that differ only in case are two dimensions.
+        series(&[("__name__", "c"), ("Label", "upper")], &[(1.0, t)]),
+        series(&[("__name__", "c"), ("label", "lower")], &[(2.0, t)]),
     ]);
     let (status, body) = env.write(&req).await;
     assert_eq!(status, 200, "{body}");
@@ -116,6 +119,20 @@ async fn the_documented_sql_sees_numbers_and_special_values_apart() {
         ("rpc_duration_seconds", "-Inf"),
         ("go_gc_duration_seconds", "StaleNaN"),
     ];
-    assert_eq!(got, want.map(|(m, v)| (m.to_string(), v.to_string())),);
+    assert_eq!(got, want.map(|(m, v)| (m.to_string(), v.to_string())));
+    let url3 = env.store.url();
+    let sql = format!(
+        r#"SELECT "Label", "label" FROM "{DB}"."{TABLE}" WHERE measure_name = 'c' ORDER BY measure_value::double"#
+    );
+    let cases = tokio::task::spawn_blocking(move || aws_query(&url3, &sql))
+        .await
+        .unwrap();
+    assert_eq!(
+        cases,
+        vec![
+            vec![Some("upper".to_string()), None],
+            vec![None, Some("lower".to_string())],
+        ]
+    );
     env.shutdown().await;
 }
