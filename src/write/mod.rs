@@ -614,11 +614,23 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
         for s in samples {
             if s.value.is_finite() {
                 finite += 1;
-            } else if opts.special_values {
+            } else if opts.special_values && dims.len() < MAX_DIMENSIONS {
                 specials += 1;
                 if let Some(k) = special::Kind::of(s.value) {
                     plan.stats.specials[k as usize] += 1;
                 }
+            } else if opts.special_values {
+                // The `__name__` dimension would be one more than Timestream stores.
+                if opts.fail_on_long_label {
+                    return Err(PlanError::Unstorable {
+                        series: labels_to_string(labels),
+                        detail: format!(
+                            "its NaN/±Inf samples need a dimension more than its {} labels; Timestream's limit is {MAX_DIMENSIONS}",
+                            dims.len()
+                        ),
+                    });
+                }
+                plan.stats.ignored[IgnoreReason::TooManyLabels as usize] += 1;
             } else if is_stale_marker(s.value) {
                 plan.stats.ignored[IgnoreReason::StaleMarker as usize] += 1;
             } else if opts.fail_on_invalid_sample_value {
@@ -699,7 +711,8 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                 let s = &plan.series[si];
                 for (i, sample) in s.samples.iter().enumerate() {
                     let finite = sample.value.is_finite();
-                    if (finite && !special) || (!finite && special && opts.special_values) {
+                    // `special_dims` is empty when the series' special values are not written.
+                    if (finite && !special) || (!finite && special && !s.special_dims.is_empty()) {
                         plan.records.push(RecordRef {
                             series: si as u32,
                             sample: i as u32,
@@ -1302,6 +1315,31 @@ mod tests {
             ..with_specials(&d)
         };
         assert_eq!(plan_write(&r, &o).unwrap().stats.accepted, 3);
+    }
+
+    #[test]
+    fn special_values_of_a_series_with_128_labels_are_counted_not_sent() {
+        let d = dest();
+        let names: Vec<String> = (0..MAX_DIMENSIONS).map(|i| format!("l{i:03}")).collect();
+        let mut labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        labels.push(("__name__", "wide"));
+        let r = req(vec![series(&labels, &[(1.0, 1), (f64::NAN, 2)])]);
+        let p = plan_write(&r, &with_specials(&d)).unwrap();
+        assert_eq!(p.records.len(), 1);
+        assert!(p.record(p.records[0]).1.value.is_finite());
+        assert_eq!(p.stats.ignored[IgnoreReason::TooManyLabels as usize], 1);
+        assert_eq!(p.stats.specials, [0; 4]);
+        let strict = PlanOptions {
+            fail_on_long_label: true,
+            ..with_specials(&d)
+        };
+        assert!(matches!(
+            plan_write(&r, &strict),
+            Err(PlanError::Unstorable { .. })
+        ));
+        // One label fewer: the special value fits.
+        let r = req(vec![series(&labels[1..], &[(f64::NAN, 2)])]);
+        assert_eq!(plan_write(&r, &with_specials(&d)).unwrap().records.len(), 1);
     }
 
     #[test]
