@@ -198,3 +198,165 @@ fn any_f64_bit_pattern_round_trips() {
         .unwrap();
     rt.block_on(env.shutdown());
 }
+
+/// Property (issue 14): with special values stored next to numbers, any combination of
+/// `__name__` matchers (=, !=, =~, !~) selects exactly the series and samples Prometheus
+/// would, numbers and special values alike; the reserved measure itself is never a metric.
+#[test]
+fn name_matchers_select_numbers_and_special_values_like_prometheus() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let env = rt.block_on(start());
+    let t0 = now_ms() - 3_600_000;
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    // (metric, job, samples): numbers only, special values only, and both.
+    let universe: Vec<(&str, &str, Vec<(f64, i64)>)> = vec![
+        ("a", "j1", vec![(1.0, t0), (f64::NAN, t0 + 1)]),
+        ("a", "j2", vec![(stale, t0 + 2)]),
+        ("ab", "j1", vec![(2.0, t0), (f64::INFINITY, t0 + 3)]),
+        ("b", "j2", vec![(3.0, t0 + 1)]),
+        ("A", "j1", vec![(f64::NEG_INFINITY, t0)]),
+        ("ba", "j2", vec![(4.0, t0), (stale, t0 + 4)]),
+        ("x:y", "j1", vec![(5.0, t0 + 2), (f64::NAN, t0 + 3)]),
+        ("__special_value_", "j2", vec![(f64::INFINITY, t0 + 1)]),
+    ];
+    let req = request(
+        universe
+            .iter()
+            .map(|(n, j, s)| series(&[("__name__", n), ("job", j)], s))
+            .collect(),
+    );
+    let (st, body) = rt.block_on(env.write(&req));
+    assert_eq!(st, 200, "{body}");
+    let patterns = [
+        "a",
+        "a.*",
+        ".*b",
+        "ab|b",
+        "(?i)a",
+        ".*",
+        ".+",
+        "",
+        "__special_value__",
+        "__special_value_",
+        "_.*",
+        "[ab]+",
+        "x:y",
+        "b.?",
+    ];
+    let matcher = (
+        prop::sample::select(vec![T::Eq, T::Neq, T::Re, T::Nre]),
+        prop::sample::select(patterns.to_vec()),
+    );
+    let job = prop::option::of(prop::sample::select(vec!["j1", "j2"]));
+    let mut runner = TestRunner::new(PtConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..PtConfig::default()
+    });
+    runner
+        .run(
+            &(prop::collection::vec(matcher, 1..3), job),
+            |(name_matchers, job)| {
+                let mut matchers: Vec<LabelMatcher> = name_matchers
+                    .iter()
+                    .map(|(ty, v)| LabelMatcher {
+                        r#type: *ty as i32,
+                        name: "__name__".into(),
+                        value: v.to_string(),
+                    })
+                    .collect();
+                if let Some(j) = job {
+                    matchers.push(LabelMatcher {
+                        r#type: T::Eq as i32,
+                        name: "job".into(),
+                        value: j.into(),
+                    });
+                }
+                // Prometheus' semantics, on the universe.
+                let accepts = |ty: T, pattern: &str, v: &str| {
+                    let re = || {
+                        regex::Regex::new(&format!("^(?s:{pattern})$"))
+                            .unwrap()
+                            .is_match(v)
+                    };
+                    match ty {
+                        T::Eq => v == pattern,
+                        T::Neq => v != pattern,
+                        T::Re => re(),
+                        T::Nre => !re(),
+                    }
+                };
+                let mut want: Vec<(String, String, Vec<u64>)> = universe
+                    .iter()
+                    .filter(|(n, j, _)| {
+                        name_matchers.iter().all(|(ty, p)| accepts(*ty, p, n))
+                            && job.is_none_or(|x| x == *j)
+                    })
+                    .map(|(n, j, s)| {
+                        let mut s = s.clone();
+                        s.sort_by_key(|x| x.1);
+                        (
+                            n.to_string(),
+                            j.to_string(),
+                            s.iter().map(|x| x.0.to_bits()).collect(),
+                        )
+                    })
+                    .collect();
+                want.sort();
+                let got = rt.block_on(async {
+                    let req = ReadRequest {
+                        queries: vec![Query {
+                            start_timestamp_ms: t0,
+                            end_timestamp_ms: t0 + 10,
+                            matchers: matchers.clone(),
+                            hints: None,
+                        }],
+                        accepted_response_types: vec![],
+                    };
+                    let body = snap::raw::Encoder::new()
+                        .compress_vec(&req.encode_to_vec())
+                        .unwrap();
+                    let resp = env
+                        .http
+                        .post(format!("{}/read", env.url))
+                        .basic_auth(AKID, Some(SECRET))
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 200);
+                    let raw = snap::raw::Decoder::new()
+                        .decompress_vec(&resp.bytes().await.unwrap())
+                        .unwrap();
+                    ReadResponse::decode(raw.as_slice()).unwrap()
+                });
+                let mut got: Vec<(String, String, Vec<u64>)> = got.results[0]
+                    .timeseries
+                    .iter()
+                    .map(|s| {
+                        let l = |k: &str| {
+                            s.labels
+                                .iter()
+                                .find(|l| l.name == k)
+                                .map(|l| l.value.clone())
+                                .unwrap_or_default()
+                        };
+                        (
+                            l("__name__"),
+                            l("job"),
+                            s.samples.iter().map(|x| x.value.to_bits()).collect(),
+                        )
+                    })
+                    .collect();
+                got.sort();
+                prop_assert_eq!(got, want, "{:?}", matchers);
+                Ok(())
+            },
+        )
+        .unwrap();
+    rt.block_on(env.shutdown());
+}
