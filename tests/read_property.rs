@@ -213,7 +213,8 @@ fn name_matchers_select_numbers_and_special_values_like_prometheus() {
     let t0 = now_ms() - 3_600_000;
     let stale = f64::from_bits(0x7ff0_0000_0000_0002);
     // (metric, job, samples): numbers only, special values only, and both.
-    let universe: Vec<(&str, &str, Vec<(f64, i64)>)> = vec![
+    type Universe<'s> = Vec<(&'s str, &'s str, Vec<(f64, i64)>)>;
+    let universe: Universe<'_> = vec![
         ("a", "j1", vec![(1.0, t0), (f64::NAN, t0 + 1)]),
         ("a", "j2", vec![(stale, t0 + 2)]),
         ("ab", "j1", vec![(2.0, t0), (f64::INFINITY, t0 + 3)]),
