@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, end-to-end (real AWS SDK against timestream-local),
-# and the real-Prometheus integration suite. Installs what the tests need when missing.
+# and the real-client integration suite (Prometheus 2.42 and 3.x, vmagent, vmctl).
+# Installs what the tests need when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +24,11 @@ if [ ${#pip_need[@]} -gt 0 ]; then
   hash -r
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
+
+# Prometheus 3.x, vmagent, vmctl and VictoriaMetrics for the integration suite: Debian
+# unstable packages extracted into .cache/clients (nothing from unstable is installed).
+./scripts/fetch-clients.sh
+# shellcheck source=/dev/null
+. .cache/clients/env.sh
 
 cargo test --workspace --locked "$@"
