@@ -8,7 +8,9 @@
 //!
 //! A missing binary fails the test when `CI` is set (CI must never pass by skipping) and
 //! otherwise skips it with a loud message on stderr, written past cargo's output capture
-//! so that it shows even for a passing test.
+//! so that it shows even for a passing test, and recorded in
+//! `target/tmp/skipped-tests.log`, which scripts/test.sh lists at the end (as
+//! tests/support/tools.rs does for the other tools).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -122,6 +124,19 @@ pub fn loud(msg: &str) {
     let _ = writeln!(std::io::stderr(), "\n{bar}\n{msg}\n{bar}");
 }
 
+/// Reports a skip loudly and records it for scripts/test.sh's closing list.
+fn skipped(test: &str, why: &str) {
+    loud(&format!("SKIPPED {test}: {why}.\nTo get it: {FETCH_HINT}"));
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "SKIPPED {test}: {why} (get it: ./scripts/fetch-clients.sh)");
+    }
+}
+
 /// One line on the process' stderr (past the output capture): what a test saw.
 pub fn note(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
@@ -136,9 +151,7 @@ pub fn require(client: Client, test: &str) -> Option<PathBuf> {
             if in_ci() {
                 panic!("{test}: {client:?} is required in CI: {why}. To get it: {FETCH_HINT}");
             }
-            loud(&format!(
-                "SKIPPED {test}: {client:?} missing: {why}.\nTo get it: {FETCH_HINT}"
-            ));
+            skipped(test, &format!("{client:?} missing: {why}"));
             None
         }
     }
@@ -184,7 +197,7 @@ pub fn require_prometheus(major: u32, test: &str) -> Option<(PathBuf, String)> {
         if in_ci() {
             panic!("{test}: {why}. To get it: {FETCH_HINT}");
         }
-        loud(&format!("SKIPPED {test}: {why}.\nTo get it: {FETCH_HINT}"));
+        skipped(test, &why);
         return None;
     }
     Some((bin, version))

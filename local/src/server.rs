@@ -257,6 +257,7 @@ async fn dispatch(
             &body,
         )?;
     }
+    let _in_flight = st.faults.enter(op);
     let decision = st.faults.decide(op);
     if decision.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(decision.latency_ms)).await;

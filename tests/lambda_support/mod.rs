@@ -638,7 +638,10 @@ impl HttpAnswer {
             let crc = u32::from_be_bytes(rest[..4].try_into().unwrap());
             let msg = &rest[4..4 + len];
             assert_eq!(crc, crc32c::crc32c(msg), "frame checksum");
-            out.push(ChunkedReadResponse::decode(msg).expect("ChunkedReadResponse"));
+            let frame = ChunkedReadResponse::decode(msg).expect("ChunkedReadResponse");
+            // Prometheus' client reads only chunked_series[0] of a frame.
+            assert_eq!(frame.chunked_series.len(), 1, "one series per frame");
+            out.push(frame);
             rest = &rest[4 + len..];
         }
         out
