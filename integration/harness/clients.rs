@@ -133,7 +133,10 @@ fn skipped(test: &str, why: &str) {
         .append(true)
         .open(log)
     {
-        let _ = writeln!(f, "SKIPPED {test}: {why} (get it: ./scripts/fetch-clients.sh)");
+        let _ = writeln!(
+            f,
+            "SKIPPED {test}: {why} (get it: ./scripts/fetch-clients.sh)"
+        );
     }
 }
 
