@@ -1,5 +1,8 @@
 //! Request credentials: `Authorization: Basic base64(access key id : secret access key)`
-//! become static AWS credentials for that request only; with `--enable-sigv4-auth=true` the
+//! become static AWS credentials for that request only, with the session token of temporary
+//! credentials from the `X-Aws-Session-Token` header (Prometheus refuses to set
+//! `X-Amz-Security-Token` in `headers:`, reserving it for its own SigV4 signer; other clients
+//! may send that one instead); with `--enable-sigv4-auth=true` the
 //! connector's own credential chain is used and the header is ignored (as upstream's Lambda
 //! does). Usable as a function or as an axum extractor by the write and read handlers.
 
@@ -40,7 +43,31 @@ pub fn credentials_from_headers(
     Ok(RequestCredentials::Static {
         access_key_id: user.to_string(),
         secret_access_key: password.to_string(),
+        session_token: session_token(headers)?,
     })
+}
+
+/// Header carrying the session token of temporary credentials.
+pub const SESSION_TOKEN_HEADER: &str = "x-aws-session-token";
+/// The header AWS SDKs use; accepted too, for clients that may set it.
+const AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
+
+/// The session token, if the request carries one (two different ones are refused).
+fn session_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut found: Option<&str> = None;
+    for name in [SESSION_TOKEN_HEADER, AMZ_SECURITY_TOKEN] {
+        for v in headers.get_all(name) {
+            let v = v.to_str().map_err(|_| ApiError::Unauthorized)?.trim();
+            if v.is_empty() {
+                return Err(ApiError::Unauthorized);
+            }
+            match found {
+                Some(f) if f != v => return Err(ApiError::Unauthorized),
+                _ => found = Some(v),
+            }
+        }
+    }
+    Ok(found.map(str::to_string))
 }
 
 /// Extractor form of `credentials_from_headers` (rejects with 401).
@@ -72,9 +99,11 @@ mod tests {
             RequestCredentials::Static {
                 access_key_id,
                 secret_access_key,
+                session_token,
             } => {
                 assert_eq!(access_key_id, "AKID");
                 assert_eq!(secret_access_key, "sec/ret+x");
+                assert_eq!(session_token, None);
             }
             other => panic!("{other:?}"),
         }
@@ -110,6 +139,58 @@ mod tests {
         ));
         assert_eq!(
             credentials_from_headers(&HeaderMap::new(), true).unwrap(),
+            RequestCredentials::DefaultChain
+        );
+    }
+
+    #[test]
+    fn session_token_header() {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ASIAKEY:secret")
+        );
+        let token_of = |pairs: &[(&'static str, &str)]| {
+            let mut h = with(&basic);
+            for (n, v) in pairs {
+                h.append(*n, HeaderValue::from_str(v).unwrap());
+            }
+            credentials_from_headers(&h, false).map(|c| match c {
+                RequestCredentials::Static { session_token, .. } => session_token,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(token_of(&[]).unwrap(), None);
+        assert_eq!(
+            token_of(&[("X-Aws-Session-Token", "tok/en+=")]).unwrap(),
+            Some("tok/en+=".into())
+        );
+        assert_eq!(
+            token_of(&[("X-Amz-Security-Token", "tok")]).unwrap(),
+            Some("tok".into())
+        );
+        assert_eq!(
+            token_of(&[
+                ("X-Aws-Session-Token", "tok"),
+                ("X-Amz-Security-Token", "tok")
+            ])
+            .unwrap(),
+            Some("tok".into())
+        );
+        for bad in [
+            vec![("X-Aws-Session-Token", "a"), ("X-Amz-Security-Token", "b")],
+            vec![("X-Aws-Session-Token", "a"), ("X-Aws-Session-Token", "b")],
+            vec![("X-Aws-Session-Token", " ")],
+        ] {
+            assert!(
+                matches!(token_of(&bad), Err(ApiError::Unauthorized)),
+                "{bad:?}"
+            );
+        }
+        // SigV4 mode uses the connector's own chain: request tokens are not used.
+        let mut h = with(&basic);
+        h.insert("x-aws-session-token", HeaderValue::from_static("tok"));
+        assert_eq!(
+            credentials_from_headers(&h, true).unwrap(),
             RequestCredentials::DefaultChain
         );
     }
