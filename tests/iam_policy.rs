@@ -8,11 +8,14 @@
 //! table. Removing any one action makes some step fail with 403 naming that action.
 //! Session tokens travel from the `X-Aws-Session-Token` header into the signed requests.
 mod common;
+#[path = "support/policy.rs"]
+mod policy;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::*;
+use policy::{actions, documented_policy, without};
 use prost::Message;
 use timestream_prometheus_connector::remote::pb::{
     label_matcher::Type as T, read_request::ResponseType, ChunkedReadResponse, LabelMatcher, Query,
@@ -26,58 +29,6 @@ const POLICY_TABLE: &str = "prometheusMetricsTable";
 const USER: &str = "AKIDPOLICYUSER";
 const USER_SECRET: &str = "policy/User+Secret";
 const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE/session+token==";
-
-/// The JSON of the `connector-policy.json` heredoc in GETTING_STARTED.md, with the account
-/// the local store uses.
-fn documented_policy() -> String {
-    let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/GETTING_STARTED.md"))
-        .expect("GETTING_STARTED.md");
-    let start = md
-        .find("cat > connector-policy.json <<EOF\n")
-        .expect("GETTING_STARTED has the connector-policy.json heredoc");
-    let body = &md[start..];
-    let body = &body[body.find('\n').unwrap() + 1..];
-    let end = body.find("\nEOF\n").expect("heredoc ends with EOF");
-    let json = body[..end].replace("${ACCOUNT}", "000000000000");
-    serde_json::from_str::<serde_json::Value>(&json).expect("the documented policy is JSON");
-    json
-}
-
-/// Every action the documented policy grants.
-fn actions(policy: &str) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(policy).unwrap();
-    let mut out = Vec::new();
-    for s in v["Statement"].as_array().unwrap() {
-        match &s["Action"] {
-            serde_json::Value::String(a) => out.push(a.clone()),
-            serde_json::Value::Array(a) => {
-                out.extend(a.iter().map(|x| x.as_str().unwrap().to_string()))
-            }
-            other => panic!("Action {other}"),
-        }
-    }
-    out
-}
-
-/// The policy without `action` (statements left without actions are dropped).
-fn without(policy: &str, action: &str) -> String {
-    let mut v: serde_json::Value = serde_json::from_str(policy).unwrap();
-    let stmts = v["Statement"].as_array_mut().unwrap();
-    for s in stmts.iter_mut() {
-        let list: Vec<serde_json::Value> = match &s["Action"] {
-            serde_json::Value::String(a) => vec![a.clone().into()],
-            serde_json::Value::Array(a) => a.clone(),
-            _ => unreachable!(),
-        };
-        s["Action"] = list
-            .into_iter()
-            .filter(|a| a.as_str() != Some(action))
-            .collect::<Vec<_>>()
-            .into();
-    }
-    stmts.retain(|s| !s["Action"].as_array().unwrap().is_empty());
-    v.to_string()
-}
 
 async fn start_with_policy(policy: &str, token: Option<&str>) -> Env {
     let token = token.map(|t| format!(" token={t}")).unwrap_or_default();
