@@ -707,3 +707,21 @@ async fn real_prometheus_sends_the_session_token_header() {
     prometheus_roundtrip(&env, dir.path(), &auth, async {}).await;
     env.shutdown().await;
 }
+
+/// The Lambda template grants its role (SigV4 mode) exactly the actions of the documented
+/// policy, so the two cannot drift apart.
+#[test]
+fn lambda_template_grants_the_documented_actions() {
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/serverless/template.yml"
+    ))
+    .unwrap();
+    let granted: BTreeSet<String> = template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- timestream:"))
+        .map(|a| format!("timestream:{}", a.trim()))
+        .collect();
+    let documented: BTreeSet<String> = actions(&documented_policy()).into_iter().collect();
+    assert_eq!(granted, documented);
+}

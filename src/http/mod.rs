@@ -5,7 +5,8 @@
 //! - Routes `POST /read` and `POST /api/v1/read` call `crate::http::read::handle`; it may use
 //!   any axum extractors with state `AppState`.
 //! - Credentials: `auth::Creds` extractor (or `auth::credentials_from_headers`) gives a
-//!   `RequestCredentials` (basic auth → static keys; `--enable-sigv4-auth` → own chain) or 401.
+//!   `RequestCredentials` (basic auth → static keys, with a session token after the secret or
+//!   in `X-Aws-Session-Token`; `--enable-sigv4-auth` → own chain) or 401.
 //! - Clients: `state.clients.get(&creds)` → `Arc<Clients>`; `.query_client().await` is a
 //!   timestreamquery client (retries = `--max-read-retries`, endpoint override or discovery
 //!   per credential already applied). Failures are `timestream::error::Failure`; use
