@@ -282,7 +282,8 @@ impl Reader {
             Ok(()) => Ok(Some(dims)),
             // DESCRIBE not understood: fall back to ColumnInfo.
             Err(ReadError::Validation(_)) | Err(ReadError::Internal(_)) => Ok(None),
-            Err(ReadError::AccessDenied(m)) => {
+            // Only IAM's refusal of the action: bad or expired keys fail the fallback too.
+            Err(ReadError::AccessDenied(m)) if m.starts_with("AccessDeniedException") => {
                 tracing::debug!(
                     database = %key.2,
                     table = %key.3,
