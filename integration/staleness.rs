@@ -4,7 +4,7 @@
 //! back through remote read. Every query must answer the same from A's own TSDB and from B:
 //! in particular the vanished series stops answering right after it vanished (A writes a
 //! staleness marker, the connector stores it, B's PromQL sees it), instead of answering for
-//! the 5-minute lookback.
+//! the 5-minute lookback. With Prometheus 2.x (SAMPLES) and 3.x (STREAMED_XOR_CHUNKS).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,8 +64,22 @@ fn is_empty(data: &Value) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn staleness_nan_inf_and_case_differing_labels_match_prometheus_own_tsdb() {
-    let dir = TestDir::new("staleness");
+async fn staleness_nan_inf_and_case_differing_labels_match_own_tsdb_prometheus_2() {
+    specials(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staleness_nan_inf_and_case_differing_labels_match_own_tsdb_prometheus_3_streamed() {
+    specials(3).await;
+}
+
+async fn specials(major: u32) {
+    let test = format!("special values with Prometheus {major}.x");
+    let Some((prom, version)) = clients::require_prometheus(major, &test) else {
+        return;
+    };
+    clients::note(&format!("{test}: {version}"));
+    let dir = TestDir::new(&format!("staleness{major}"));
     let d = dir.path();
     let present = Arc::new(AtomicBool::new(true));
     let app = Router::new()
@@ -84,7 +98,7 @@ async fn staleness_nan_inf_and_case_differing_labels_match_prometheus_own_tsdb()
         format!("--default-database={DATABASE}"),
         format!("--default-table={TABLE}"),
     ];
-    if prometheus_major_version() < 3 {
+    if major < 3 {
         args.push("--read.dot-matches-newline=false".to_string());
     }
     let connector = Connector::start("connector", free_port(), &args, None, d).await;
@@ -112,8 +126,8 @@ remote_write:
         "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
         read = connector.url("/read"),
     );
-    let a = Prometheus::start("prometheus-a", a_port, &a_config, d).await;
-    let b = Prometheus::start("prometheus-b", free_port(), &b_config, d).await;
+    let a = Prometheus::start(&prom, "prometheus-a", a_port, &a_config, d).await;
+    let b = Prometheus::start(&prom, "prometheus-b", free_port(), &b_config, d).await;
 
     tokio::time::sleep(Duration::from_secs(8)).await;
     let vanished_at = now_secs();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, end-to-end (real AWS SDK against timestream-local),
-# and the real-Prometheus integration suite. Installs what the tests need when missing.
+# and the real-client integration suite (Prometheus 2.42 and 3.x, vmagent, vmctl).
+# Installs what the tests need when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +26,14 @@ if [ ${#pip_need[@]} -gt 0 ]; then
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
+# Prometheus 3.x, vmagent, vmctl and VictoriaMetrics for the integration suite: Debian
+# unstable packages extracted into .cache/clients (nothing from unstable is installed).
+./scripts/fetch-clients.sh
+# shellcheck source=/dev/null
+. .cache/clients/env.sh
+
 # Tests that need a missing tool fail when CI is set; elsewhere they skip loudly and
-# are listed here at the end (tests/support/tools.rs).
+# are listed here at the end (tests/support/tools.rs, integration/harness/clients.rs).
 skipped_log="${CARGO_TARGET_DIR:-target}/tmp/skipped-tests.log"
 rm -f "$skipped_log"
 status=0
