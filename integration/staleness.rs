@@ -1,6 +1,6 @@
 //! Special values through real Prometheus (issue 14): Prometheus A scrapes a target whose
-//! series include NaN, +Inf, -Inf, label names that differ only in case, and a series that
-//! vanishes mid-run; A remote-writes through the connector, Prometheus B reads everything
+//! series include NaN, +Inf, -Inf, a summary with no observations (NaN quantiles), a counter
+//! at +Inf, label names that differ only in case, and a series that vanishes mid-run; A remote-writes through the connector, Prometheus B reads everything
 //! back through remote read. Every query must answer the same from A's own TSDB and from B:
 //! in particular the vanished series stops answering right after it vanished (A writes a
 //! staleness marker, the connector stores it, B's PromQL sees it), instead of answering for
@@ -31,12 +31,23 @@ const QUERIES: &[&str] = &[
     "count_over_time(st_vanishing[30s])",
     "last_over_time(st_nan[10s])",
     "sum(st_case)",
+    "st_summary",
+    r#"st_summary{quantile="0.99"}"#,
+    "rate(st_summary_count[5s])",
+    "st_summary_sum / st_summary_count",
+    "st_counter_total",
+    "rate(st_counter_total[5s])",
+    "increase(st_counter_total[5s]) > 0",
 ];
 
 async fn target(State(present): State<Arc<AtomicBool>>) -> String {
     let mut out = String::from(
         "st_steady 1\nst_nan NaN\nst_inf +Inf\nst_neg_inf -Inf\n\
-         st_case{Label=\"upper\"} 1\nst_case{label=\"lower\"} 2\n",
+         st_case{Label=\"upper\"} 1\nst_case{label=\"lower\"} 2\n\
+         # TYPE st_summary summary\n\
+         st_summary{quantile=\"0.5\"} NaN\nst_summary{quantile=\"0.99\"} NaN\n\
+         st_summary_sum 0\nst_summary_count 0\n\
+         # TYPE st_counter_total counter\nst_counter_total +Inf\n",
     );
     if present.load(Ordering::Relaxed) {
         out.push_str("st_vanishing{kind=\"gone soon\"} 42\n");
@@ -159,13 +170,20 @@ remote_write:
     }
     assert!(
         failures.is_empty(),
-        "{} of {} queries differ:\n{}",
+        "{} of {} comparisons (instant and range) differ:\n{}",
         failures.len(),
-        QUERIES.len(),
+        2 * QUERIES.len(),
         failures.join("\n")
     );
     // The fixture is not trivially empty: A answers the steady, NaN and case queries.
-    for q in ["st_steady", "st_nan", "st_case", "st_inf > 0"] {
+    for q in [
+        "st_steady",
+        "st_nan",
+        "st_case",
+        "st_inf > 0",
+        "st_summary",
+        "st_counter_total",
+    ] {
         assert!(!is_empty(&a.instant(q, t_eval).await), "A has no {q}");
     }
     drop(connector);
