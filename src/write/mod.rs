@@ -709,6 +709,9 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
         for special in [false, true] {
             for si in from..to {
                 let s = &plan.series[si];
+                if special && s.special_dims.is_empty() {
+                    continue;
+                }
                 for (i, sample) in s.samples.iter().enumerate() {
                     let finite = sample.value.is_finite();
                     // `special_dims` is empty when the series' special values are not written.
