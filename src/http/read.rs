@@ -137,13 +137,12 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
         ApiError::PayloadTooLarge(m) => ReadError::TooLarge(m),
         other => ReadError::Decode(other.to_string()),
     })?;
-    // Counted before prost decodes anything: prost allocates ~100× the bytes of empty
-    // queries or matchers, so a 3 MiB body could otherwise cost gigabytes.
-    let Some(counts) = read_request_counts(&raw) else {
-        return Err(ReadError::Decode(
-            "not a prometheus.ReadRequest: malformed protobuf".into(),
-        ));
-    };
+    // Validated and counted before prost decodes anything: prost allocates ~100× the bytes
+    // of empty queries or matchers, so a 3 MiB body could otherwise cost gigabytes; and a
+    // body prost would refuse is refused here, with the field and offset, so prost never
+    // builds structs for a body it then drops.
+    let counts = read_request_counts(&raw)
+        .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))?;
     // Every query costs at least one Timestream call: a small body must not buy an
     // unbounded number of them.
     if counts.queries > MAX_QUERIES_PER_REQUEST {
@@ -158,6 +157,15 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
             counts.matchers
         )));
     }
+    if counts.response_types > MAX_RESPONSE_TYPES_PER_REQUEST {
+        return Err(ReadError::Decode(format!(
+            "{} accepted response types in one read request; at most \
+             {MAX_RESPONSE_TYPES_PER_REQUEST} are accepted (there are two)",
+            counts.response_types
+        )));
+    }
+    // Validated above: prost does not fail here (if it did, the request is refused all the
+    // same, and nothing decodes the body again).
     ReadRequest::decode(raw.as_slice())
         .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))
 }
@@ -222,6 +230,9 @@ pub async fn handle(
 pub const MAX_QUERIES_PER_REQUEST: usize = 1000;
 /// Most label matchers over all queries of one ReadRequest (a selector has a handful).
 pub const MAX_MATCHERS_PER_REQUEST: usize = 20_000;
+/// Most entries of `accepted_response_types` (Prometheus lists one or two; each decodes to
+/// 4 bytes from 1 on the wire).
+pub const MAX_RESPONSE_TYPES_PER_REQUEST: usize = 64;
 
 async fn serve(
     state: &AppState,
@@ -231,6 +242,10 @@ async fn serve(
 ) -> Result<Response, ReadError> {
     let req = decode(body, state.config.max_decompressed_bytes)?;
     let kind = negotiate(&req)?;
+    // Before any AWS call: an oversized matcher is a 400 at once.
+    for q in &req.queries {
+        crate::read::sql::check_matcher_sizes(q)?;
+    }
     let cfg = &state.config;
     let client = state
         .clients
