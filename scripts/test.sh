@@ -25,3 +25,5 @@ if [ ${#pip_need[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --locked "$@"
+# The panic test needs a route that exists only with this cargo feature (never in release).
+cargo test --locked --features test-panic-route --test reliability_panic "$@"

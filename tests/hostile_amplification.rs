@@ -16,7 +16,7 @@ mod common;
 
 use std::alloc::System;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -47,11 +47,8 @@ const REFUSAL_TIME: Duration = Duration::from_millis(1500);
 /// Decompressed size of the write shapes.
 const WRITE_BYTES: usize = 1 << 20;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// Tests of this binary run one at a time: the allocation counter is process-wide.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Peak live bytes above the level at the start while `f` runs.
 async fn peak_of<F: std::future::Future>(f: F) -> (F::Output, usize) {
@@ -95,7 +92,10 @@ fn len_field(tag: u32, body: &[u8]) -> Vec<u8> {
 
 /// `{__name__="amp"}` as a series' label field.
 fn name_label() -> Vec<u8> {
-    len_field(1, &[len_field(1, b"__name__"), len_field(2, b"amp")].concat())
+    len_field(
+        1,
+        &[len_field(1, b"__name__"), len_field(2, b"amp")].concat(),
+    )
 }
 
 /// One series: its name label then `n` copies of `element`, then `tail` (a malformed
@@ -272,16 +272,44 @@ fn read_shapes() -> Vec<Shape> {
     let regexes: Vec<(&str, String, bool)> = vec![
         ("\\pL × 20,000", "\\pL".repeat(20_000), true),
         ("\\pL × 5,000", "\\pL".repeat(5_000), true),
-        ("(?i) over 60,000 letters", format!("(?i){}", "k".repeat(60_000)), true),
-        ("(?i) over 16,000 letters", format!("(?i){}", "k".repeat(16_000)), false),
+        (
+            "(?i) over 60,000 letters",
+            format!("(?i){}", "k".repeat(60_000)),
+            true,
+        ),
+        (
+            "(?i) over 16,000 letters",
+            format!("(?i){}", "k".repeat(16_000)),
+            false,
+        ),
         ("\\p{Greek}{1000}", "\\p{Greek}{1000}".to_string(), false),
-        ("(\\p{Greek}{1000}){1000}", "(\\p{Greek}{1000}){1000}".to_string(), false),
+        (
+            "(\\p{Greek}{1000}){1000}",
+            "(\\p{Greek}{1000}){1000}".to_string(),
+            false,
+        ),
         ("[\\pL\\pN] × 3,000", "[\\pL\\pN]".repeat(3_000), true),
         ("[\\pL\\pN] × 40", "[\\pL\\pN]".repeat(40), true),
-        ("250 nested groups", format!("{}a{}", "(".repeat(250), ")".repeat(250)), false),
-        ("5,000 nested groups", format!("{}a{}", "(".repeat(5000), ")".repeat(5000)), true),
-        ("1,500 alternated classes", vec!["\\p{Greek}"; 1_500].join("|"), false),
-        ("5,000 alternated classes", vec!["\\p{Greek}"; 5_000].join("|"), true),
+        (
+            "250 nested groups",
+            format!("{}a{}", "(".repeat(250), ")".repeat(250)),
+            false,
+        ),
+        (
+            "5,000 nested groups",
+            format!("{}a{}", "(".repeat(5000), ")".repeat(5000)),
+            true,
+        ),
+        (
+            "1,500 alternated classes",
+            vec!["\\p{Greek}"; 1_500].join("|"),
+            false,
+        ),
+        (
+            "5,000 alternated classes",
+            vec!["\\p{Greek}"; 5_000].join("|"),
+            true,
+        ),
     ];
     for (name, r, refused) in regexes {
         v.push(read(
@@ -291,7 +319,9 @@ fn read_shapes() -> Vec<Shape> {
         ));
     }
     // Many matchers, each far below the SQL limit, together far above it.
-    let many: Vec<LabelMatcher> = (0..200).map(|_| re("__name__", &"\\pL".repeat(50))).collect();
+    let many: Vec<LabelMatcher> = (0..200)
+        .map(|_| re("__name__", &"\\pL".repeat(50)))
+        .collect();
     v.push(read(
         "200 matchers of \\pL × 50",
         request_of(vec![query(many)]),
@@ -425,14 +455,14 @@ async fn run(shapes: Vec<Shape>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_shapes_stay_within_the_bound() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let failures = run(write_shapes()).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_shapes_stay_within_the_bound() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let failures = run(read_shapes()).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -8,7 +8,7 @@
 //! never a short answer with a 200.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 
@@ -31,7 +31,7 @@ use crate::remote::codec::{compress, decompress};
 use crate::remote::pb::{read_request::ResponseType, ReadRequest, ReadResponse};
 use crate::remote::view::read_request_counts;
 use crate::timestream::client::{ClientCache, RequestCredentials};
-use crate::timestream::reader::{ReadOptions, Reader};
+use crate::timestream::reader::{ReadOptions, Reader, SampleBudget};
 
 /// Content type of a streamed remote-read answer.
 pub const STREAMED_CONTENT_TYPE: &str =
@@ -59,12 +59,12 @@ fn read_errors(registry: &Registry) -> IntCounterVec {
         })
         .clone();
     let id = registry as *const Registry as usize;
-    if let Ok(mut r) = REGISTERED.lock() {
-        if !r.contains(&id) {
-            r.push(id);
-            let _ = registry.register(Box::new(vec.clone()));
-        }
+    let mut r = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
+    if !r.contains(&id) {
+        r.push(id);
+        let _ = registry.register(Box::new(vec.clone()));
     }
+    drop(r);
     vec
 }
 
@@ -177,9 +177,9 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
 fn scope_of(clients: &Arc<ClientCache>) -> usize {
     static SCOPES: Mutex<Vec<(Weak<ClientCache>, usize)>> = Mutex::new(Vec::new());
     static NEXT: AtomicUsize = AtomicUsize::new(1);
-    let Ok(mut scopes) = SCOPES.lock() else {
-        return NEXT.fetch_add(1, Ordering::Relaxed);
-    };
+    // Recovered if poisoned: a fresh scope per request would miss the column cache
+    // every time (a DESCRIBE per read).
+    let mut scopes = SCOPES.lock().unwrap_or_else(PoisonError::into_inner);
     scopes.retain(|(w, _)| w.strong_count() > 0);
     if let Some((_, id)) = scopes
         .iter()
@@ -190,22 +190,6 @@ fn scope_of(clients: &Arc<ClientCache>) -> usize {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     scopes.push((Arc::downgrade(clients), id));
     id
-}
-
-fn identity(creds: &RequestCredentials) -> String {
-    match creds {
-        RequestCredentials::Static { access_key_id, .. } => access_key_id.clone(),
-        RequestCredentials::DefaultChain => String::new(),
-    }
-}
-
-async fn one_query(
-    reader: &Reader,
-    p: &crate::timestream::reader::Prepared,
-    max: u64,
-) -> Result<crate::remote::pb::QueryResult, ReadError> {
-    let mut budget = if max == 0 { u64::MAX } else { max };
-    reader.samples(p, &mut budget).await
 }
 
 /// The handler.
@@ -263,7 +247,7 @@ async fn serve(
         })?;
     let reader = Reader {
         client,
-        identity: identity(creds),
+        identity: creds.cache_key(),
         scope: scope_of(&state.clients),
         options: ReadOptions {
             default_database: cfg.destination.default_database.clone(),
@@ -287,22 +271,13 @@ async fn serve(
     }
     match kind {
         ResponseType::Samples => {
-            let max = cfg.read.max_samples;
+            // One budget for every query of the request, taken as rows arrive.
+            let budget = SampleBudget::new(cfg.read.max_samples);
             let concurrency = cfg.read.concurrency.max(1);
             let mut results = Vec::with_capacity(prepared.len());
             for group in prepared.chunks(concurrency) {
-                let runs = group.iter().map(|p| one_query(&reader, p, max));
+                let runs = group.iter().map(|p| reader.samples(p, &budget));
                 results.extend(futures::future::try_join_all(runs).await?);
-            }
-            let total: u64 = results
-                .iter()
-                .flat_map(|r| &r.timeseries)
-                .map(|s| s.samples.len() as u64)
-                .sum();
-            if max > 0 && total > max {
-                return Err(ReadError::InvalidMatcher(format!(
-                    "the request selects {total} samples, more than --read.max-samples={max}"
-                )));
             }
             let body = compress(&ReadResponse { results }.encode_to_vec());
             state
@@ -329,13 +304,22 @@ async fn serve(
                 } else {
                     reader.options.max_samples
                 };
-                let mut outcome = Ok(());
-                for (i, p) in prepared.iter().enumerate() {
-                    outcome = reader.stream(i, p, &mut budget, &mut tx).await;
-                    if outcome.is_err() {
-                        break;
+                let work = async {
+                    for (i, p) in prepared.iter().enumerate() {
+                        reader.stream(i, p, &mut budget, &mut tx).await?;
                     }
-                }
+                    Ok(())
+                };
+                // A panic here would close the channel like a finished answer: the client
+                // would take a short body for a whole one. It becomes an error instead.
+                let outcome = std::panic::AssertUnwindSafe(work)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ReadError::Internal(
+                            "the streamed read task panicked".into(),
+                        ))
+                    });
                 st.metrics
                     .read_duration
                     .observe(started.elapsed().as_secs_f64());

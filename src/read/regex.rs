@@ -210,7 +210,10 @@ impl ClassCost {
 
     fn leaf(&mut self, ast: &Ast) -> usize {
         self.printed.clear();
-        if ast::print::Printer::new().print(ast, &mut self.printed).is_err() {
+        if ast::print::Printer::new()
+            .print(ast, &mut self.printed)
+            .is_err()
+        {
             return 0;
         }
         if let Some(&n) = self.memo.get(&self.printed) {

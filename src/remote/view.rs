@@ -308,9 +308,7 @@ impl<'a> WriteRequestView<'a> {
         while !r.done() {
             let (tag, wire_type) = within(r.key(), "TimeSeries")?;
             match tag {
-                1..=4 if wire_type != LEN => {
-                    return within(Err(r.wrong_wire_type()), "TimeSeries")
-                }
+                1..=4 if wire_type != LEN => return within(Err(r.wrong_wire_type()), "TimeSeries"),
                 1 => {
                     let label = decode_label(within(r.message(), "TimeSeries.labels")?, CTX - 1)?;
                     // Prometheus treats an empty value as an absent label (the write plan
@@ -491,14 +489,19 @@ fn check_query(r: Reader<'_>) -> R<usize> {
 
 /// A `LabelMatcher` (type, name, value).
 fn check_matcher(r: Reader<'_>) -> R<()> {
-    check_fields(r, RECURSION_LIMIT - 2, "LabelMatcher", |r, tag, wire_type| {
-        match tag {
-            1 => within(scalar(r, wire_type, VARINT), "LabelMatcher.type")?,
-            2 | 3 => within(string(r, wire_type), "LabelMatcher.name/value")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })
+    check_fields(
+        r,
+        RECURSION_LIMIT - 2,
+        "LabelMatcher",
+        |r, tag, wire_type| {
+            match tag {
+                1 => within(scalar(r, wire_type, VARINT), "LabelMatcher.type")?,
+                2 | 3 => within(string(r, wire_type), "LabelMatcher.name/value")?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )
 }
 
 /// `ReadHints` (step_ms, func, start_ms, end_ms, grouping, by, range_ms).
@@ -584,14 +587,19 @@ fn check_fields<'a>(
 /// A `MetricMetadata` (type, metric_family_name, help, unit), accepted exactly when
 /// prost accepts it.
 fn check_metadata(r: Reader<'_>) -> R<()> {
-    check_fields(r, RECURSION_LIMIT - 1, "MetricMetadata", |r, tag, wire_type| {
-        match tag {
-            1 => within(scalar(r, wire_type, VARINT), "MetricMetadata.type")?,
-            2 | 4 | 5 => within(string(r, wire_type), "MetricMetadata")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })
+    check_fields(
+        r,
+        RECURSION_LIMIT - 1,
+        "MetricMetadata",
+        |r, tag, wire_type| {
+            match tag {
+                1 => within(scalar(r, wire_type, VARINT), "MetricMetadata.type")?,
+                2 | 4 | 5 => within(string(r, wire_type), "MetricMetadata")?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )
 }
 
 /// An `Exemplar` (labels, value, timestamp), accepted exactly when prost accepts it.
@@ -645,9 +653,9 @@ mod tests {
     use super::*;
     use crate::remote::pb::histogram::{Count, ZeroCount};
     use crate::remote::pb::WriteRequest;
-    use prost::Message;
     use crate::remote::pb::{BucketSpan, Exemplar, Histogram, Label, MetricMetadata, TimeSeries};
     use proptest::prelude::*;
+    use prost::Message;
 
     /// What the write path reads of a prost request: labels and samples of every series.
     type Flat = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
@@ -697,7 +705,9 @@ mod tests {
     fn check_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
         match (WriteRequest::decode(bytes), WriteRequestView::decode(bytes)) {
             (Ok(p), Ok(v)) => prop_assert_eq!(flat_prost(&p), flat_view(&v)),
-            (Err(_), Err(e)) => prop_assert!(e.offset <= bytes.len(), "{e} in {} bytes", bytes.len()),
+            (Err(_), Err(e)) => {
+                prop_assert!(e.offset <= bytes.len(), "{e} in {} bytes", bytes.len())
+            }
             (p, v) => prop_assert!(false, "prost {:?} vs view {:?}", p.is_ok(), v.is_ok()),
         }
         Ok(())
@@ -981,11 +991,13 @@ mod tests {
         let s = v.series(0);
         assert_eq!((s.samples[0].value, s.samples[0].timestamp), (2.0, 7));
         assert_eq!(s.labels[0].name, "b");
-        // A series with only a (valid, empty) histogram: decoded, no samples.
+        // A series with only a (valid, empty) histogram: decoded and counted, not kept
+        // (it writes nothing).
         let req = len_field(1, &[len_field(1, &label), len_field(4, &[])].concat());
         check_agree(&req).unwrap();
         let v = WriteRequestView::decode(&req).unwrap();
-        assert!(v.series(0).samples.is_empty());
+        assert!(v.is_empty());
+        assert_eq!(v.histogram_count(), 1);
     }
 
     #[test]
@@ -1111,14 +1123,18 @@ mod tests {
 
     fn read_request() -> impl Strategy<Value = crate::remote::pb::ReadRequest> {
         use crate::remote::pb::{LabelMatcher, Query, ReadHints, ReadRequest};
-        let matcher = (0i32..5, "[a-z_\u{e9}]{0,4}", ".{0,6}").prop_map(|(t, name, value)| {
-            LabelMatcher {
+        let matcher =
+            (0i32..5, "[a-z_\u{e9}]{0,4}", ".{0,6}").prop_map(|(t, name, value)| LabelMatcher {
                 r#type: t,
                 name,
                 value,
-            }
-        });
-        let hints = (any::<i64>(), ".{0,4}", prop::collection::vec(".{0,3}", 0..3), any::<bool>())
+            });
+        let hints = (
+            any::<i64>(),
+            ".{0,4}",
+            prop::collection::vec(".{0,3}", 0..3),
+            any::<bool>(),
+        )
             .prop_map(|(n, func, grouping, by)| ReadHints {
                 step_ms: n,
                 func,
