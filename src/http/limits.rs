@@ -251,6 +251,24 @@ pub fn content_type_proto(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// Decompressed size from which a body is decompressed (and, on /read, decoded) on the
+/// blocking pool rather than on an async worker, so one 64 MiB body does not stall the
+/// other requests sharing that worker. Below it, the hop costs more than it saves.
+pub const BLOCKING_DECODE_BYTES: usize = 1 << 20;
+
+/// Whether the snappy body declares at least [`BLOCKING_DECODE_BYTES`].
+pub fn decode_off_worker(body: &[u8]) -> bool {
+    snap::raw::decompress_len(body).is_ok_and(|n| n >= BLOCKING_DECODE_BYTES)
+}
+
+/// Runs `f` on the blocking pool (a panic in it becomes a 500 like a handler's).
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Status for a body that failed snappy + protobuf decoding: a declared (or actual) size
 /// over `--web.max-decompressed-bytes` is 413 like an over-long body, the rest 400.
 pub fn codec_error(e: CodecError) -> ApiError {

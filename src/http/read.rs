@@ -204,7 +204,7 @@ pub async fn handle(
     if let Err(e) = check_media_type(&headers) {
         return fail(&state, started, e);
     }
-    match serve(&state, &creds, &body, started).await {
+    match serve(&state, &creds, body, started).await {
         Ok(r) => r,
         Err(e) => fail(&state, started, e),
     }
@@ -221,10 +221,15 @@ pub const MAX_RESPONSE_TYPES_PER_REQUEST: usize = 64;
 async fn serve(
     state: &AppState,
     creds: &RequestCredentials,
-    body: &[u8],
+    body: Bytes,
     started: Instant,
 ) -> Result<Response, ReadError> {
-    let req = decode(body, state.config.max_decompressed_bytes)?;
+    let limit = state.config.max_decompressed_bytes;
+    let req = if super::limits::decode_off_worker(&body) {
+        super::limits::blocking(move || decode(&body, limit)).await?
+    } else {
+        decode(&body, limit)?
+    };
     let kind = negotiate(&req)?;
     // Before any AWS call: an oversized matcher is a 400 at once.
     for q in &req.queries {
