@@ -1,7 +1,10 @@
-//! Every prometheus.yml we document must be accepted by promtool.
+//! Every prometheus.yml we document must be accepted by promtool 2.x (Debian stable)
+//! and promtool 3.x (Debian unstable, extracted by scripts/fetch-clients.sh).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::harness::clients::{self, Client};
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -15,7 +18,23 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn promtool_accepts_every_documented_prometheus_yml() {
+fn promtool_2_accepts_every_documented_prometheus_yml() {
+    // promtool comes with Debian stable's prometheus package, next to the binary.
+    let Some(prom) = clients::require(Client::Prometheus2, "promtool 2.x check") else {
+        return;
+    };
+    check_all(&prom.with_file_name("promtool"));
+}
+
+#[test]
+fn promtool_3_accepts_every_documented_prometheus_yml() {
+    let Some(promtool) = clients::require(Client::Promtool3, "promtool 3.x check") else {
+        return;
+    };
+    check_all(&promtool);
+}
+
+fn check_all(promtool: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("documentation");
     let mut files = Vec::new();
     yaml_files(&root, &mut files);
@@ -25,14 +44,15 @@ fn promtool_accepts_every_documented_prometheus_yml() {
         "expected the example configs under documentation/, found {files:?}"
     );
     for f in files {
-        let out = Command::new("promtool")
+        let out = Command::new(promtool)
             .args(["check", "config", "--syntax-only"])
             .arg(&f)
             .output()
-            .expect("promtool is installed with the prometheus package");
+            .unwrap_or_else(|e| panic!("{}: {e}", promtool.display()));
         assert!(
             out.status.success(),
-            "promtool rejects {}:\n{}{}",
+            "{} rejects {}:\n{}{}",
+            promtool.display(),
             f.display(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)

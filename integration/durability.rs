@@ -9,32 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::harness::exporter::Exporter;
 use crate::harness::*;
 
-async fn create_destination(endpoint: &str) {
-    let creds = aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "it");
-    let conf = aws_sdk_timestreamwrite::Config::builder()
-        .behavior_version(aws_sdk_timestreamwrite::config::BehaviorVersion::latest())
-        .region(aws_sdk_timestreamwrite::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .endpoint_url(endpoint)
-        .build();
-    let client = aws_sdk_timestreamwrite::Client::from_conf(conf);
-    client
-        .create_database()
-        .database_name(DATABASE)
-        .send()
-        .await
-        .expect("create database");
-    client
-        .create_table()
-        .database_name(DATABASE)
-        .table_name(TABLE)
-        .send()
-        .await
-        .expect("create table");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_sample_lost_across_connector_sigkill_and_backend_throttling() {
+    let Some((prom, _)) = clients::require_prometheus(2, "durability") else {
+        return;
+    };
     let dir = TestDir::new("durability");
     let d = dir.path();
     let exporter = Exporter::start().await;
@@ -72,7 +51,7 @@ remote_write:
 "#,
         exporter = exporter.addr
     );
-    let a = Prometheus::start("prometheus-a", a_port, &config, d).await;
+    let a = Prometheus::start(&prom, "prometheus-a", a_port, &config, d).await;
 
     tokio::time::sleep(Duration::from_secs(6)).await;
     // 1. The connector dies without warning; Prometheus keeps scraping and retrying.

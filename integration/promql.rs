@@ -4,12 +4,19 @@
 //! below must give the same answer from A's own TSDB and from B, values bit-exact
 //! (Prometheus renders sample values with the shortest round-tripping decimal, so
 //! equal strings mean equal f64 bits).
+//!
+//! Run twice: with Prometheus 2.x (Debian stable; reads with SAMPLES) and with
+//! Prometheus 3.x (Debian unstable; reads with STREAMED_XOR_CHUNKS and uses only the
+//! first series of each frame, so a server packing several series per frame loses
+//! data). A and B are the same version (PromQL itself differs between majors). B reads
+//! through a recording proxy that checks which response type was asked for and served.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::harness::exporter::Exporter;
+use crate::harness::proxy::{ReadProxy, SAMPLES, STREAMED_XOR_CHUNKS};
 use crate::harness::tls::TestPki;
 use crate::harness::*;
 
@@ -87,12 +94,24 @@ fn is_empty(data: &Value) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promql_answers_through_remote_read_equal_prometheus_own_tsdb() {
-    let dir = TestDir::new("promql");
+async fn promql_through_remote_read_equals_own_tsdb_prometheus_2() {
+    parity(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promql_through_remote_read_equals_own_tsdb_prometheus_3_streamed() {
+    parity(3).await;
+}
+
+async fn parity(major: u32) {
+    let test = format!("promql parity with Prometheus {major}.x");
+    let Some((prom, version)) = clients::require_prometheus(major, &test) else {
+        return;
+    };
+    let dir = TestDir::new(&format!("promql{major}"));
     let d = dir.path();
     let pki = TestPki::generate(d);
     let exporter = Exporter::start().await;
-    let major = prometheus_major_version();
 
     let store_port = free_port();
     let mut args = vec![
@@ -107,6 +126,8 @@ async fn promql_answers_through_remote_read_equal_prometheus_own_tsdb() {
         args.push("--read.dot-matches-newline=false".to_string());
     }
     let connector = Connector::start("connector", free_port(), &args, Some(&pki), d).await;
+    // B → recording proxy (TLS, same certificate) → connector (TLS).
+    let proxy = ReadProxy::start(&connector.url(""), Some(&pki), Some(&pki)).await;
 
     let remote_common = format!(
         r#"    basic_auth:
@@ -147,10 +168,10 @@ remote_read:
   - url: "{read}"
     read_recent: true
 {remote_common}"#,
-        read = connector.url("/read"),
+        read = proxy.url("/read"),
     );
-    let a = Prometheus::start("prometheus-a", a_port, &a_config, d).await;
-    let b = Prometheus::start("prometheus-b", free_port(), &b_config, d).await;
+    let a = Prometheus::start(&prom, "prometheus-a", a_port, &a_config, d).await;
+    let b = Prometheus::start(&prom, "prometheus-b", free_port(), &b_config, d).await;
 
     // Let A collect a history worth querying.
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -185,12 +206,56 @@ remote_read:
             failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
         }
     }
+    // What B asked for and got, as seen on the wire.
+    let records = proxy.records();
+    let reads = records
+        .iter()
+        .filter(|r| r.accepted_response_types.is_some())
+        .count();
+    let streamed = records.iter().filter(|r| r.streamed()).count();
+    let max_series_per_frame = records
+        .iter()
+        .map(|r| r.max_series_per_frame)
+        .max()
+        .unwrap_or(0);
+    let wire = format!(
+        "Prometheus {version}: {} read requests, {streamed} answered streamed, at most \
+         {max_series_per_frame} series in one frame; accepted types {:?}",
+        records.len(),
+        records
+            .iter()
+            .map(|r| r.accepted_response_types.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    );
     assert!(
         failures.is_empty(),
-        "{} of {} queries differ:\n{}",
+        "{} of {} evaluations differ ({} queries, each instant and range; {wire}):\n{}",
         failures.len(),
+        QUERIES.len() * 2,
         QUERIES.len(),
         failures.join("\n")
     );
+    assert!(reads > 0 && reads == records.len(), "{wire}: {records:?}");
+    assert!(
+        records.iter().all(|r| r.status == 200),
+        "{wire}: {records:?}"
+    );
+    if major >= 3 {
+        // Prometheus ≥ 2.55 asks for streamed chunks first and falls back to samples.
+        for r in &records {
+            assert_eq!(
+                r.accepted_response_types.as_deref(),
+                Some(&[STREAMED_XOR_CHUNKS, SAMPLES][..]),
+                "{wire}: {r:?}"
+            );
+            assert!(r.streamed(), "{wire}: not answered streamed: {r:?}");
+        }
+    } else {
+        assert_eq!(streamed, 0, "{wire}: 2.x must be answered with samples");
+    }
+    clients::note(&format!(
+        "promql parity: {} queries × 2 equal; {wire}",
+        QUERIES.len()
+    ));
     drop(connector);
 }

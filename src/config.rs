@@ -244,43 +244,15 @@ pub struct Cli {
     pub max_connections: u32,
 }
 
-/// Parses a duration in Prometheus/Go notation: `25s`, `500ms`, `1m30s`, `2h`; a bare
-/// number is seconds.
+/// Parses a duration in Prometheus/Go notation (`25s`, `500ms`, `1m30s`, `2h`) with
+/// humantime; a bare number is seconds, as upstream flags of this kind accept.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected e.g. 25s, 500ms or 1m30s");
     let s = s.trim();
-    if s.is_empty() {
-        return Err(bad());
-    }
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(secs));
     }
-    let mut total_ms: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total_ms = n
-            .checked_mul(factor)
-            .and_then(|v| total_ms.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    Ok(std::time::Duration::from_millis(total_ms))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}): expected e.g. 25s, 500ms or 1m30s"))
 }
 
 fn parse_retries(s: &str) -> Result<u32, String> {
@@ -720,7 +692,12 @@ mod tests {
         assert_eq!(c.limits.max_concurrent_requests, 3);
         assert_eq!(c.limits.max_inflight_write_calls, 7);
         assert_eq!(parse_duration("7").unwrap().as_secs(), 7);
-        for bad in ["", "s", "10x", "1.5s", "-1s", "ms10"] {
+        assert_eq!(parse_duration("1m30s").unwrap().as_millis(), 90_000);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("2h").unwrap().as_secs(), 7_200);
+        // Fractions as Go's time.ParseDuration reads them.
+        assert_eq!(parse_duration("1.5s").unwrap().as_millis(), 1_500);
+        for bad in ["", "s", "10x", "1.2.3s", "-1s", "ms10"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         for bad in [

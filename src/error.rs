@@ -29,7 +29,7 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     /// No or malformed `Authorization: Basic` header → 401 with `WWW-Authenticate`.
-    #[error("the request must carry an Authorization: Basic header with an AWS access key id as user name and the secret access key as password")]
+    #[error("the request must carry an Authorization: Basic header with an AWS access key id as user name and the secret access key as password (secret:session-token for temporary credentials)")]
     Unauthorized,
     /// Body larger than allowed, compressed or decompressed → 413.
     #[error("{0}")]

@@ -18,6 +18,9 @@ pub const HANDLER_LABEL: &str = "handler";
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Names of the families above (empty vectors are not in the exposition, so the
+    /// documentation check needs the list).
+    names: Vec<String>,
     /// Upstream: samples not sent (unstorable names, non-finite values, stale markers).
     pub ignored_samples: IntCounter,
     /// Upstream: samples received in write requests.
@@ -33,6 +36,8 @@ pub struct Metrics {
     /// Ignored samples by reason.
     pub ignored_by_reason: IntCounterVec,
     /// Failed WriteRecords calls by Timestream error code.
+    /// Failed remote-read requests by error code (`ReadError::code`).
+    pub read_errors: IntCounterVec,
     pub write_errors: IntCounterVec,
     /// Records Timestream accepted.
     pub records_written: IntCounter,
@@ -96,6 +101,14 @@ impl Metrics {
                 "Samples not sent to Timestream, by reason.",
             ),
             &[REASON_LABEL],
+        )
+        .expect("valid metric");
+        let read_errors = IntCounterVec::new(
+            Opts::new(
+                "timestream_connector_read_errors_total",
+                "Failed remote-read requests, by error code.",
+            ),
+            &[CODE_LABEL],
         )
         .expect("valid metric");
         let write_errors = IntCounterVec::new(
@@ -170,6 +183,7 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let mut names = Vec::new();
         for c in [
             Box::new(ignored_samples.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(received_samples.clone()),
@@ -179,6 +193,7 @@ impl Metrics {
             Box::new(read_duration.clone()),
             Box::new(ignored_by_reason.clone()),
             Box::new(write_errors.clone()),
+            Box::new(read_errors.clone()),
             Box::new(records_written.clone()),
             Box::new(batch_records.clone()),
             Box::new(write_request_bytes.clone()),
@@ -190,10 +205,12 @@ impl Metrics {
             Box::new(requests_cut_at_shutdown.clone()),
             Box::new(write_call_slots_in_use.clone()),
         ] {
+            names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("unique metric names");
         }
         Metrics {
             registry,
+            names,
             ignored_samples,
             received_samples,
             write_requests,
@@ -202,6 +219,7 @@ impl Metrics {
             read_duration,
             ignored_by_reason,
             write_errors,
+            read_errors,
             records_written,
             batch_records,
             write_request_bytes,
@@ -228,6 +246,11 @@ impl Metrics {
     /// The registry, for extra collectors.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The name of every metric family this struct registers.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Text exposition of every metric.

@@ -98,6 +98,7 @@ async fn ensure_destination(clients: &ClientCache, config: &Config) -> anyhow::R
     let creds = RequestCredentials::Static {
         access_key_id: LOCAL_STORE_KEYS.0.into(),
         secret_access_key: LOCAL_STORE_KEYS.1.into(),
+        session_token: None,
     };
     let client = clients
         .get(&creds)

@@ -3,6 +3,8 @@
 //! collects its answers; Timestream is an in-process timestream-local.
 
 mod lambda_support;
+#[path = "support/policy.rs"]
+mod policy;
 
 use lambda_support::*;
 use timestream_prometheus_connector::remote::pb::read_request::ResponseType;
@@ -519,4 +521,108 @@ fn lambda_mode_without_the_runtime_variables_exits_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("AWS_LAMBDA_RUNTIME_API"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The Lambda deployment as AWS runs it: the function signs with its execution role's
+/// temporary credentials (key, secret AND session token in its environment), and the role
+/// has exactly the policy GETTING_STARTED.md documents. Writes and reads (SAMPLES and
+/// STREAMED) work; the store refuses DESCRIBE (no `DescribeTable` in the policy) and the
+/// read path falls back.
+#[tokio::test]
+async fn lambda_role_with_the_documented_policy_and_a_session_token() {
+    const ROLE_KEY: &str = "ASIALAMBDAROLE";
+    const ROLE_SECRET: &str = "role/Secret+Key";
+    const ROLE_TOKEN: &str = "IQoJb3JpZ2luX2VjLambdaRoleToken==";
+    let policy = policy::documented_policy().replace(
+        "database/prometheusDatabase/table/prometheusMetricsTable",
+        &format!("database/{DB}/table/{TABLE}"),
+    );
+    let store = Store::start_with_credentials(
+        Some(format!(
+            "{AKID} {SECRET}\n{ROLE_KEY} {ROLE_SECRET} token={ROLE_TOKEN} policy=policy.json\n"
+        )),
+        &[("policy.json", &policy)],
+    )
+    .await;
+    let api = RuntimeApi::start().await;
+    let mut v = vars(&store, &[]);
+    v.push(("AWS_ACCESS_KEY_ID", ROLE_KEY.into()));
+    v.push(("AWS_SECRET_ACCESS_KEY", ROLE_SECRET.into()));
+    v.push(("AWS_SESSION_TOKEN", ROLE_TOKEN.into()));
+    let f = start(&api, &v);
+    let (data, t0) = sample_data("lambda_policy");
+    let w = v2_event(
+        "dev",
+        "/dev/write",
+        "POST /write",
+        Kind::Write,
+        &write_body(data),
+        None,
+    );
+    let a = http_answer(api.invoke(w).await, &f.logs());
+    assert_eq!(a.status, 200, "{}\n{}", a.text(), f.logs());
+    assert_eq!(store.count().await, 4);
+    let r = v2_event(
+        "dev",
+        "/dev/read",
+        "POST /read",
+        Kind::Read,
+        &read_body("lambda_policy", t0 - 60_000, t0 + 60_000),
+        None,
+    );
+    let a = http_answer(api.invoke(r).await, &f.logs());
+    assert_binary_read_answer(&a, "lambda_policy", t0, &f.logs());
+    let r = v2_event(
+        "dev",
+        "/dev/read",
+        "POST /read",
+        Kind::Read,
+        &read_body_accepting(
+            "lambda_policy",
+            t0 - 60_000,
+            t0 + 60_000,
+            &[ResponseType::StreamedXorChunks],
+        ),
+        None,
+    );
+    let a = http_answer(api.invoke(r).await, &f.logs());
+    assert_eq!(a.status, 200, "{}\n{}", a.text(), f.logs());
+    let streamed: usize = a.frames().iter().map(|f| f.chunked_series.len()).sum();
+    assert_eq!(streamed, 2, "both series, streamed");
+    drop(f);
+
+    // Without Select in the role's policy, the read is refused with the action named.
+    let store = Store::start_with_credentials(
+        Some(format!(
+            "{AKID} {SECRET}\n{ROLE_KEY} {ROLE_SECRET} token={ROLE_TOKEN} policy=policy.json\n"
+        )),
+        &[(
+            "policy.json",
+            &policy::without(&policy, "timestream:Select"),
+        )],
+    )
+    .await;
+    let api = RuntimeApi::start().await;
+    let mut v = vars(&store, &[]);
+    v.push(("AWS_ACCESS_KEY_ID", ROLE_KEY.into()));
+    v.push(("AWS_SECRET_ACCESS_KEY", ROLE_SECRET.into()));
+    v.push(("AWS_SESSION_TOKEN", ROLE_TOKEN.into()));
+    let f = start(&api, &v);
+    let r = v2_event(
+        "dev",
+        "/dev/read",
+        "POST /read",
+        Kind::Read,
+        &read_body("lambda_policy", t0 - 60_000, t0 + 60_000),
+        None,
+    );
+    let a = http_answer(api.invoke(r).await, &f.logs());
+    assert_eq!(a.status, 403, "{}\n{}", a.text(), f.logs());
+    assert!(
+        a.text()
+            .contains("not authorized to perform: timestream:Select"),
+        "{}",
+        a.text()
+    );
+    assert!(!f.logs().contains(ROLE_TOKEN) && !f.logs().contains(ROLE_SECRET));
 }

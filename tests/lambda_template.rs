@@ -2,6 +2,9 @@
 //! and consistent with the code (every environment variable it sets is one the function
 //! reads) and with the deployment guide (every parameter is documented).
 
+#[path = "support/tools.rs"]
+mod tools;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -53,24 +56,18 @@ fn environment_variables(yaml: &str) -> Vec<String> {
 #[test]
 fn template_passes_cfn_lint() {
     let path = serverless_dir().join("template.yml");
-    let out = match Command::new("cfn-lint").arg(&path).output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
-                "NOTICE: cfn-lint is not installed (pip install cfn-lint); template not linted"
-            );
-            return;
-        }
-        Err(e) => panic!("cannot run cfn-lint: {e}"),
-    };
-    // A pyenv shim without the package behind it answers 127: the tool is not there either.
-    if out.status.code() == Some(127) {
-        println!(
-            "NOTICE: cfn-lint is not installed (pip install cfn-lint); template not linted: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if !tools::require(
+        "template_passes_cfn_lint",
+        "cfn-lint",
+        &["--version"],
+        "python3 -m pip install cfn-lint",
+    ) {
         return;
     }
+    let out = Command::new("cfn-lint")
+        .arg(&path)
+        .output()
+        .expect("run cfn-lint");
     assert!(
         out.status.success(),
         "cfn-lint found problems in {}:\n{}{}",

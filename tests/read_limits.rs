@@ -211,6 +211,24 @@ async fn read_answers_415_for_a_body_naming_another_protobuf_message() {
     ];
     let (status, text) = post_with(&env, "/read", request(1), &headers).await;
     assert_eq!(status, 200, "{text}");
+    // vmctl --remote-read-use-stream sends the streamed *response* type as its request
+    // Content-Type (Prometheus' handler ignores it): accepted, on both paths.
+    let headers = [(
+        "Content-Type",
+        "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse",
+    )];
+    for path in ["/read", "/api/v1/read"] {
+        let (status, text) = post_with(&env, path, request(1), &headers).await;
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    // A remote-write 1.0 body posted to /read names its message: refused, saying why.
+    let headers = [(
+        "Content-Type",
+        "application/x-protobuf;proto=prometheus.WriteRequest",
+    )];
+    let (status, text) = post_with(&env, "/read", request(1), &headers).await;
+    assert_eq!(status, 415, "{text}");
+    assert!(text.contains("prometheus.WriteRequest"), "{text}");
     env.shutdown().await;
 }
 

@@ -7,6 +7,9 @@
 //! `{`), the corpus gives the RE2 meaning as an equivalent regex-crate pattern.
 //! Skipped with a notice when no JDK is installed.
 
+#[path = "support/tools.rs"]
+mod tools;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -212,19 +215,9 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// Runs the Java checker over `pairs` and returns one answer line per pair.
 fn run_java(pairs: &[(String, String)]) -> Option<Vec<String>> {
-    if !have("javac") || !have("java") {
-        println!("NOTICE: javac/java not installed; skipping the java.util.regex cross-check");
+    if !tools::require_jdk("the java.util.regex cross-check") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

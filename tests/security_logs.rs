@@ -1,8 +1,9 @@
 //! Credentials never leave the connector: the real binary runs at `--log.level=debug`
 //! (logfmt and json) against a timestream-local that checks SigV4; good and bad
 //! requests carry distinctive secrets in every shape a header can hold them (valid
-//! basic auth, wrong secret, no colon, Bearer, garbage base64), and neither any secret
-//! nor its base64 forms may appear in stdout, stderr, any response body or /metrics.
+//! basic auth, wrong secret, no colon, Bearer, garbage base64; session tokens, good and
+//! wrong), and neither any secret or token nor its base64 forms may appear in stdout,
+//! stderr, any response body or /metrics.
 
 mod common;
 
@@ -27,6 +28,10 @@ const USER: &str = "AKIDLOGTESTUSER";
 const WRONG_SECRET: &str = "Wr0ngS3cret/ForLogTest+Qq4";
 const BEARER_SECRET: &str = "B3arerS3cretForLogTestTok";
 const NOCOLON_SECRET: &str = "N0ColonS3cretForLogTest";
+/// A temporary key: its session token (X-Aws-Session-Token), and a token the store rejects.
+const TEMP_USER: &str = "ASIALOGTESTUSER";
+const SESSION_TOKEN: &str = "IQoJLogTestS3ssionToken/Good+Zz9";
+const WRONG_TOKEN: &str = "IQoJLogTestWr0ngToken/Bad+Qq1xx";
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -35,6 +40,10 @@ fn b64(s: &str) -> String {
 /// Every text form a secret could leak in.
 fn forbidden() -> Vec<String> {
     let mut v = Vec::new();
+    for t in [SESSION_TOKEN, WRONG_TOKEN] {
+        v.push(t.to_string());
+        v.push(t[..14].to_string());
+    }
     for s in [GOOD_SECRET, WRONG_SECRET, BEARER_SECRET, NOCOLON_SECRET] {
         v.push(s.to_string());
         // A recognisable prefix catches truncated echoes.
@@ -192,6 +201,26 @@ async fn traffic(http: &reqwest::Client, url: &str) -> Vec<String> {
         assert_eq!(status, want, "{path} with {auth:?}: {text}");
         bodies.push(format!("{path} {status} {headers} {text}"));
     }
+    // Temporary credentials: the token travels in its own header, good and wrong.
+    for (token, want) in [(SESSION_TOKEN, 200), (WRONG_TOKEN, 403)] {
+        for (path, body) in [("/write", write.clone()), ("/read", read_body())] {
+            let resp = http
+                .post(format!("{url}{path}"))
+                .header("Content-Encoding", "snappy")
+                .header("Content-Type", "application/x-protobuf")
+                .header("Authorization", basic(TEMP_USER, GOOD_SECRET))
+                .header("X-Aws-Session-Token", token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let headers = format!("{:?}", resp.headers());
+            let text = String::from_utf8_lossy(&resp.bytes().await.unwrap()).into_owned();
+            assert_eq!(status, want, "{path} with a session token: {text}");
+            bodies.push(format!("{path} {status} {headers} {text}"));
+        }
+    }
     let metrics = http
         .get(format!("{url}/metrics"))
         .send()
@@ -238,7 +267,13 @@ fn stop(mut r: Running) -> (String, String) {
 async fn run(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("credentials");
-    std::fs::write(&creds, format!("{USER} {GOOD_SECRET}\n{AKID} {SECRET}\n")).unwrap();
+    std::fs::write(
+        &creds,
+        format!(
+            "{USER} {GOOD_SECRET}\n{AKID} {SECRET}\n{TEMP_USER} {GOOD_SECRET} token={SESSION_TOKEN}\n"
+        ),
+    )
+    .unwrap();
     let mut opts = Options::new(dir.path().join("store"));
     opts.credentials_file = Some(creds);
     let store = Server::start(opts).await.unwrap();

@@ -5,6 +5,8 @@
 //! ServerHello. Without an `openssl` binary the old-version half is skipped with a notice.
 
 mod common;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::process::{Command, Stdio};
 
@@ -98,8 +100,16 @@ async fn tls_1_2_and_1_3_accepted_old_versions_refused() {
     })
     .await
     .unwrap();
-    if results.iter().any(|(_, r)| r.is_none()) {
-        eprintln!("NOTICE: no openssl binary; TLS 1.0/1.1 refusal not checked");
+    let missing = results.iter().any(|(_, r)| r.is_none());
+    if missing
+        && !tools::require(
+            "TLS 1.0/1.1 refusal",
+            "openssl",
+            &["version"],
+            "apt-get install openssl",
+        )
+    {
+        // Skipped, reported by tools::require.
     } else {
         for (flag, r) in results {
             let (completed, text) = r.unwrap();

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use timestream_local::FaultOptions;
@@ -184,9 +184,11 @@ async fn large_requests_are_split_and_sent_concurrently() {
     let took = started.elapsed();
     env.faults().clear();
     assert_eq!(status, 200, "{body}");
+    // Concurrency seen at the store, not inferred from wall time.
+    let most = env.faults().max_in_flight("WriteRecords");
     assert!(
-        took < Duration::from_millis(2_500),
-        "took {took:?}: batches were not sent concurrently"
+        (2..=16).contains(&most),
+        "took {took:?}; at most 16 calls may overlap and several must, saw {most}"
     );
 
     let m = env.metrics_text().await;

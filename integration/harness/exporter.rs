@@ -6,9 +6,11 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{extract::State, routing::get, Router};
 
 /// Series names the suite queries. All exporter series are finite, so every sample
@@ -35,27 +37,47 @@ const GAUGES: &[(&str, Option<&str>, f64)] = &[
     ("prom", Some(""), 11.0),
 ];
 
+#[derive(Default)]
+struct Counters {
+    scrapes: AtomicU64,
+    /// Sample lines served in answers with status 200.
+    served_samples: AtomicU64,
+    stopped: AtomicBool,
+}
+
 pub struct Exporter {
     pub addr: SocketAddr,
-    scrapes: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl Exporter {
     pub async fn start() -> Exporter {
-        let scrapes = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(Counters::default());
         let app = Router::new()
             .route("/metrics", get(metrics))
-            .with_state(scrapes.clone());
+            .with_state(counters.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             axum::serve(listener, app).await.ok();
         });
-        Exporter { addr, scrapes }
+        Exporter { addr, counters }
     }
 
+    /// Scrapes answered with data.
     pub fn scrapes(&self) -> u64 {
-        self.scrapes.load(Ordering::Relaxed)
+        self.counters.scrapes.load(Ordering::SeqCst)
+    }
+
+    /// Samples served in all answered scrapes.
+    pub fn served_samples(&self) -> u64 {
+        self.counters.served_samples.load(Ordering::SeqCst)
+    }
+
+    /// From now on every scrape fails with 503 and serves nothing, so the number of
+    /// samples served is final.
+    pub fn stop(&self) {
+        self.counters.stopped.store(true, Ordering::SeqCst);
     }
 }
 
@@ -65,8 +87,22 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-async fn metrics(State(scrapes): State<Arc<AtomicU64>>) -> String {
-    let n = scrapes.fetch_add(1, Ordering::Relaxed) + 1;
+async fn metrics(State(counters): State<Arc<Counters>>) -> Response {
+    if counters.stopped.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopped").into_response();
+    }
+    let n = counters.scrapes.fetch_add(1, Ordering::SeqCst) + 1;
+    let out = render(n);
+    let samples = out
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count() as u64;
+    counters.served_samples.fetch_add(samples, Ordering::SeqCst);
+    out.into_response()
+}
+
+/// The page of the `n`th scrape.
+fn render(n: u64) -> String {
     let nf = n as f64;
     let mut out = String::new();
     // `{:?}` prints the shortest string that parses back to the same f64.

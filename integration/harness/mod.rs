@@ -1,10 +1,14 @@
-//! Real processes for the integration suite: Prometheus (Debian's package), the
-//! connector binary, an in-process timestream-local, and a scrape target with
-//! awkward series. Every process writes its log to the test's temp dir, which is kept
+//! Real processes for the integration suite: Prometheus (2.x from Debian stable, 3.x
+//! from Debian unstable, see `clients`), VictoriaMetrics' vmagent, vmctl and
+//! single-node server, the connector binary, an in-process timestream-local, a
+//! recording proxy for remote read, and a scrape target with awkward series. Every process writes its log to the test's temp dir, which is kept
 //! (and printed) when a test fails, so a red CI run can be diagnosed.
 
+pub mod clients;
 pub mod exporter;
+pub mod proxy;
 pub mod tls;
+pub mod victoria;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -104,7 +108,26 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    pub async fn start(name: &str, port: u16, config_yaml: &str, dir: &Path) -> Prometheus {
+    /// Starts the Prometheus binary `bin` (2.x or 3.x: the same flags work for both).
+    pub async fn start(
+        bin: &Path,
+        name: &str,
+        port: u16,
+        config_yaml: &str,
+        dir: &Path,
+    ) -> Prometheus {
+        Prometheus::start_with(bin, name, port, config_yaml, &[], dir).await
+    }
+
+    /// `start` with extra command-line flags.
+    pub async fn start_with(
+        bin: &Path,
+        name: &str,
+        port: u16,
+        config_yaml: &str,
+        extra_args: &[&str],
+        dir: &Path,
+    ) -> Prometheus {
         let cfg = dir.join(format!("{name}.yml"));
         std::fs::write(&cfg, config_yaml).expect("write prometheus config");
         let data = dir.join(format!("{name}-data"));
@@ -114,7 +137,8 @@ impl Prometheus {
             format!("--web.listen-address=127.0.0.1:{port}"),
             "--log.level=debug".to_string(),
         ];
-        let proc = Proc::spawn(name, Path::new("prometheus"), &args, dir);
+        let args = [args, extra_args.iter().map(|a| a.to_string()).collect()].concat();
+        let proc = Proc::spawn(name, bin, &args, dir);
         let url = format!("http://127.0.0.1:{port}");
         let client = http_client();
         let ready = format!("{url}/-/ready");
@@ -210,23 +234,6 @@ impl Prometheus {
         )
         .await;
     }
-}
-
-/// The major version of the installed Prometheus (the suite adapts regex dot semantics:
-/// Prometheus 2.x's `.` does not match a newline, 3.x's does).
-pub fn prometheus_major_version() -> u32 {
-    let out = Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .expect("prometheus is installed (scripts/test.sh installs it)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    // "prometheus, version 2.42.0+ds (branch: ...)"
-    text.split("version ")
-        .nth(1)
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read the Prometheus version from {text:?}"))
 }
 
 /// The connector binary under test.
@@ -331,6 +338,116 @@ pub async fn count_rows(client: &aws_sdk_timestreamquery::Client, sql: &str) -> 
         .expect("count is a scalar")
         .parse()
         .expect("count is an integer")
+}
+
+/// Creates the harness' database and table in a store (the connector creates nothing
+/// unless it runs its own `--local-store`).
+pub async fn create_destination(endpoint: &str) {
+    let creds = aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "it");
+    let conf = aws_sdk_timestreamwrite::Config::builder()
+        .behavior_version(aws_sdk_timestreamwrite::config::BehaviorVersion::latest())
+        .region(aws_sdk_timestreamwrite::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .build();
+    let client = aws_sdk_timestreamwrite::Client::from_conf(conf);
+    client
+        .create_database()
+        .database_name(DATABASE)
+        .send()
+        .await
+        .expect("create database");
+    client
+        .create_table()
+        .database_name(DATABASE)
+        .table_name(TABLE)
+        .send()
+        .await
+        .expect("create table");
+}
+
+/// The sum of every sample of `name` whose labels include all of `labels`
+/// (`key="value"` strings) on a Prometheus text-format page; 0 when none.
+pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labelset, value) = if let Some(r) = rest.strip_prefix('{') {
+                let end = r.rfind('}')?;
+                (&r[..end], r[end + 1..].trim())
+            } else if rest.starts_with(' ') {
+                ("", rest.trim())
+            } else {
+                return None;
+            };
+            labels
+                .iter()
+                .all(|want| labelset.split(',').any(|kv| kv.trim() == *want))
+                .then(|| value.split(' ').next()?.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// GETs a text page (e.g. `/metrics`), trusting the test CA for HTTPS.
+pub async fn get_text(url: &str, ca: Option<&tls::TestPki>) -> String {
+    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(pki) = ca {
+        b = b.add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap(),
+        );
+    }
+    b.build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Writes series through a connector's `/write` as Prometheus would (remote write 1.0,
+/// snappy, basic auth with the harness keys), in requests of at most 20,000 samples.
+pub async fn write_rw1(
+    url: &str,
+    data: &[(
+        Vec<timestream_prometheus_connector::remote::pb::Label>,
+        Vec<timestream_prometheus_connector::remote::pb::Sample>,
+    )],
+) {
+    use timestream_prometheus_connector::remote::codec::encode_write_request;
+    use timestream_prometheus_connector::remote::pb::{TimeSeries, WriteRequest};
+    let client = http_client();
+    for (labels, samples) in data {
+        for part in samples.chunks(20_000) {
+            let body = encode_write_request(&WriteRequest {
+                timeseries: vec![TimeSeries {
+                    labels: labels.clone(),
+                    samples: part.to_vec(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let r = client
+                .post(url)
+                .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
+                .header("Content-Type", "application/x-protobuf")
+                .header("Content-Encoding", "snappy")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+            let status = r.status();
+            assert!(
+                status.is_success(),
+                "POST {url}: {status} {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// Keeps the temp dir (with every process log) when the test panics.

@@ -39,6 +39,11 @@ impl ApiError {
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new("InternalServerException", 500, m)
     }
+    /// Timestream documents AccessDeniedException with HTTP status 400 (API reference,
+    /// "Errors" of every operation).
+    pub fn access_denied(m: impl Into<String>) -> Self {
+        Self::new("AccessDeniedException", 400, m)
+    }
     pub fn unrecognized_client() -> Self {
         Self::new(
             "UnrecognizedClientException",

@@ -1,6 +1,9 @@
 //! Fault injection for tests: extra latency, and a share or a count of calls answered with
-//! ThrottlingException / InternalServerException. Changeable at runtime.
+//! ThrottlingException / InternalServerException. Changeable at runtime. Also counts the
+//! calls of each operation in flight at once, so a test can check a client's concurrency
+//! bound where it matters (at the backend) instead of inferring it from wall time.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +62,23 @@ impl FaultOptions {
 #[derive(Debug, Clone, Default)]
 pub struct FaultHandle {
     inner: Arc<Mutex<FaultOptions>>,
+    /// Per operation: (calls in flight now, most in flight at once since the last reset).
+    in_flight: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+}
+
+/// One call in flight; leaving it (drop) decrements the count.
+pub(crate) struct InFlight {
+    map: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+    op: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = m.get_mut(&self.op) {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
 }
 
 /// What to do with one call.
@@ -71,6 +91,34 @@ impl FaultHandle {
     pub fn new(opts: FaultOptions) -> Self {
         FaultHandle {
             inner: Arc::new(Mutex::new(opts)),
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Counts one call of `op` in flight until the returned guard is dropped.
+    pub(crate) fn enter(&self, op: &str) -> InFlight {
+        let mut m = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(op.to_string()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(e.0);
+        InFlight {
+            map: self.in_flight.clone(),
+            op: op.to_string(),
+        }
+    }
+
+    /// Most calls of `op` that were in flight at once since the last
+    /// [`reset_max_in_flight`](Self::reset_max_in_flight) (or the start).
+    pub fn max_in_flight(&self, op: &str) -> u64 {
+        let m = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(op).map_or(0, |e| e.1)
+    }
+
+    /// Restarts every maximum from the calls in flight now.
+    pub fn reset_max_in_flight(&self) {
+        let mut m = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        for e in m.values_mut() {
+            e.1 = e.0;
         }
     }
 

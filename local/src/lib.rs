@@ -4,6 +4,7 @@
 
 mod error;
 mod faults;
+mod iam;
 mod query;
 mod server;
 mod sigv4;

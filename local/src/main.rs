@@ -22,11 +22,15 @@ CLI/boto3 get it as `http://host:port` because botocore would otherwise switch t
 AWS_ENDPOINT_URL=http://127.0.0.1:8787 (which makes the CLI discover endpoints) works too.
 
 CREDENTIALS FILE (--credentials-file)
-  One `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line, separated by whitespace; blank lines and
-  lines starting with # are ignored. With this file every request must carry a valid SigV4
-  signature (service `timestream`, any region) made with one of these keys; an unknown key is
-  answered with UnrecognizedClientException, a wrong signature with InvalidSignatureException.
-  Without it, any credentials are accepted.
+  One key per line: `ACCESS_KEY_ID SECRET_ACCESS_KEY [token=SESSION_TOKEN]
+  [actions=ACTION,...] [resources=ARN,...] [policy=FILE]`; blank lines and lines starting with #
+  are ignored. With this file every request must carry a valid SigV4 signature (service
+  `timestream`, any region) made with one of these keys; an unknown key is answered with
+  UnrecognizedClientException, a wrong signature with InvalidSignatureException. `token=`: the
+  requests must carry this session token (signed X-Amz-Security-Token). `actions=`/`resources=`
+  (one Allow statement) or `policy=` (an IAM policy JSON file) limit what the key may do; an
+  action outside them is refused with AccessDeniedException (HTTP 400) as by Timestream. Keys
+  without them may do everything. Without the file, any credentials are accepted.
 
 FAULT INJECTION ADMIN ENDPOINT (served to loopback clients only)
   GET    /_local/faults   current settings as JSON (counts show what is left)
@@ -52,7 +56,8 @@ struct Args {
     /// older than a table's memory retention are rejected, as by Timestream.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i64).range(1..=8766))]
     default_memory_retention_hours: i64,
-    /// File of accepted `ACCESS_KEY_ID SECRET_ACCESS_KEY` pairs; enables SigV4 verification.
+    /// File of accepted keys (`ACCESS_KEY_ID SECRET_ACCESS_KEY [fields]` per line, see below);
+    /// enables SigV4 verification and, for keys naming actions, permission checks.
     #[arg(long)]
     credentials_file: Option<PathBuf>,
     /// Extra latency added to each affected call (WriteRecords and Query by default).

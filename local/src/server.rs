@@ -15,13 +15,13 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::faults::{FaultHandle, FaultOptions};
+use crate::iam::ACCOUNT;
 use crate::query::{self, QueryCache, QueryIn};
 use crate::sigv4::CredentialStore;
 use crate::store::{DbMeta, Store, TableMeta, WriteOutcome};
 use crate::write::{parse_records, NormRecord, WriteRecordsIn};
 
 const TARGET_PREFIX: &str = "Timestream_20181101.";
-const ACCOUNT: &str = "000000000000";
 const REGION: &str = "us-east-1";
 
 /// Server options.
@@ -31,7 +31,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Memory-store retention of tables created without RetentionProperties.
     pub default_memory_retention_hours: i64,
-    /// `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines; when set, requests must be SigV4-signed by one.
+    /// `ACCESS_KEY_ID SECRET_ACCESS_KEY [fields]` lines; when set, requests must be SigV4-signed
+    /// by one, and a key naming permissions may only do what they allow (see `CredentialStore`).
     pub credentials_file: Option<PathBuf>,
     pub faults: FaultOptions,
     /// Validate WriteRecords calls fully but store nothing: a backend that costs (almost)
@@ -249,14 +250,22 @@ async fn dispatch(
     body: Bytes,
 ) -> Result<String, ApiError> {
     if let Some(creds) = &st.creds {
-        creds.verify(
+        let caller = creds.verify(
             method.as_str(),
             uri.path(),
             uri.query().unwrap_or(""),
             headers,
             &body,
         )?;
+        // IAM decides before the service looks at the resource: a refused caller learns
+        // nothing about whether it exists.
+        if let Some(policy) = &caller.policy {
+            if let Some(need) = crate::iam::need(op, &body, &caller.region) {
+                policy.authorize(&caller.principal, &need)?;
+            }
+        }
     }
+    let _in_flight = st.faults.enter(op);
     let decision = st.faults.decide(op);
     if decision.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(decision.latency_ms)).await;

@@ -3,19 +3,41 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::iam::{Policy, ACCOUNT};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Access key id -> secret access key.
+/// One access key of the credentials file.
+#[derive(Clone)]
+struct Key {
+    secret: String,
+    /// Session token the requests must carry (`X-Amz-Security-Token`, signed), if any.
+    token: Option<String>,
+    /// Permissions; `None` allows everything (the behaviour before permissions existed).
+    policy: Option<Arc<Policy>>,
+}
+
+/// Access key id -> key.
 #[derive(Clone, Default)]
 pub struct CredentialStore {
-    keys: HashMap<String, String>,
+    keys: HashMap<String, Key>,
+}
+
+/// Who signed a request, as far as authorization needs it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's ARN, as IAM names it in a refusal.
+    pub principal: String,
+    /// The region the request was signed for (ARNs are built in it).
+    pub region: String,
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -25,32 +47,75 @@ impl std::fmt::Debug for CredentialStore {
     }
 }
 
+const LINE_FORMAT: &str = "expected `ACCESS_KEY_ID SECRET_ACCESS_KEY [token=SESSION_TOKEN] \
+     [actions=ACTION,...] [resources=ARN,...] [policy=FILE]`";
+
 impl CredentialStore {
-    /// File format: one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line (whitespace separated);
-    /// blank lines and lines starting with `#` are ignored.
+    /// File format: one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY` then optional
+    /// `name=value` fields (whitespace separated): `token=` a session token the key's requests
+    /// must carry; `actions=` and `resources=` (comma separated, `*`/`?` wildcards; resources
+    /// default to `*`) one Allow statement; `policy=` an IAM policy JSON file (relative to this
+    /// file's directory). A key without `actions=`/`policy=` may do everything. Blank lines and
+    /// lines starting with `#` are ignored.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read credentials file {}: {e}", path.display()))?;
-        Self::parse(&text)
+        Self::parse_in(&text, path.parent())
     }
 
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
+    fn parse_in(text: &str, dir: Option<&Path>) -> anyhow::Result<Self> {
         let mut keys = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            let at = |e: anyhow::Error| anyhow::anyhow!("credentials file line {}: {e}", n + 1);
             let mut parts = line.split_whitespace();
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(id), Some(secret), None) => {
-                    keys.insert(id.to_string(), secret.to_string());
+            let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
+                return Err(at(anyhow::anyhow!("{LINE_FORMAT}")));
+            };
+            let (mut token, mut actions, mut resources, mut policy) = (None, None, None, None);
+            for field in parts {
+                let list = |v: &str| -> Vec<String> {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                };
+                match field.split_once('=') {
+                    Some(("token", v)) if !v.is_empty() => token = Some(v.to_string()),
+                    Some(("actions", v)) => actions = Some(list(v)),
+                    Some(("resources", v)) => resources = Some(list(v)),
+                    Some(("policy", v)) if !v.is_empty() => {
+                        let p = dir.map(|d| d.join(v)).unwrap_or_else(|| v.into());
+                        let text = std::fs::read_to_string(&p).map_err(|e| {
+                            at(anyhow::anyhow!("cannot read policy {}: {e}", p.display()))
+                        })?;
+                        policy = Some(Policy::from_json(&text).map_err(at)?);
+                    }
+                    _ => return Err(at(anyhow::anyhow!("{LINE_FORMAT}"))),
                 }
-                _ => anyhow::bail!(
-                    "credentials file line {}: expected `ACCESS_KEY_ID SECRET_ACCESS_KEY`",
-                    n + 1
-                ),
             }
+            let policy = match (policy, actions, resources) {
+                (Some(_), Some(_), _) => {
+                    return Err(at(anyhow::anyhow!(
+                        "use either actions= or policy=, not both"
+                    )))
+                }
+                (Some(p), None, None) => Some(p),
+                (None, Some(a), r) => Some(Policy::allow(a, r.unwrap_or_else(|| vec!["*".into()]))),
+                (None, None, None) => None,
+                (_, None, Some(_)) => return Err(at(anyhow::anyhow!("resources= needs actions="))),
+            };
+            keys.insert(
+                id.to_string(),
+                Key {
+                    secret: secret.to_string(),
+                    token,
+                    policy: policy.map(Arc::new),
+                },
+            );
         }
         if keys.is_empty() {
             anyhow::bail!("credentials file holds no keys");
@@ -66,7 +131,7 @@ impl CredentialStore {
         query: &str,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Caller, ApiError> {
         let auth = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -101,9 +166,10 @@ impl CredentialStore {
             ));
         }
         let (akid, date, region, service) = (scope[0], scope[1], scope[2], scope[3]);
-        let Some(secret) = self.keys.get(akid) else {
+        let Some(key) = self.keys.get(akid) else {
             return Err(ApiError::unrecognized_client());
         };
+        let secret = &key.secret;
         if service != "timestream" {
             return Err(ApiError::invalid_signature(format!(
                 "Credential should be scoped to correct service: 'timestream'. (got '{service}')"
@@ -148,15 +214,42 @@ impl CredentialStore {
         let k_service = hmac(&k_region, service.as_bytes());
         let k_signing = hmac(&k_service, b"aws4_request");
         let expected = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
-        if constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::invalid_signature(
+        if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
+            return Err(ApiError::invalid_signature(
                 "The request signature we calculated does not match the signature you provided. \
                  Check your AWS Secret Access Key and signing method. Consult the service \
                  documentation for details.",
-            ))
+            ));
         }
+        // A key issued with a session token is only valid with it, and a long-term key only
+        // without one (AWS answers both with the invalid-token error). The token counts only
+        // when it was signed, so a proxy cannot add or swap it.
+        let sent = headers
+            .get("x-amz-security-token")
+            .map(|v| v.as_bytes().to_vec());
+        let signed = signed_headers
+            .split(';')
+            .any(|h| h.eq_ignore_ascii_case("x-amz-security-token"));
+        match (&key.token, sent) {
+            (None, None) => {}
+            (Some(want), Some(got)) if signed && constant_time_eq(want.as_bytes(), &got) => {}
+            (Some(_), Some(_)) if !signed => {
+                return Err(ApiError::incomplete_signature(
+                    "X-Amz-Security-Token must be a signed header",
+                ))
+            }
+            _ => return Err(ApiError::unrecognized_client()),
+        }
+        let principal = if key.token.is_some() {
+            format!("arn:aws:sts::{ACCOUNT}:assumed-role/timestream-local/{akid}")
+        } else {
+            format!("arn:aws:iam::{ACCOUNT}:user/{akid}")
+        };
+        Ok(Caller {
+            principal,
+            region: region.to_string(),
+            policy: key.policy.clone(),
+        })
     }
 }
 

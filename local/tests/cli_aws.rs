@@ -1,18 +1,16 @@
 //! The AWS CLI against timestream-local: with --endpoint-url (no endpoint discovery) and with
 //! AWS_ENDPOINT_URL (the CLI discovers endpoints through DescribeEndpoints first).
-//! Skipped, with a message, when `aws` is not installed.
+//! Needs the AWS CLI (see tests/support/tools.rs for what happens without it).
 mod common;
+#[path = "../../tests/support/tools.rs"]
+mod tools;
 
 use std::process::Command;
 
 use common::*;
 
-fn aws_available() -> bool {
-    Command::new("aws")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+fn aws_available(test: &str) -> bool {
+    tools::require(test, "aws", &["--version"], "python3 -m pip install awscli")
 }
 
 fn aws(url: &str, via_env: bool, args: &[&str]) -> (bool, String, String) {
@@ -46,8 +44,7 @@ fn aws_as(url: &str, via_env: bool, key: (&str, &str), args: &[&str]) -> (bool, 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_create_write_query() {
-    if !aws_available() {
-        eprintln!("SKIPPED aws_cli_create_write_query: the `aws` CLI is not installed");
+    if !aws_available("aws_cli_create_write_query") {
         return;
     }
     let l = start().await;
@@ -106,8 +103,7 @@ async fn aws_cli_create_write_query() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_signatures_are_verified() {
-    if !aws_available() {
-        eprintln!("SKIPPED aws_cli_signatures_are_verified: the `aws` CLI is not installed");
+    if !aws_available("aws_cli_signatures_are_verified") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,9 @@
 //! and ours follows the JDK 19+ specification (which also picks the closest two-digit form for
 //! subnormals such as 9.9E-324 where JDK 17 prints 1.0E-323). Skips without a JDK.
 
+#[path = "../../tests/support/tools.rs"]
+mod tools;
+
 use rusqlite::types::ValueRef;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -75,8 +78,7 @@ fn corpus() -> Vec<f64> {
 
 #[test]
 fn doubles_match_java_or_are_shorter() {
-    if Command::new("javac").arg("-version").output().is_err() {
-        println!("NOTICE: javac not found; skipping the Double.toString cross-check");
+    if !tools::require_jdk("the Double.toString cross-check") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

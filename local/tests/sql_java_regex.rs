@@ -3,6 +3,9 @@
 //! agree. Patterns the engine rejects must either be rejected by Java too or be constructs the
 //! engine deliberately refuses (listed below). Skips with a notice when no JDK is installed.
 
+#[path = "../../tests/support/tools.rs"]
+mod tools;
+
 use rusqlite::Connection;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -185,8 +188,7 @@ fn hex(s: &str) -> String {
 
 #[test]
 fn regexp_like_agrees_with_java_util_regex() {
-    if Command::new("javac").arg("-version").output().is_err() {
-        println!("NOTICE: javac not found; skipping the java.util.regex cross-check");
+    if !tools::require_jdk("the java.util.regex cross-check") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,21 +1,9 @@
-//! HTTP layer: the axum router (built by `app(state)` for the server, tests and later the
-//! Lambda adapter), the shared `AppState`, health/metrics endpoints and request metrics.
-//!
-//! Seams for the remote-read handler (`http/read.rs`, owned by the read work):
-//! - Routes `POST /read` and `POST /api/v1/read` call `crate::http::read::handle`; it may use
-//!   any axum extractors with state `AppState`.
-//! - Credentials: `auth::Creds` extractor (or `auth::credentials_from_headers`) gives a
-//!   `RequestCredentials` (basic auth → static keys; `--enable-sigv4-auth` → own chain) or 401.
-//! - Clients: `state.clients.get(&creds)` → `Arc<Clients>`; `.query_client().await` is a
-//!   timestreamquery client (retries = `--max-read-retries`, endpoint override or discovery
-//!   per credential already applied). Failures are `timestream::error::Failure`; use
-//!   `timestream::error::classify(&sdk_err)` for SDK errors.
-//! - Errors: return `crate::error::ApiError` (one exhaustive status mapping; transient backend
-//!   failures → 503, permanent → 400/403/404 via `ApiError::from_failure`).
-//! - Config: `state.config.read` (`ReadConfig`: max_retries, base_endpoint, concurrency,
-//!   max_samples) and `state.config.max_decompressed_bytes` for the snappy cap
-//!   (`remote::codec::decompress` checks the declared length before allocating).
-//! - Metrics: `state.metrics.read_requests` (per result page) and `read_duration` (per request).
+//! HTTP layer: the axum router built by `app(state)` (one router for the standalone server,
+//! the Lambda adapter and the tests), the shared `AppState`, health and metrics endpoints,
+//! request metrics. Route handlers: `write` (`/write`, `/api/v1/write`), `read` (`/read`,
+//! `/api/v1/read`); credentials come from the `auth::Creds` extractor, backpressure and
+//! timeouts from `limits`. Handlers answer with `crate::error::ApiError`, whose one
+//! exhaustive mapping decides the status.
 
 pub mod auth;
 pub mod limits;

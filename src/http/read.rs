@@ -8,7 +8,7 @@
 //! never a short answer with a 200.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt, StreamExt};
-use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 
 use super::auth::Creds;
@@ -40,34 +39,6 @@ pub const STREAMED_CONTENT_TYPE: &str =
 /// Frames buffered between the query task and the socket (each ≤ 1 MiB).
 const CHANNEL_FRAMES: usize = 2;
 
-/// `timestream_connector_read_errors_total{code}`: failed remote-read requests by
-/// error code. Registered into each app's registry on first use (the metrics
-/// struct belongs to another module; one process has one app in production).
-fn read_errors(registry: &Registry) -> IntCounterVec {
-    static VEC: OnceLock<IntCounterVec> = OnceLock::new();
-    static REGISTERED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-    let vec = VEC
-        .get_or_init(|| {
-            IntCounterVec::new(
-                Opts::new(
-                    "timestream_connector_read_errors_total",
-                    "Failed remote-read requests, by error code.",
-                ),
-                &["code"],
-            )
-            .expect("valid metric")
-        })
-        .clone();
-    let id = registry as *const Registry as usize;
-    let mut r = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
-    if !r.contains(&id) {
-        r.push(id);
-        let _ = registry.register(Box::new(vec.clone()));
-    }
-    drop(r);
-    vec
-}
-
 fn api_error(e: &ReadError) -> ApiError {
     let msg = e.to_string();
     match e.status() {
@@ -84,7 +55,9 @@ fn api_error(e: &ReadError) -> ApiError {
 }
 
 fn fail(state: &AppState, started: Instant, e: ReadError) -> Response {
-    read_errors(state.metrics.registry())
+    state
+        .metrics
+        .read_errors
         .with_label_values(&[e.code()])
         .inc();
     state
@@ -112,25 +85,31 @@ fn negotiate(req: &ReadRequest) -> Result<ResponseType, ReadError> {
         })
 }
 
-/// The body's media type, as `/write` checks it (shared rules in `limits`): a
-/// Content-Encoding other than snappy is 415 (absent is taken as snappy); a Content-Type
-/// is not required, but one naming another protobuf message (`proto=...`, e.g. a remote
-/// write 2.0 body sent here) is 415 too.
+/// The body's media type. Prometheus' own read handler ignores the request Content-Type,
+/// and real clients differ: Prometheus sends `application/x-protobuf`, vmctl in stream mode
+/// sends the *response* type `application/x-streamed-protobuf;
+/// proto=prometheus.ChunkedReadResponse`, some send none. So the media type is not judged;
+/// only a `proto=` naming a message no read client sends (e.g. a remote-write body posted
+/// here) is 415, and a Content-Encoding other than snappy is 415 as on `/write` (absent is
+/// taken as snappy). Whatever passes must still decode as a snappy `ReadRequest` (else 400).
 fn check_media_type(headers: &HeaderMap) -> Result<(), ReadError> {
     let unsupported = |e: ApiError| ReadError::UnsupportedMediaType(e.to_string());
     check_content_encoding(headers, "read").map_err(unsupported)?;
     if let Some(proto) = content_type_proto(headers) {
-        if !proto.eq_ignore_ascii_case(READ_PROTO) {
+        if !READ_PROTOS.iter().any(|p| proto.eq_ignore_ascii_case(p)) {
             return Err(ReadError::UnsupportedMediaType(format!(
-                "Content-Type names proto={proto:?}; remote read bodies must be {READ_PROTO}"
+                "Content-Type names proto={proto:?}; remote read bodies are {} \
+                 (or name the streamed response, {})",
+                READ_PROTOS[0], READ_PROTOS[1]
             )));
         }
     }
     Ok(())
 }
 
-/// The message a remote-read body holds (`proto=` of its Content-Type, when given).
-const READ_PROTO: &str = "prometheus.ReadRequest";
+/// `proto=` values a read request may carry: the request message itself, or the
+/// streamed response message (what vmctl sends in stream mode).
+const READ_PROTOS: [&str; 2] = ["prometheus.ReadRequest", "prometheus.ChunkedReadResponse"];
 
 fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
     let raw = decompress(body, limit).map_err(|e| match codec_error(e) {
@@ -329,9 +308,7 @@ async fn serve(
                     .read_duration
                     .observe(started.elapsed().as_secs_f64());
                 if let Err(e) = outcome {
-                    read_errors(st.metrics.registry())
-                        .with_label_values(&[e.code()])
-                        .inc();
+                    st.metrics.read_errors.with_label_values(&[e.code()]).inc();
                     tracing::warn!(error = %e, "streamed remote read failed");
                     // Before the first frame this becomes the status; after it, it
                     // aborts the body.

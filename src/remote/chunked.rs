@@ -167,9 +167,12 @@ pub fn frame(msg: &ChunkedReadResponse) -> Bytes {
     out.freeze()
 }
 
-/// Packs series into frames of at most [`MAX_FRAME_BYTES`] for one query. A
-/// series too large for one frame is split across frames (labels repeated), as
-/// Prometheus' own server does.
+/// Packs the series of one query into frames of at most [`MAX_FRAME_BYTES`], **one
+/// series per frame**, as Prometheus' own server does: its remote-read client reads only
+/// `chunked_series[0]` of each frame (storage/remote/codec.go), so a second series in a
+/// frame would be lost silently. A series too large for one frame continues in the next
+/// frames (labels repeated, later chunks), which the client merges because they are
+/// consecutive.
 pub struct FrameBuilder {
     query_index: i64,
     max_bytes: usize,
@@ -192,34 +195,24 @@ impl FrameBuilder {
         }
     }
 
-    /// Add (a segment of) a series; returns the frames that became full.
+    /// Add (a segment of) a series, time-ordered after what was pushed for it before;
+    /// returns the frames that became complete.
     pub fn push(&mut self, labels: &[Label], samples: &[Sample]) -> Vec<Bytes> {
         let mut out = Vec::new();
         for chunk in chunks(samples) {
-            let extra = chunk.encoded_len() + 2 + 11;
-            let same_series = self
-                .pending
-                .chunked_series
-                .last()
-                .is_some_and(|s| s.labels.as_slice() == labels);
-            let series_cost = if same_series {
-                0
-            } else {
-                ChunkedSeries {
-                    labels: labels.to_vec(),
-                    chunks: vec![],
-                }
-                .encoded_len()
-                    + 11
+            // Field tag + length prefix of the chunk inside the series.
+            let extra = chunk.encoded_len() + 1 + 5;
+            let flush = match self.pending.chunked_series.first() {
+                None => false,
+                Some(s) if s.labels.as_slice() != labels => true,
+                Some(_) => self.pending.encoded_len() + extra + 6 > self.max_bytes,
             };
-            if !self.pending.chunked_series.is_empty()
-                && self.pending.encoded_len() + extra + series_cost > self.max_bytes
-            {
+            if flush {
                 out.extend(self.flush());
             }
-            match self.pending.chunked_series.last_mut() {
-                Some(s) if s.labels.as_slice() == labels => s.chunks.push(chunk),
-                _ => self.pending.chunked_series.push(ChunkedSeries {
+            match self.pending.chunked_series.first_mut() {
+                Some(s) => s.chunks.push(chunk),
+                None => self.pending.chunked_series.push(ChunkedSeries {
                     labels: labels.to_vec(),
                     chunks: vec![chunk],
                 }),
@@ -446,6 +439,8 @@ pub(crate) mod tests {
         for f in &frames {
             assert_eq!(f.query_index, 7);
             assert!(f.encoded_len() <= 1024, "{}", f.encoded_len());
+            // Prometheus' client reads chunked_series[0] only.
+            assert_eq!(f.chunked_series.len(), 1, "one series per frame");
             for cs in &f.chunked_series {
                 let n: usize = cs.chunks.iter().map(|c| decode_xor(&c.data).len()).sum();
                 match seen.last_mut() {
@@ -459,5 +454,49 @@ pub(crate) mod tests {
             .map(|i| (format!("m{i:04}"), i * 37 % 400))
             .collect();
         assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn a_long_series_continues_in_consecutive_frames_in_time_order() {
+        let labels = vec![Label {
+            name: "__name__".into(),
+            value: "long".into(),
+        }];
+        let other = vec![Label {
+            name: "__name__".into(),
+            value: "next".into(),
+        }];
+        let mut fb = FrameBuilder::with_limit(0, 2048);
+        let mut bytes = Vec::new();
+        // Pushed in segments, as the streaming reader does.
+        let all: Vec<Sample> = (0..5000).map(|t| s(t * 15_000, (t as f64).sin())).collect();
+        for seg in all.chunks(960) {
+            for f in fb.push(&labels, seg) {
+                bytes.extend_from_slice(&f);
+            }
+        }
+        for f in fb.push(&other, &[s(1, 1.0)]) {
+            bytes.extend_from_slice(&f);
+        }
+        bytes.extend_from_slice(&fb.flush().unwrap());
+        let frames = unframe(&bytes);
+        assert!(frames.len() > 3, "{} frames", frames.len());
+        let (last, long) = frames.split_last().unwrap();
+        assert_eq!(last.chunked_series[0].labels, other);
+        let mut got = Vec::new();
+        for f in long {
+            assert_eq!(f.chunked_series.len(), 1);
+            assert!(f.encoded_len() <= 2048);
+            assert_eq!(f.chunked_series[0].labels, labels);
+            for c in &f.chunked_series[0].chunks {
+                let d = decode_xor(&c.data);
+                assert_eq!(
+                    (c.min_time_ms, c.max_time_ms),
+                    (d[0].timestamp, d[d.len() - 1].timestamp)
+                );
+                got.extend(d);
+            }
+        }
+        assert_eq!(got, all);
     }
 }

@@ -1,9 +1,10 @@
 //! AWS SDK client construction and the per-credential client cache.
 //!
 //! One `Clients` (a Timestream write client and a query client) is built per distinct
-//! credential and kept in a bounded LRU cache; the key is the whole credential (access key id
-//! AND secret), so one caller's clients never serve a request signed with other keys. Every
-//! client shares the HTTP connector of one base `SdkConfig`, so connections are pooled.
+//! credential and kept in a bounded LRU cache; the key is the whole credential (access key id,
+//! secret AND session token), so one caller's clients never serve a request signed with other
+//! keys. Every client shares the HTTP connector of one base `SdkConfig`, so connections are
+//! pooled.
 //!
 //! Endpoints: with a base-endpoint override (VPC endpoint, local store) clients call it
 //! directly. Otherwise Timestream requires endpoint discovery (SPEC §2.7, §8.2): we call
@@ -32,6 +33,10 @@ pub enum RequestCredentials {
         access_key_id: String,
         /// AWS secret access key (basic-auth password).
         secret_access_key: String,
+        /// Session token of temporary credentials (STS), from the `X-Aws-Session-Token`
+        /// header; part of the cache key like the secret, so a token never signs for a
+        /// request that did not carry it.
+        session_token: Option<String>,
     },
     /// The connector's own default credential chain (`--enable-sigv4-auth=true`).
     DefaultChain,
@@ -41,9 +46,18 @@ impl fmt::Debug for RequestCredentials {
     // Never print the secret; the key id is shortened as AWS consoles do.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RequestCredentials::Static { access_key_id, .. } => {
+            RequestCredentials::Static {
+                access_key_id,
+                session_token,
+                ..
+            } => {
                 let shown: String = access_key_id.chars().take(4).collect();
-                write!(f, "Static({shown}…, secret redacted)")
+                let token = if session_token.is_some() {
+                    ", session token redacted"
+                } else {
+                    ""
+                };
+                write!(f, "Static({shown}…, secret redacted{token})")
             }
             RequestCredentials::DefaultChain => write!(f, "DefaultChain"),
         }
@@ -62,7 +76,7 @@ pub enum CredentialKey {
     Static {
         /// AWS access key id.
         access_key_id: String,
-        /// Salted SHA-256 of the secret access key.
+        /// Salted SHA-256 of the secret access key and the session token, if any.
         secret_digest: [u8; 32],
     },
     /// The connector's own credential chain.
@@ -104,12 +118,27 @@ impl RequestCredentials {
             RequestCredentials::Static {
                 access_key_id,
                 secret_access_key,
+                session_token,
             } => {
                 let mut h = Sha256::new();
                 h.update(salt());
-                h.update(access_key_id.as_bytes());
-                h.update([0]);
-                h.update(secret_access_key.as_bytes());
+                // Each field length-prefixed, so no choice of bytes (NUL included) makes
+                // two different credentials hash the same input. The session token is
+                // part of the credential: a request without it (or with another) never
+                // shares an entry with one that carried it.
+                let mut field = |b: &[u8]| {
+                    h.update((b.len() as u64).to_le_bytes());
+                    h.update(b);
+                };
+                field(access_key_id.as_bytes());
+                field(secret_access_key.as_bytes());
+                match session_token {
+                    Some(t) => {
+                        field(b"token");
+                        field(t.as_bytes());
+                    }
+                    None => field(b""),
+                }
                 CredentialKey::Static {
                     access_key_id: access_key_id.clone(),
                     secret_digest: h.finalize().into(),
@@ -363,12 +392,13 @@ impl ClientCache {
         if let RequestCredentials::Static {
             access_key_id,
             secret_access_key,
+            session_token,
         } = creds
         {
             let c = Credentials::new(
                 access_key_id.clone(),
                 secret_access_key.clone(),
-                None,
+                session_token.clone(),
                 None,
                 "basic-auth",
             );
@@ -421,7 +451,36 @@ mod tests {
         RequestCredentials::Static {
             access_key_id: a.into(),
             secret_access_key: s.into(),
+            session_token: None,
         }
+    }
+
+    fn with_token(a: &str, s: &str, t: &str) -> RequestCredentials {
+        RequestCredentials::Static {
+            access_key_id: a.into(),
+            secret_access_key: s.into(),
+            session_token: Some(t.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn session_token_is_part_of_the_key() {
+        let cache = ClientCache::new(cfg(8)).await;
+        let plain = cache.get(&creds("ASIA", "s"));
+        let t1 = cache.get(&with_token("ASIA", "s", "t1"));
+        let t2 = cache.get(&with_token("ASIA", "s", "t2"));
+        assert!(!Arc::ptr_eq(&plain, &t1));
+        assert!(!Arc::ptr_eq(&t1, &t2));
+        assert!(Arc::ptr_eq(&t1, &cache.get(&with_token("ASIA", "s", "t1"))));
+        assert_eq!(cache.len(), 3);
+        let shown = format!(
+            "{:?}",
+            with_token("ASIAEXAMPLE", "wJalr", "FwoGZXIvYXdzEJr")
+        );
+        assert!(
+            !shown.contains("FwoGZ") && !shown.contains("wJalr"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]
@@ -455,6 +514,23 @@ mod tests {
         assert_ne!(k, creds("AKIAEXAMPLF", "wJalrXUtnFEMI").cache_key());
         // Key id and secret are separated: moving a byte across does not collide.
         assert_ne!(creds("ab", "c").cache_key(), creds("a", "bc").cache_key());
+        // A NUL inside the secret cannot imitate a session token.
+        let with_token = RequestCredentials::Static {
+            access_key_id: "a".into(),
+            secret_access_key: "b".into(),
+            session_token: Some("c".into()),
+        };
+        for fake in [
+            "b\0c",
+            "b\0\0c",
+            "b\u{5}\0\0\0\0\0\0\0token\u{1}\0\0\0\0\0\0\0c",
+        ] {
+            assert_ne!(
+                with_token.cache_key(),
+                creds("a", fake).cache_key(),
+                "{fake:?}"
+            );
+        }
         let CredentialKey::Static { secret_digest, .. } = &k else {
             panic!("{k:?}")
         };

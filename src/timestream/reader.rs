@@ -3,7 +3,8 @@
 //! rows to the groupers of `crate::read::assemble`.
 //!
 //! Column cache: the dimension columns of each table, from `DESCRIBE` (or, where
-//! DESCRIBE is not understood, the ColumnInfo of `SELECT * … LIMIT 0`). It is
+//! DESCRIBE is not understood or not allowed, the ColumnInfo of `SELECT * … LIMIT 0`;
+//! a refusal is remembered per table and identity). It is
 //! refreshed when older than [`COLUMNS_TTL`], when Timestream says a selected
 //! column does not exist, and on demand when a matcher names a label the cache
 //! does not know: a matcher on an unknown label is decided locally (`l="x"` selects
@@ -117,6 +118,9 @@ struct Entry {
     last_on_demand: Option<Instant>,
     /// Held while the table's columns are being fetched.
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// DESCRIBE was refused (AccessDenied: the policy grants `Select` but not
+    /// `DescribeTable`): columns come from `SELECT * … LIMIT 0` without asking again.
+    describe_refused: bool,
 }
 
 /// (scope, credential, database, table).
@@ -264,8 +268,41 @@ impl Reader {
         Ok(())
     }
 
-    async fn fetch_columns(&self, db: &str, table: &str) -> Result<BTreeSet<String>, ReadError> {
+    async fn fetch_columns(&self, key: &CacheKey) -> Result<BTreeSet<String>, ReadError> {
+        let (db, table) = (&key.2, &key.3);
         let target = format!("{}.{}", ident(db), ident(table));
+        let refused = cache()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|e| e.describe_refused);
+        if !refused {
+            if let Some(dims) = self.describe(key, &target).await? {
+                return Ok(dims);
+            }
+        }
+        let mut dims = BTreeSet::new();
+        self.pages(&format!("SELECT * FROM {target} LIMIT 0"), |cols, _| {
+            for c in cols {
+                if c != "measure_name" && c != "time" && !c.starts_with("measure_value::") {
+                    dims.insert(c.clone());
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(dims)
+    }
+
+    /// The dimensions from `DESCRIBE`, or `None` when the fallback must answer: DESCRIBE not
+    /// understood, or refused (a policy may grant `Select` without `DescribeTable`, which AWS
+    /// documents as the action of the SQL command; see GETTING_STARTED). A refusal is
+    /// remembered for the table so that each refresh does not cost a refused call.
+    async fn describe(
+        &self,
+        key: &CacheKey,
+        target: &str,
+    ) -> Result<Option<BTreeSet<String>>, ReadError> {
         let mut dims = BTreeSet::new();
         let described = self
             .pages(&format!("DESCRIBE {target}"), |cols, rows| {
@@ -284,22 +321,27 @@ impl Reader {
             })
             .await;
         match described {
-            Ok(()) => return Ok(dims),
-            // DESCRIBE unsupported (the local store): fall back to ColumnInfo.
-            Err(ReadError::Validation(_)) | Err(ReadError::Internal(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let mut dims = BTreeSet::new();
-        self.pages(&format!("SELECT * FROM {target} LIMIT 0"), |cols, _| {
-            for c in cols {
-                if c != "measure_name" && c != "time" && !c.starts_with("measure_value::") {
-                    dims.insert(c.clone());
-                }
+            Ok(()) => Ok(Some(dims)),
+            // DESCRIBE not understood: fall back to ColumnInfo.
+            Err(ReadError::Validation(_)) | Err(ReadError::Internal(_)) => Ok(None),
+            // Only IAM's refusal of the action: bad or expired keys fail the fallback too.
+            Err(ReadError::AccessDenied(m)) if m.starts_with("AccessDeniedException") => {
+                tracing::debug!(
+                    database = %key.2,
+                    table = %key.3,
+                    reason = %m,
+                    "DESCRIBE refused; this table's columns come from SELECT * … LIMIT 0 from now on"
+                );
+                cache()
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(key.clone())
+                    .or_default()
+                    .describe_refused = true;
+                Ok(None)
             }
-            Ok(())
-        })
-        .await?;
-        Ok(dims)
+            Err(e) => Err(e),
+        }
     }
 
     /// The table's dimensions: cached, refreshed when stale, or when `wanted`
@@ -343,7 +385,7 @@ impl Reader {
             }
             now
         };
-        let dims = Arc::new(self.fetch_columns(&key.2, &key.3).await?);
+        let dims = Arc::new(self.fetch_columns(key).await?);
         // A poisoned lock (a panic elsewhere while holding it) is recovered, not
         // reported: the map stays consistent, and refusing every later read would turn
         // one panic into an outage.
@@ -598,7 +640,7 @@ mod tests {
                 fetched: now - age,
             }),
             last_on_demand: on_demand_ago.map(|a| now - a),
-            gate: Default::default(),
+            ..Default::default()
         }
     }
 

@@ -50,6 +50,11 @@ pub struct EnvOptions {
     pub check_credentials: bool,
     /// Create DB.TABLE (and these extra destinations).
     pub tables: Vec<(String, String)>,
+    /// The store's credentials file as text (overrides `check_credentials`; keep a line for
+    /// `AKID` when `tables` are to be created), and files written beside it (e.g. the IAM
+    /// policy a line names with `policy=`).
+    pub credentials: Option<String>,
+    pub store_files: Vec<(String, String)>,
 }
 
 impl Default for EnvOptions {
@@ -58,6 +63,8 @@ impl Default for EnvOptions {
             args: vec!["--max-write-retries=2".into()],
             check_credentials: false,
             tables: vec![(DB.into(), TABLE.into())],
+            credentials: None,
+            store_files: Vec::new(),
         }
     }
 }
@@ -69,9 +76,15 @@ pub async fn start() -> Env {
 pub async fn start_with(o: EnvOptions) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut opts = Options::new(dir.path().join("store"));
-    if o.check_credentials {
+    let credentials = o
+        .credentials
+        .or_else(|| o.check_credentials.then(|| format!("{AKID} {SECRET}\n")));
+    if let Some(text) = credentials {
         let f = dir.path().join("credentials");
-        std::fs::write(&f, format!("{AKID} {SECRET}\n")).unwrap();
+        std::fs::write(&f, text).unwrap();
+        for (name, content) in &o.store_files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         opts.credentials_file = Some(f);
     }
     let store = Server::start(opts).await.expect("store starts");

@@ -359,11 +359,24 @@ impl Store {
     /// Starts the store; with `check_signatures` it accepts only requests signed by
     /// `AKID`/`SECRET`.
     pub async fn start(check_signatures: bool) -> Store {
+        let creds = check_signatures.then(|| format!("{AKID} {SECRET}\n"));
+        Store::start_with_credentials(creds, &[]).await
+    }
+
+    /// Starts the store with this credentials file (it must let `AKID` create the table)
+    /// and these files beside it (e.g. a policy a line names with `policy=`).
+    pub async fn start_with_credentials(
+        credentials: Option<String>,
+        files: &[(&str, &str)],
+    ) -> Store {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = timestream_local::Options::new(dir.path().join("store"));
-        if check_signatures {
+        if let Some(text) = credentials {
             let f = dir.path().join("credentials");
-            std::fs::write(&f, format!("{AKID} {SECRET}\n")).unwrap();
+            std::fs::write(&f, text).unwrap();
+            for (name, content) in files {
+                std::fs::write(dir.path().join(name), content).unwrap();
+            }
             opts.credentials_file = Some(f);
         }
         let server = timestream_local::Server::start(opts)
@@ -638,7 +651,10 @@ impl HttpAnswer {
             let crc = u32::from_be_bytes(rest[..4].try_into().unwrap());
             let msg = &rest[4..4 + len];
             assert_eq!(crc, crc32c::crc32c(msg), "frame checksum");
-            out.push(ChunkedReadResponse::decode(msg).expect("ChunkedReadResponse"));
+            let frame = ChunkedReadResponse::decode(msg).expect("ChunkedReadResponse");
+            // Prometheus' client reads only chunked_series[0] of a frame.
+            assert_eq!(frame.chunked_series.len(), 1, "one series per frame");
+            out.push(frame);
             rest = &rest[4 + len..];
         }
         out

@@ -131,6 +131,46 @@ pub fn compile(
     translate::compile(query, catalog, now_ns)
 }
 
+/// The kind of a statement and the resource it names, for authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// `SELECT … FROM db.table` (`Some`) or a SELECT of values only (`None`).
+    Select(Option<(String, String)>),
+    Describe(String, String),
+    ShowDatabases,
+    ShowTables(Option<String>),
+    ShowMeasures(String, String),
+}
+
+/// Classifies a query without compiling it (no catalog needed).
+pub fn statement(query: &str) -> Result<Statement, QueryError> {
+    if let Some(t) = parser::parse_describe(query)? {
+        let db = t
+            .database
+            .ok_or_else(|| QueryError::Validation("DESCRIBE needs database.table".into()))?;
+        return Ok(Statement::Describe(db, t.table));
+    }
+    if let Some(s) = parser::parse_show(query)? {
+        return Ok(match s {
+            parser::Show::Databases => Statement::ShowDatabases,
+            parser::Show::Tables(d) => Statement::ShowTables(d),
+            parser::Show::Measures(d, t) => Statement::ShowMeasures(d, t),
+        });
+    }
+    let q = parser::parse(query)?;
+    match q.from {
+        None => Ok(Statement::Select(None)),
+        Some(t) => {
+            let db = t.database.ok_or_else(|| {
+                QueryError::Validation(
+                    "Schema must be specified when session schema is not set".into(),
+                )
+            })?;
+            Ok(Statement::Select(Some((db, t.table))))
+        }
+    }
+}
+
 /// Classifies an error SQLite raised while running compiled SQL: failures caused by the query
 /// or its data (division by zero, a failed CAST, an invalid run-time regex, integer overflow in
 /// `sum`) are the caller's fault and come back as `Validation` with the engine's message, as

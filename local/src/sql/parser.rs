@@ -350,6 +350,63 @@ pub fn parse_describe(src: &str) -> Result<Option<TableRef>, QueryError> {
     Ok(Some(t))
 }
 
+/// A `SHOW` statement (Timestream's metadata queries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Show {
+    Databases,
+    /// `SHOW TABLES [FROM db]`.
+    Tables(Option<String>),
+    /// `SHOW MEASURES FROM db.table`.
+    Measures(String, String),
+}
+
+/// `SHOW DATABASES | TABLES [FROM db] | MEASURES FROM db.table [LIKE pattern]`: `Some` when
+/// the statement is a SHOW, `None` when it is something else.
+pub fn parse_show(src: &str) -> Result<Option<Show>, QueryError> {
+    let toks = tokenize(src)?;
+    if !matches!(toks.first().map(|t| &t.tok), Some(Tok::Word(w)) if w.eq_ignore_ascii_case("show"))
+    {
+        return Ok(None);
+    }
+    let mut p = Parser {
+        toks,
+        i: 1,
+        depth: 0,
+    };
+    let show = if p.eat_kw("databases") {
+        Show::Databases
+    } else if p.eat_kw("tables") {
+        Show::Tables(if p.eat_kw("from") {
+            Some(p.ident()?.0)
+        } else {
+            None
+        })
+    } else if p.eat_kw("measures") {
+        p.expect_kw("from")?;
+        let t = p.table_ref()?;
+        let Some(db) = t.database else {
+            return Err(syntax_error(
+                t.pos,
+                "SHOW MEASURES needs FROM database.table",
+            ));
+        };
+        Show::Measures(db, t.table)
+    } else {
+        return Err(p.unexpected("DATABASES, TABLES, MEASURES"));
+    };
+    if p.eat_kw("like") {
+        if !matches!(p.peek(), Tok::Str(_)) {
+            return Err(p.unexpected("<string>"));
+        }
+        p.bump();
+    }
+    p.eat_op(";");
+    if p.peek() != &Tok::Eof {
+        return Err(p.unexpected("<EOF>"));
+    }
+    Ok(Some(show))
+}
+
 pub fn parse(src: &str) -> Result<Select, QueryError> {
     let toks = tokenize(src)?;
     let mut p = Parser {
