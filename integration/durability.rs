@@ -2,7 +2,8 @@
 //! restarted mid-stream, or when Timestream throttles for a while: the connector must
 //! answer with a status that makes Prometheus keep the data in its WAL and retry
 //! (5xx), and identical re-writes must be no-ops. Afterwards the number of stored
-//! exporter samples equals the number Prometheus holds, exactly.
+//! exporter samples equals the number Prometheus holds, exactly. With Prometheus 2.x and
+//! 3.x as the sender.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,11 +11,21 @@ use crate::harness::exporter::Exporter;
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_sample_lost_across_connector_sigkill_and_backend_throttling() {
-    let Some((prom, _)) = clients::require_prometheus(2, "durability") else {
+async fn no_sample_lost_across_connector_sigkill_and_backend_throttling_prometheus_2() {
+    durability(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sample_lost_across_connector_sigkill_and_backend_throttling_prometheus_3() {
+    durability(3).await;
+}
+
+async fn durability(major: u32) {
+    let test = format!("durability with Prometheus {major}.x");
+    let Some((prom, _)) = clients::require_prometheus(major, &test) else {
         return;
     };
-    let dir = TestDir::new("durability");
+    let dir = TestDir::new(&format!("durability{major}"));
     let d = dir.path();
     let exporter = Exporter::start().await;
     let store = start_store(d).await;
