@@ -38,6 +38,8 @@ skipped_log="${CARGO_TARGET_DIR:-target}/tmp/skipped-tests.log"
 rm -f "$skipped_log"
 status=0
 cargo test --workspace --locked "$@" || status=$?
+# The panic test needs a route that exists only with this cargo feature (never in release).
+cargo test --locked --features test-panic-route --test reliability_panic "$@" || status=$?
 if [ -s "$skipped_log" ]; then
   echo
   echo "WARNING: $(wc -l <"$skipped_log") test(s) skipped for lack of a tool:"

@@ -44,6 +44,13 @@ pub const DEFAULT_MAX_INFLIGHT_WRITE_CALLS: u32 = 256;
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "25s";
 /// How long in-flight requests may finish after SIGTERM (below Kubernetes' 30 s grace).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "25s";
+/// Longest a streamed remote read may take, body included (Prometheus' default
+/// `remote_timeout` for remote read is 1 minute).
+pub const DEFAULT_STREAM_TIMEOUT: &str = "1m";
+/// Longest a client may take to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+/// TCP connections served at once; more wait in the kernel's accept queue.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 
 /// Values Go's `strconv.ParseBool` accepts, as the upstream help text lists them.
 pub const BOOL_VALUES: &str = "1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False";
@@ -231,6 +238,16 @@ pub struct Cli {
     #[arg(long = "write.max-inflight-calls", default_value_t = DEFAULT_MAX_INFLIGHT_WRITE_CALLS,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_inflight_write_calls: u32,
+    /// Longest a streamed remote read may take from its start to the end of its body; then the body is cut (the client sees a failed transfer).
+    #[arg(long = "read.stream-timeout", value_name = "DURATION", default_value = DEFAULT_STREAM_TIMEOUT, value_parser = parse_duration)]
+    pub stream_timeout: std::time::Duration,
+    /// Longest a client may take to send a request's headers (slow clients are disconnected).
+    #[arg(long = "web.header-read-timeout", value_name = "DURATION", default_value = DEFAULT_HEADER_READ_TIMEOUT, value_parser = parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// TCP connections served at once (idle keep-alive ones included); more wait in the kernel's accept queue.
+    #[arg(long = "web.max-connections", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 }
 
 /// Parses a duration in Prometheus/Go notation (`25s`, `500ms`, `1m30s`, `2h`) with
@@ -339,6 +356,12 @@ pub struct LimitsConfig {
     pub shutdown_timeout: std::time::Duration,
     /// `--write.max-inflight-calls`.
     pub max_inflight_write_calls: usize,
+    /// Longest a streamed remote read may take, body included (`--read.stream-timeout`).
+    pub stream_timeout: std::time::Duration,
+    /// Longest a client may take to send its headers (`--web.header-read-timeout`).
+    pub header_read_timeout: std::time::Duration,
+    /// TCP connections served at once (`--web.max-connections`).
+    pub max_connections: usize,
 }
 
 /// The validated configuration.
@@ -452,6 +475,14 @@ impl TryFrom<Cli> for Config {
         if cli.request_timeout.is_zero() {
             return Err(ConfigError("--web.request-timeout must be positive".into()));
         }
+        if cli.stream_timeout.is_zero() {
+            return Err(ConfigError("--read.stream-timeout must be positive".into()));
+        }
+        if cli.header_read_timeout.is_zero() {
+            return Err(ConfigError(
+                "--web.header-read-timeout must be positive".into(),
+            ));
+        }
         if cli.max_request_bytes == 0 || cli.max_decompressed_bytes == 0 {
             return Err(ConfigError(
                 "--web.max-request-bytes and --web.max-decompressed-bytes must be positive".into(),
@@ -502,6 +533,9 @@ impl TryFrom<Cli> for Config {
                 request_timeout: cli.request_timeout,
                 shutdown_timeout: cli.shutdown_timeout,
                 max_inflight_write_calls: cli.max_inflight_write_calls as usize,
+                stream_timeout: cli.stream_timeout,
+                header_read_timeout: cli.header_read_timeout,
+                max_connections: cli.max_connections as usize,
             },
         })
     }

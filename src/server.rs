@@ -279,6 +279,38 @@ pub async fn serve(
 /// After the shutdown deadline, how long the 503 answers of cut requests get to be written.
 const CUT_FLUSH: Duration = Duration::from_secs(1);
 
+/// Connection-level limits of the HTTP server (issue 13).
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// A client must send a request's headers within this time (`--web.header-read-timeout`):
+    /// the first request's from the connection's start (TLS handshake included), each
+    /// later one's from the end of the previous answer, so an idle keep-alive connection
+    /// is closed after it too. A slow-loris client holds a connection no longer.
+    pub header_read_timeout: Duration,
+    /// Connections served at once (`--web.max-connections`); the next is accepted when
+    /// one closes (meanwhile it waits in the kernel's backlog).
+    pub max_connections: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS as usize,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The options of a configuration.
+    pub fn from_config(config: &Config) -> ServeOptions {
+        ServeOptions {
+            header_read_timeout: config.limits.header_read_timeout,
+            max_connections: config.limits.max_connections,
+        }
+    }
+}
+
 /// Serves `app` until `shutdown` completes; then stops accepting (the listener is closed,
 /// so new connections are refused) and lets in-flight requests finish for up to `grace`.
 /// At the deadline, `limits` answers those still running 503 (never 2xx for data not
@@ -291,6 +323,33 @@ pub async fn serve_graceful(
     grace: Duration,
     limits: Option<crate::http::limits::Limits>,
 ) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        app,
+        tls,
+        shutdown,
+        grace,
+        limits,
+        ServeOptions::default(),
+    )
+    .await
+}
+
+/// [`serve_graceful`] with connection limits. Plain HTTP and HTTPS share one hyper-util
+/// loop (HTTP/1.1 and HTTP/2 on both), so both get the header-read timeout and the
+/// connection cap.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+    limits: Option<crate::http::limits::Limits>,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
@@ -312,29 +371,25 @@ pub async fn serve_graceful(
             l.cut_in_flight();
         }
     };
-    let Some(tls) = tls else {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-        let server = std::future::IntoFuture::into_future(server);
-        tokio::pin!(server);
-        tokio::select! {
-            r = &mut server => return r,
-            _ = deadline => {}
-        }
-        cut();
-        if let Ok(r) = tokio::time::timeout(CUT_FLUSH, &mut server).await {
-            return r;
-        }
-        return Ok(());
-    };
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let connections = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // A slot first: beyond the cap, connections wait in the kernel's backlog.
+        let slot = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -347,26 +402,38 @@ pub async fn serve_graceful(
             },
             _ = &mut shutdown => break,
         };
+        let conn = Connection {
+            app: app.clone(),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            header_read_timeout: options.header_read_timeout,
+            peer,
+        };
         let acceptor = acceptor.clone();
-        let svc = TowerToHyperService::new(app.clone());
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let _slot = slot;
+            match acceptor {
+                None => conn.serve(tcp).await,
+                Some(acceptor) => {
+                    // The handshake counts against the header-read timeout too.
+                    let started = tokio::time::Instant::now();
+                    let stream =
+                        match tokio::time::timeout(conn.header_read_timeout, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let left = conn.header_read_timeout.saturating_sub(started.elapsed());
+                    conn.serve_within(stream, left).await
+                }
             }
         });
     }
@@ -381,6 +448,67 @@ pub async fn serve_graceful(
     cut();
     let _ = tokio::time::timeout(CUT_FLUSH, &mut drained).await;
     Ok(())
+}
+
+/// One accepted connection.
+struct Connection {
+    app: Router,
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    header_read_timeout: Duration,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let t = self.header_read_timeout;
+        self.serve_within(io, t).await
+    }
+
+    /// Serves HTTP on `io`; drops it if no request has arrived within `first_request`
+    /// (hyper's own header timeout starts only once it reads a request head, and protocol
+    /// detection waits for the first bytes without one).
+    async fn serve_within<I>(self, io: I, first_request: Duration)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::service::TowerToHyperService;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tower::ServiceExt;
+
+        let seen = Arc::new(AtomicBool::new(false));
+        let mark = seen.clone();
+        let svc = self
+            .app
+            .map_request(move |r: http::Request<hyper::body::Incoming>| {
+                mark.store(true, Ordering::Relaxed);
+                r
+            });
+        let svc = TowerToHyperService::new(svc);
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let conn = self.watcher.watch(conn.into_owned());
+        tokio::pin!(conn);
+        let peer = self.peer;
+        let result = tokio::select! {
+            r = &mut conn => r,
+            _ = tokio::time::sleep(first_request) => {
+                if !seen.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "no request within --web.header-read-timeout; closing");
+                    return;
+                }
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
@@ -442,7 +570,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let app = crate::http::app_with_limits(runtime.state.clone(), limits.clone());
     let grace = runtime.state.config.limits.shutdown_timeout;
-    serve_graceful(listener, app, tls, shutdown_signal(), grace, Some(limits)).await?;
+    let options = ServeOptions::from_config(&runtime.state.config);
+    serve_with(
+        listener,
+        app,
+        tls,
+        shutdown_signal(),
+        grace,
+        Some(limits),
+        options,
+    )
+    .await?;
     tracing::info!("shutting down");
     runtime.shutdown().await;
     Ok(())

@@ -59,7 +59,7 @@ fn decode_read_request(body: &[u8], limit: usize) -> Result<ReadRequest, String>
     // Same steps as `http::read`: decompress with the cap, count queries and matchers
     // without decoding, then prost.
     let raw = decompress(body, limit).map_err(|e| e.to_string())?;
-    let counts = read_request_counts(&raw).ok_or("malformed")?;
+    let counts = read_request_counts(&raw).map_err(|e| e.to_string())?;
     if counts.queries > MAX_QUERIES_PER_REQUEST || counts.matchers > MAX_MATCHERS_PER_REQUEST {
         return Err(format!("too many: {counts:?}"));
     }

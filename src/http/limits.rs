@@ -37,6 +37,7 @@ struct Inner {
     max_requests: usize,
     write_calls: Arc<Semaphore>,
     request_timeout: Duration,
+    stream_timeout: Duration,
     cut: watch::Sender<bool>,
     metrics: Arc<Metrics>,
 }
@@ -51,6 +52,7 @@ impl Limits {
                 max_requests: config.max_concurrent_requests.max(1),
                 write_calls: Arc::new(Semaphore::new(config.max_inflight_write_calls.max(1))),
                 request_timeout: config.request_timeout,
+                stream_timeout: config.stream_timeout,
                 cut,
                 metrics,
             }),
@@ -128,7 +130,8 @@ fn unavailable(message: String) -> Response {
 /// Middleware of the remote write/read routes.
 pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -> Response {
     let inner = &limits.inner;
-    let Ok(_permit) = inner.requests.clone().try_acquire_owned() else {
+    let started = tokio::time::Instant::now();
+    let Ok(permit) = inner.requests.clone().try_acquire_owned() else {
         inner.metrics.requests_shed.inc();
         return unavailable(format!(
             "overloaded: {} remote write/read requests are already being handled \
@@ -141,7 +144,7 @@ pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -
     let timeout = inner.request_timeout;
     tokio::select! {
         r = tokio::time::timeout(timeout, next.run(req)) => match r {
-            Ok(resp) => resp,
+            Ok(resp) => hold_while_streaming(resp, permit, started + inner.stream_timeout, inner),
             Err(_) => {
                 inner.metrics.request_timeouts.inc();
                 tracing::warn!(timeout_ms = timeout.as_millis() as u64,
@@ -166,6 +169,57 @@ pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -
             )
         }
     }
+}
+
+/// A streamed answer (a body of unknown length: streamed remote read) keeps the request's
+/// concurrency slot until its last byte is sent, and is cut at `deadline`
+/// (`--read.stream-timeout` from the request's start): the slot no longer frees when the
+/// headers go out while the body runs on without bound (issue 13). A cut body ends with an
+/// error, so the client sees a failed transfer, never a short answer with a 200. Answers of
+/// known length release the slot when returned.
+fn hold_while_streaming(
+    resp: Response,
+    permit: OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
+    inner: &Inner,
+) -> Response {
+    use axum::body::{Body, HttpBody};
+    use futures::StreamExt;
+    if resp.body().size_hint().exact().is_some() {
+        return resp;
+    }
+    let timeouts = inner.metrics.request_timeouts.clone();
+    let (parts, body) = resp.into_parts();
+    struct Held {
+        data: axum::body::BodyDataStream,
+        sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+        _permit: OwnedSemaphorePermit,
+        timeouts: prometheus::IntCounter,
+        done: bool,
+    }
+    let held = Held {
+        data: body.into_data_stream(),
+        sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        _permit: permit,
+        timeouts,
+        done: false,
+    };
+    let stream = futures::stream::unfold(held, |mut h| async move {
+        if h.done {
+            return None;
+        }
+        tokio::select! {
+            item = h.data.next() => item.map(|i| (i, h)),
+            _ = h.sleep.as_mut() => {
+                h.done = true;
+                h.timeouts.inc();
+                tracing::warn!("streamed answer cut at --read.stream-timeout");
+                let e = axum::Error::new("the streamed answer passed --read.stream-timeout");
+                Some((Err(e), h))
+            }
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// The `Content-Encoding` rule both remote routes share: absent is taken as snappy (the
@@ -195,6 +249,24 @@ pub fn content_type_proto(headers: &HeaderMap) -> Option<String> {
             .eq_ignore_ascii_case("proto")
             .then(|| v.trim().trim_matches('"').to_string())
     })
+}
+
+/// Decompressed size from which a body is decompressed (and, on /read, decoded) on the
+/// blocking pool rather than on an async worker, so one 64 MiB body does not stall the
+/// other requests sharing that worker. Below it, the hop costs more than it saves.
+pub const BLOCKING_DECODE_BYTES: usize = 1 << 20;
+
+/// Whether the snappy body declares at least [`BLOCKING_DECODE_BYTES`].
+pub fn decode_off_worker(body: &[u8]) -> bool {
+    snap::raw::decompress_len(body).is_ok_and(|n| n >= BLOCKING_DECODE_BYTES)
+}
+
+/// Runs `f` on the blocking pool (a panic in it becomes a 500 like a handler's).
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// Status for a body that failed snappy + protobuf decoding: a declared (or actual) size
@@ -264,6 +336,9 @@ mod tests {
                 request_timeout: Duration::from_secs(1),
                 shutdown_timeout: Duration::from_secs(1),
                 max_inflight_write_calls: calls,
+                stream_timeout: Duration::from_secs(60),
+                header_read_timeout: Duration::from_secs(10),
+                max_connections: 1024,
             },
             Arc::new(Metrics::new()),
         )

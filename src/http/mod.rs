@@ -50,8 +50,18 @@ pub fn app_with_limits(state: AppState, limits: limits::Limits) -> Router {
         .route("/write", post(write::handle))
         .route("/api/v1/write", post(write::handle))
         .route("/read", post(read::handle))
-        .route("/api/v1/read", post(read::handle))
-        .route_layer(middleware::from_fn_with_state(limits, limits::limit));
+        .route("/api/v1/read", post(read::handle));
+    #[cfg(feature = "test-panic-route")]
+    let remote = remote.route(
+        "/-/test/panic",
+        post(|| async {
+            if std::hint::black_box(true) {
+                panic!("panic injected by the test-panic-route feature");
+            }
+            StatusCode::OK
+        }),
+    );
+    let remote = remote.route_layer(middleware::from_fn_with_state(limits, limits::limit));
     Router::new()
         .merge(remote)
         .route(&telemetry_path, get(metrics_handler))
@@ -59,8 +69,28 @@ pub fn app_with_limits(state: AppState, limits: limits::Limits) -> Router {
         .route("/-/ready", get(|| async { "Ready\n" }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(body_limit))
+        // Inside `track`, so a panic is counted as the 500 it answers.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// A handler that panicked: 500 and an error log, and the process keeps serving (the
+/// request's concurrency slot and other guards are released as the panic unwinds).
+/// Without this, the connection was dropped with no answer.
+fn on_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %what, "a request handler panicked; answered 500");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error: the connector failed while handling this request (logged); it keeps \
+         running, retry the request\n",
+    )
+        .into_response()
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {

@@ -8,7 +8,7 @@
 //! never a short answer with a 200.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use prost::Message;
 
 use super::auth::Creds;
@@ -30,7 +30,7 @@ use crate::remote::codec::{compress, decompress};
 use crate::remote::pb::{read_request::ResponseType, ReadRequest, ReadResponse};
 use crate::remote::view::read_request_counts;
 use crate::timestream::client::{ClientCache, RequestCredentials};
-use crate::timestream::reader::{ReadOptions, Reader};
+use crate::timestream::reader::{ReadOptions, Reader, SampleBudget};
 
 /// Content type of a streamed remote-read answer.
 pub const STREAMED_CONTENT_TYPE: &str =
@@ -116,13 +116,12 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
         ApiError::PayloadTooLarge(m) => ReadError::TooLarge(m),
         other => ReadError::Decode(other.to_string()),
     })?;
-    // Counted before prost decodes anything: prost allocates ~100× the bytes of empty
-    // queries or matchers, so a 3 MiB body could otherwise cost gigabytes.
-    let Some(counts) = read_request_counts(&raw) else {
-        return Err(ReadError::Decode(
-            "not a prometheus.ReadRequest: malformed protobuf".into(),
-        ));
-    };
+    // Validated and counted before prost decodes anything: prost allocates ~100× the bytes
+    // of empty queries or matchers, so a 3 MiB body could otherwise cost gigabytes; and a
+    // body prost would refuse is refused here, with the field and offset, so prost never
+    // builds structs for a body it then drops.
+    let counts = read_request_counts(&raw)
+        .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))?;
     // Every query costs at least one Timestream call: a small body must not buy an
     // unbounded number of them.
     if counts.queries > MAX_QUERIES_PER_REQUEST {
@@ -137,6 +136,15 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
             counts.matchers
         )));
     }
+    if counts.response_types > MAX_RESPONSE_TYPES_PER_REQUEST {
+        return Err(ReadError::Decode(format!(
+            "{} accepted response types in one read request; at most \
+             {MAX_RESPONSE_TYPES_PER_REQUEST} are accepted (there are two)",
+            counts.response_types
+        )));
+    }
+    // Validated above: prost does not fail here (if it did, the request is refused all the
+    // same, and nothing decodes the body again).
     ReadRequest::decode(raw.as_slice())
         .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))
 }
@@ -148,9 +156,9 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
 fn scope_of(clients: &Arc<ClientCache>) -> usize {
     static SCOPES: Mutex<Vec<(Weak<ClientCache>, usize)>> = Mutex::new(Vec::new());
     static NEXT: AtomicUsize = AtomicUsize::new(1);
-    let Ok(mut scopes) = SCOPES.lock() else {
-        return NEXT.fetch_add(1, Ordering::Relaxed);
-    };
+    // Recovered if poisoned: a fresh scope per request would miss the column cache
+    // every time (a DESCRIBE per read).
+    let mut scopes = SCOPES.lock().unwrap_or_else(PoisonError::into_inner);
     scopes.retain(|(w, _)| w.strong_count() > 0);
     if let Some((_, id)) = scopes
         .iter()
@@ -161,22 +169,6 @@ fn scope_of(clients: &Arc<ClientCache>) -> usize {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     scopes.push((Arc::downgrade(clients), id));
     id
-}
-
-fn identity(creds: &RequestCredentials) -> String {
-    match creds {
-        RequestCredentials::Static { access_key_id, .. } => access_key_id.clone(),
-        RequestCredentials::DefaultChain => String::new(),
-    }
-}
-
-async fn one_query(
-    reader: &Reader,
-    p: &crate::timestream::reader::Prepared,
-    max: u64,
-) -> Result<crate::remote::pb::QueryResult, ReadError> {
-    let mut budget = if max == 0 { u64::MAX } else { max };
-    reader.samples(p, &mut budget).await
 }
 
 /// The handler.
@@ -191,7 +183,7 @@ pub async fn handle(
     if let Err(e) = check_media_type(&headers) {
         return fail(&state, started, e);
     }
-    match serve(&state, &creds, &body, started).await {
+    match serve(&state, &creds, body, started).await {
         Ok(r) => r,
         Err(e) => fail(&state, started, e),
     }
@@ -201,15 +193,27 @@ pub async fn handle(
 pub const MAX_QUERIES_PER_REQUEST: usize = 1000;
 /// Most label matchers over all queries of one ReadRequest (a selector has a handful).
 pub const MAX_MATCHERS_PER_REQUEST: usize = 20_000;
+/// Most entries of `accepted_response_types` (Prometheus lists one or two; each decodes to
+/// 4 bytes from 1 on the wire).
+pub const MAX_RESPONSE_TYPES_PER_REQUEST: usize = 64;
 
 async fn serve(
     state: &AppState,
     creds: &RequestCredentials,
-    body: &[u8],
+    body: Bytes,
     started: Instant,
 ) -> Result<Response, ReadError> {
-    let req = decode(body, state.config.max_decompressed_bytes)?;
+    let limit = state.config.max_decompressed_bytes;
+    let req = if super::limits::decode_off_worker(&body) {
+        super::limits::blocking(move || decode(&body, limit)).await?
+    } else {
+        decode(&body, limit)?
+    };
     let kind = negotiate(&req)?;
+    // Before any AWS call: an oversized matcher is a 400 at once.
+    for q in &req.queries {
+        crate::read::sql::check_matcher_sizes(q)?;
+    }
     let cfg = &state.config;
     let client = state
         .clients
@@ -227,7 +231,7 @@ async fn serve(
         })?;
     let reader = Reader {
         client,
-        identity: identity(creds),
+        identity: creds.cache_key(),
         scope: scope_of(&state.clients),
         options: ReadOptions {
             default_database: cfg.destination.default_database.clone(),
@@ -251,22 +255,13 @@ async fn serve(
     }
     match kind {
         ResponseType::Samples => {
-            let max = cfg.read.max_samples;
+            // One budget for every query of the request, taken as rows arrive.
+            let budget = SampleBudget::new(cfg.read.max_samples);
             let concurrency = cfg.read.concurrency.max(1);
             let mut results = Vec::with_capacity(prepared.len());
             for group in prepared.chunks(concurrency) {
-                let runs = group.iter().map(|p| one_query(&reader, p, max));
+                let runs = group.iter().map(|p| reader.samples(p, &budget));
                 results.extend(futures::future::try_join_all(runs).await?);
-            }
-            let total: u64 = results
-                .iter()
-                .flat_map(|r| &r.timeseries)
-                .map(|s| s.samples.len() as u64)
-                .sum();
-            if max > 0 && total > max {
-                return Err(ReadError::InvalidMatcher(format!(
-                    "the request selects {total} samples, more than --read.max-samples={max}"
-                )));
             }
             let body = compress(&ReadResponse { results }.encode_to_vec());
             state
@@ -293,13 +288,22 @@ async fn serve(
                 } else {
                     reader.options.max_samples
                 };
-                let mut outcome = Ok(());
-                for (i, p) in prepared.iter().enumerate() {
-                    outcome = reader.stream(i, p, &mut budget, &mut tx).await;
-                    if outcome.is_err() {
-                        break;
+                let work = async {
+                    for (i, p) in prepared.iter().enumerate() {
+                        reader.stream(i, p, &mut budget, &mut tx).await?;
                     }
-                }
+                    Ok(())
+                };
+                // A panic here would close the channel like a finished answer: the client
+                // would take a short body for a whole one. It becomes an error instead.
+                let outcome = std::panic::AssertUnwindSafe(work)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ReadError::Internal(
+                            "the streamed read task panicked".into(),
+                        ))
+                    });
                 st.metrics
                     .read_duration
                     .observe(started.elapsed().as_secs_f64());

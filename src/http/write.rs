@@ -52,7 +52,14 @@ pub async fn handle(
         tracing::info!(error = %e, bytes = body.len(), "undecodable write request");
         limits::codec_error(e)
     };
-    let raw = decompress(&body, state.config.max_decompressed_bytes).map_err(refuse)?;
+    let limit = state.config.max_decompressed_bytes;
+    let raw = if limits::decode_off_worker(&body) {
+        let b = body.clone();
+        limits::blocking(move || decompress(&b, limit)).await
+    } else {
+        decompress(&body, limit)
+    }
+    .map_err(refuse)?;
     // Labels borrow `raw` from here on (no copy per label); the plan borrows `req`.
     let req = decode_write_request_view(&raw).map_err(refuse)?;
     drop(body);

@@ -14,7 +14,7 @@ pub enum ReadError {
     #[error("unsupported regex construct {construct} in {pattern:?}")]
     UnsupportedRegex { pattern: String, construct: String },
     /// The generated SQL exceeds Timestream's QueryString limit.
-    #[error("query too large: the generated SQL is {len} bytes, Timestream accepts at most {limit}; use fewer or simpler matchers")]
+    #[error("query too large: the generated SQL reaches {len} bytes, Timestream accepts at most {limit}; use fewer or simpler matchers")]
     QueryTooLarge { len: usize, limit: usize },
     /// None of the accepted response types is supported.
     #[error("none of the accepted response types is supported: {0}")]

@@ -45,32 +45,93 @@ pub struct Translated {
     pub matches_empty: bool,
 }
 
-/// Translate a Prometheus regex into an anchored Java pattern.
+/// Longest label matcher value (and name) accepted, in bytes (a 400 beyond). Regexes
+/// this long are already far from anything Prometheus users write; the bound keeps the
+/// parse tree and the translation of one matcher within a fixed allowance (issue 13).
+pub const MAX_MATCHER_VALUE_BYTES: usize = 16 * 1024;
+
+/// Translate a Prometheus regex into an anchored Java pattern (at most
+/// [`MAX_QUERY_BYTES`](super::sql::MAX_QUERY_BYTES) long).
 pub fn translate(pattern: &str, opts: RegexOptions) -> Result<Translated, ReadError> {
-    let hir = parse(pattern, opts)?;
-    let mut body = String::with_capacity(pattern.len() * 2 + 16);
-    emit(&hir, &mut body).map_err(|construct| ReadError::UnsupportedRegex {
-        pattern: pattern.to_string(),
-        construct,
+    let budget = super::sql::MAX_QUERY_BYTES;
+    let hir = parse_within(pattern, opts, budget)?;
+    translate_hir(&hir, pattern, budget)
+}
+
+/// The Java pattern of a parsed regex, refused as soon as it passes `budget` bytes (the
+/// room left in the SQL being built): nothing longer is ever materialised.
+pub fn translate_hir(hir: &Hir, pattern: &str, budget: usize) -> Result<Translated, ReadError> {
+    const ANCHORS: usize = "\\A(?:)\\z".len();
+    let mut out = String::with_capacity((pattern.len() * 2 + 16).min(budget + 1));
+    out.push_str("\\A(?:");
+    emit(hir, &mut out, budget.saturating_sub(ANCHORS)).map_err(|e| match e {
+        Emit::Unsupported(construct) => ReadError::UnsupportedRegex {
+            pattern: truncated(pattern),
+            construct,
+        },
+        Emit::OverBudget(len) => too_large(len + ANCHORS, budget),
     })?;
+    out.push_str(")\\z");
+    if out.len() > budget {
+        return Err(too_large(out.len(), budget));
+    }
     Ok(Translated {
-        java: format!("\\A(?:{body})\\z"),
-        matches_empty: matches_empty(&hir),
+        java: out,
+        matches_empty: matches_empty(hir),
     })
 }
 
-/// Parse a Prometheus regex with RE2 semantics into a regex-syntax HIR.
+fn too_large(len: usize, budget: usize) -> ReadError {
+    ReadError::QueryTooLarge {
+        len: len + (super::sql::MAX_QUERY_BYTES - budget.min(super::sql::MAX_QUERY_BYTES)),
+        limit: super::sql::MAX_QUERY_BYTES,
+    }
+}
+
+/// The pattern as error messages quote it: at most 200 bytes, so an answer (and its log
+/// line) never echoes a 16 KiB regex.
+fn truncated(pattern: &str) -> String {
+    if pattern.len() <= 200 {
+        return pattern.to_string();
+    }
+    let mut end = 200;
+    while !pattern.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &pattern[..end])
+}
+
+/// Parse a Prometheus regex with RE2 semantics into a regex-syntax HIR (its character
+/// classes at most [`MAX_QUERY_BYTES`](super::sql::MAX_QUERY_BYTES) once translated).
 pub fn parse(pattern: &str, opts: RegexOptions) -> Result<Hir, ReadError> {
+    parse_within(pattern, opts, super::sql::MAX_QUERY_BYTES)
+}
+
+/// [`parse`], refusing (before the HIR is built) a regex whose character classes alone
+/// would translate to more than `budget` bytes: the HIR holds every class as explicit
+/// ranges (`\pL` is ~650 of them), so `\pL` × 5,000 would otherwise build tens of MB
+/// only to be refused afterwards.
+pub fn parse_within(pattern: &str, opts: RegexOptions, budget: usize) -> Result<Hir, ReadError> {
     let invalid = |reason: String| ReadError::InvalidRegex {
-        pattern: pattern.to_string(),
+        pattern: truncated(pattern),
         reason,
     };
+    if pattern.len() > MAX_MATCHER_VALUE_BYTES {
+        return Err(invalid(format!(
+            "{} bytes long; at most {MAX_MATCHER_VALUE_BYTES} are accepted",
+            pattern.len()
+        )));
+    }
     let normalized = normalize(pattern).map_err(invalid)?;
     let mut ast = ast::parse::ParserBuilder::new()
         .build()
         .parse(&normalized)
         .map_err(|e| invalid(e.kind().to_string()))?;
     asciify_perl_classes(&mut ast);
+    let classes = ClassCost::new(has_case_insensitive_flag(&ast)).of(&ast, budget);
+    if classes > budget {
+        return Err(too_large(classes, budget));
+    }
     regex_syntax::hir::translate::TranslatorBuilder::new()
         .utf8(true)
         .unicode(true)
@@ -78,6 +139,114 @@ pub fn parse(pattern: &str, opts: RegexOptions) -> Result<Hir, ReadError> {
         .build()
         .translate(&normalized, &ast)
         .map_err(|e| invalid(e.kind().to_string()))
+}
+
+/// Whether any flag group turns case-insensitivity on (then every class is costed both
+/// ways and the larger counts: flag scoping need not be followed to get an upper bound).
+fn has_case_insensitive_flag(ast: &Ast) -> bool {
+    let flags_on = |f: &ast::Flags| {
+        let mut negated = false;
+        f.items.iter().any(|i| match i.kind {
+            ast::FlagsItemKind::Negation => {
+                negated = true;
+                false
+            }
+            ast::FlagsItemKind::Flag(ast::Flag::CaseInsensitive) => !negated,
+            _ => false,
+        })
+    };
+    match ast {
+        Ast::Flags(f) => flags_on(&f.flags),
+        Ast::Group(g) => {
+            matches!(&g.kind, ast::GroupKind::NonCapturing(f) if flags_on(f))
+                || has_case_insensitive_flag(&g.ast)
+        }
+        Ast::Repetition(r) => has_case_insensitive_flag(&r.ast),
+        Ast::Alternation(a) => a.asts.iter().any(has_case_insensitive_flag),
+        Ast::Concat(c) => c.asts.iter().any(has_case_insensitive_flag),
+        _ => false,
+    }
+}
+
+/// Upper bound of the Java text the character classes of an AST translate to: each class
+/// is translated alone (memoised by its text, so `\pL` × 5,000 translates `\pL` once) and
+/// its emitted length summed, stopping once past the budget. Classes only merge or shrink
+/// in context (an alternation of classes becomes one class), so the sum bounds the real
+/// output's classes; everything else in the HIR is linear in the pattern's length, which
+/// [`MAX_MATCHER_VALUE_BYTES`] bounds.
+struct ClassCost {
+    case_insensitive: bool,
+    memo: std::collections::HashMap<String, usize>,
+    printed: String,
+}
+
+impl ClassCost {
+    fn new(case_insensitive: bool) -> ClassCost {
+        ClassCost {
+            case_insensitive,
+            memo: std::collections::HashMap::new(),
+            printed: String::new(),
+        }
+    }
+
+    fn of(&mut self, ast: &Ast, budget: usize) -> usize {
+        let mut total = 0usize;
+        let mut stack = vec![ast];
+        while let Some(a) = stack.pop() {
+            if total > budget {
+                break;
+            }
+            match a {
+                Ast::ClassUnicode(_) | Ast::ClassBracketed(_) => total += self.leaf(a),
+                Ast::Repetition(r) => stack.push(&r.ast),
+                Ast::Group(g) => stack.push(&g.ast),
+                Ast::Alternation(x) => stack.extend(x.asts.iter()),
+                Ast::Concat(x) => stack.extend(x.asts.iter()),
+                _ => {}
+            }
+        }
+        total
+    }
+
+    fn leaf(&mut self, ast: &Ast) -> usize {
+        self.printed.clear();
+        if ast::print::Printer::new()
+            .print(ast, &mut self.printed)
+            .is_err()
+        {
+            return 0;
+        }
+        if let Some(&n) = self.memo.get(&self.printed) {
+            return n;
+        }
+        let mut n = class_len(&self.printed);
+        if self.case_insensitive {
+            n = n.max(class_len(&format!("(?i:{})", self.printed)));
+        }
+        self.memo.insert(self.printed.clone(), n);
+        n
+    }
+}
+
+/// Emitted length of one class given as a pattern (0 if it does not translate: the
+/// whole pattern's translation then reports the error).
+fn class_len(pattern: &str) -> usize {
+    let Ok(ast) = ast::parse::ParserBuilder::new().build().parse(pattern) else {
+        return 0;
+    };
+    let Ok(hir) = regex_syntax::hir::translate::TranslatorBuilder::new()
+        .utf8(true)
+        .unicode(true)
+        .build()
+        .translate(pattern, &ast)
+    else {
+        return 0;
+    };
+    let mut out = String::new();
+    match emit(&hir, &mut out, usize::MAX) {
+        Ok(()) => out.len(),
+        Err(_) => 0,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -526,12 +695,38 @@ fn emit_class(ranges: &[(char, char)], negated: bool, out: &mut String) {
     out.push(']');
 }
 
-fn emit(hir: &Hir, out: &mut String) -> Result<(), String> {
+/// Why emitting stopped.
+enum Emit {
+    /// A construct with no exact Java equivalent.
+    Unsupported(String),
+    /// The output passed the budget (its length then).
+    OverBudget(usize),
+}
+
+impl From<String> for Emit {
+    fn from(construct: String) -> Emit {
+        Emit::Unsupported(construct)
+    }
+}
+
+/// Emits `hir` as Java into `out`, stopping as soon as `out` is longer than `budget`.
+fn emit(hir: &Hir, out: &mut String, budget: usize) -> Result<(), Emit> {
+    emit_node(hir, out, budget)?;
+    if out.len() > budget {
+        return Err(Emit::OverBudget(out.len()));
+    }
+    Ok(())
+}
+
+fn emit_node(hir: &Hir, out: &mut String, budget: usize) -> Result<(), Emit> {
+    if out.len() > budget {
+        return Err(Emit::OverBudget(out.len()));
+    }
     match hir.kind() {
         HirKind::Empty => out.push_str("(?:)"),
         HirKind::Literal(lit) => {
-            let s =
-                std::str::from_utf8(&lit.0).map_err(|_| "a non-UTF-8 byte literal".to_string())?;
+            let s = std::str::from_utf8(&lit.0)
+                .map_err(|_| Emit::Unsupported("a non-UTF-8 byte literal".to_string()))?;
             s.chars().for_each(|c| push_java_char(out, c));
         }
         HirKind::Class(Class::Unicode(cls)) => {
@@ -562,7 +757,7 @@ fn emit(hir: &Hir, out: &mut String) -> Result<(), String> {
                     .collect();
                 emit_class(&ranges, false, out);
             } else {
-                return Err("a byte-oriented class".into());
+                return Err(Emit::Unsupported("a byte-oriented class".into()));
             }
         }
         HirKind::Look(look) => out.push_str(match look {
@@ -578,11 +773,11 @@ fn emit(hir: &Hir, out: &mut String) -> Result<(), String> {
             Look::WordAsciiNegate | Look::WordUnicodeNegate => {
                 "(?:(?<=[0-9A-Z_a-z])(?=[0-9A-Z_a-z])|(?<![0-9A-Z_a-z])(?![0-9A-Z_a-z]))"
             }
-            other => return Err(format!("the assertion {other:?}")),
+            other => return Err(Emit::Unsupported(format!("the assertion {other:?}"))),
         }),
         HirKind::Repetition(rep) => {
             out.push_str("(?:");
-            emit(&rep.sub, out)?;
+            emit_node(&rep.sub, out, budget)?;
             out.push(')');
             match (rep.min, rep.max) {
                 (0, None) => out.push('*'),
@@ -595,12 +790,12 @@ fn emit(hir: &Hir, out: &mut String) -> Result<(), String> {
         }
         HirKind::Capture(cap) => {
             out.push_str("(?:");
-            emit(&cap.sub, out)?;
+            emit_node(&cap.sub, out, budget)?;
             out.push(')');
         }
         HirKind::Concat(subs) => {
             for sub in subs {
-                emit(sub, out)?;
+                emit_node(sub, out, budget)?;
             }
         }
         HirKind::Alternation(subs) => {
@@ -609,7 +804,7 @@ fn emit(hir: &Hir, out: &mut String) -> Result<(), String> {
                 if k > 0 {
                     out.push('|');
                 }
-                emit(sub, out)?;
+                emit_node(sub, out, budget)?;
             }
             out.push(')');
         }

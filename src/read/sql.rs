@@ -327,11 +327,13 @@ fn any_repetition(hir: &regex_syntax::hir::Hir) -> Option<u32> {
     (rep.max.is_none() && c.iter().next().is_none()).then_some(rep.min)
 }
 
+/// `budget`: bytes of SQL still available; a regex's translation stops past it.
 fn matcher_predicate(
     m: &LabelMatcher,
     col: Column,
     nullable: bool,
     opts: &PlanOptions,
+    budget: usize,
 ) -> Result<Outcome, ReadError> {
     let ty = MatcherType::try_from(m.r#type)
         .map_err(|_| ReadError::InvalidMatcher(format!("unknown matcher type {}", m.r#type)))?;
@@ -361,7 +363,7 @@ fn matcher_predicate(
         }
         MatcherType::Neq => Outcome::Where(or_null(Predicate::Ne(col.clone(), m.value.clone()))),
         MatcherType::Re | MatcherType::Nre => {
-            let hir = regex::parse(&m.value, opts.regex)?;
+            let hir = regex::parse_within(&m.value, opts.regex, budget)?;
             let positive = ty == MatcherType::Re;
             match (any_repetition(&hir), positive) {
                 (Some(0), true) => return Ok(Outcome::Always),
@@ -374,7 +376,7 @@ fn matcher_predicate(
                 (Some(1), false) => return Ok(Outcome::Never),
                 _ => {}
             }
-            let t = regex::translate(&m.value, opts.regex)?;
+            let t = regex::translate_hir(&hir, &m.value, budget)?;
             let like = Predicate::RegexpLike(col.clone(), t.java);
             // NULL stands for "": included exactly when the matcher matches "".
             match (positive, t.matches_empty) {
@@ -416,6 +418,43 @@ pub fn time_range(q: &Query) -> Option<(i64, i64)> {
     (start <= end).then_some((start, end))
 }
 
+/// Upper bound of the rendered time range predicate and its " AND ".
+const TIME_RANGE_BYTES: usize = 100;
+
+/// Refuses (400) a matcher whose name or value is longer than
+/// [`MAX_MATCHER_VALUE_BYTES`](regex::MAX_MATCHER_VALUE_BYTES), before anything is
+/// planned from it.
+pub fn check_matcher_sizes(query: &Query) -> Result<(), ReadError> {
+    const MAX: usize = regex::MAX_MATCHER_VALUE_BYTES;
+    for m in &query.matchers {
+        if m.name.len() > MAX || m.value.len() > MAX {
+            return Err(ReadError::InvalidMatcher(format!(
+                "a label matcher of {} bytes (name {} bytes, value {} bytes); names and values \
+                 of at most {MAX} bytes are accepted",
+                m.name.len() + m.value.len(),
+                m.name.len(),
+                m.value.len(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Adds the rendered size of one more ANDed predicate to `used`; past Timestream's
+/// query limit the plan stops here.
+fn charge(used: &mut usize, scratch: &mut String, p: &Predicate) -> Result<(), ReadError> {
+    scratch.clear();
+    predicate(scratch, p);
+    *used += " AND ".len() + scratch.len();
+    if *used > MAX_QUERY_BYTES {
+        return Err(ReadError::QueryTooLarge {
+            len: *used,
+            limit: MAX_QUERY_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Plan one Prometheus query against a table whose dimension columns are `known`.
 pub fn plan(
     query: &Query,
@@ -424,6 +463,7 @@ pub fn plan(
     known: &BTreeSet<String>,
     opts: &PlanOptions,
 ) -> Result<Plan, ReadError> {
+    check_matcher_sizes(query)?;
     let mut predicates = Vec::new();
     // With special values: the `__name__` matchers, once on measure_name (ordinary rows)
     // and once on the `__name__` dimension (special rows).
@@ -435,23 +475,45 @@ pub fn plan(
         )],
     );
     let mut never = false;
+    // The SQL is bounded by Timestream's limit as it is planned: the SELECT, FROM and
+    // ORDER BY first, then each predicate as it is made; a regex gets only the room left
+    // (issue 13: 20,000 × `\pL` once built 200 MB of SQL before the final check).
+    let mut used = render(&Select {
+        database: database.to_string(),
+        table: table.to_string(),
+        dimensions: known.iter().cloned().collect(),
+        predicates: vec![],
+        order: opts.order.unwrap_or(Order::None),
+        constant_labels: Vec::new(),
+        specials: opts.specials,
+    })
+    .len()
+        + TIME_RANGE_BYTES;
+    let mut scratch = String::new();
     for m in &query.matchers {
         if m.name.is_empty() {
             return Err(ReadError::InvalidMatcher("empty label name".into()));
         }
+        let budget = MAX_QUERY_BYTES.saturating_sub(used);
         let outcome = if m.name == METRIC_NAME_LABEL {
-            let o = matcher_predicate(m, Column::MeasureName, false, opts)?;
+            let o = matcher_predicate(m, Column::MeasureName, false, opts, budget)?;
             if let (true, Outcome::Where(p)) = (opts.specials, &o) {
+                charge(&mut used, &mut scratch, p)?;
                 ordinary.push(p.clone());
-                // The same matcher on a non-nullable column: same outcome kind.
-                if let Outcome::Where(q) = matcher_predicate(m, Column::SpecialName, false, opts)? {
+                // The same matcher on a non-nullable column: same outcome kind; both
+                // copies count against the SQL budget.
+                let budget = MAX_QUERY_BYTES.saturating_sub(used);
+                if let Outcome::Where(q) =
+                    matcher_predicate(m, Column::SpecialName, false, opts, budget)?
+                {
+                    charge(&mut used, &mut scratch, &q)?;
                     specials.push(q);
                 }
                 continue;
             }
             o
         } else if known.contains(&m.name) {
-            matcher_predicate(m, Column::Dimension(m.name.clone()), true, opts)?
+            matcher_predicate(m, Column::Dimension(m.name.clone()), true, opts, budget)?
         } else {
             // No series has this label: it behaves as "" everywhere.
             if matches_empty(m, opts.regex)? {
@@ -463,7 +525,10 @@ pub fn plan(
         match outcome {
             Outcome::Always => {}
             Outcome::Never => never = true,
-            Outcome::Where(p) => predicates.push(p),
+            Outcome::Where(p) => {
+                charge(&mut used, &mut scratch, &p)?;
+                predicates.push(p);
+            }
         }
     }
     let Some((start_ms, end_ms)) = time_range(query) else {

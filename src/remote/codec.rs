@@ -5,7 +5,7 @@
 use prost::Message;
 
 use super::pb::WriteRequest;
-use super::view::WriteRequestView;
+use super::view::{ViewError, WriteRequestView};
 
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,19 @@ pub enum CodecError {
         /// Expected message name.
         message: &'static str,
         /// Decoder error.
-        source: prost::DecodeError,
+        source: ProtobufError,
     },
+}
+
+/// What a protobuf decoder said.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtobufError {
+    /// prost's error (tests, tools, `/read` after validation).
+    #[error(transparent)]
+    Prost(#[from] prost::DecodeError),
+    /// The zero-copy view's error (field and byte offset).
+    #[error(transparent)]
+    View(#[from] ViewError),
 }
 
 /// Decompresses a snappy block, refusing it before allocation if it declares more than `limit`.
@@ -56,18 +67,19 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
 /// Decodes a snappy-compressed remote-write 1.0 `WriteRequest`.
 pub fn decode_write_request(body: &[u8], limit: usize) -> Result<WriteRequest, CodecError> {
     let raw = decompress(body, limit)?;
-    WriteRequest::decode(raw.as_slice()).map_err(|source| CodecError::Protobuf {
+    WriteRequest::decode(raw.as_slice()).map_err(|e| CodecError::Protobuf {
         message: "prometheus.WriteRequest",
-        source,
+        source: e.into(),
     })
 }
 
 /// Decodes an uncompressed remote-write 1.0 `WriteRequest` (from [`decompress`]) into a view
-/// borrowing its strings; the same inputs are refused as by [`decode_write_request`].
+/// borrowing its strings; the same inputs are refused as by [`decode_write_request`] (with
+/// the view's own error: a refused body is never decoded twice).
 pub fn decode_write_request_view(raw: &[u8]) -> Result<WriteRequestView<'_>, CodecError> {
-    WriteRequestView::decode(raw).map_err(|source| CodecError::Protobuf {
+    WriteRequestView::decode(raw).map_err(|e| CodecError::Protobuf {
         message: "prometheus.WriteRequest",
-        source,
+        source: e.into(),
     })
 }
 

@@ -5,21 +5,20 @@
 //!
 //! Equivalence with prost (`WriteRequest::decode`) is the contract, checked by a proptest:
 //! the same bytes are accepted and yield the same series, labels and samples, and what
-//! prost refuses is refused with prost's own error (the error path re-runs prost, so the
-//! 400 body says exactly what it said before). Rules mirrored from prost 0.14: varints of
-//! at most 10 bytes (the 10th < 2), keys ≤ u32::MAX with wire type 0..=5 and tag ≥ 1, a known
-//! field with the wrong wire type is an error, the last occurrence of a scalar wins, unknown
-//! fields of every wire type are skipped (groups nested up to prost's recursion limit of 100
-//! counted from the top message). Metadata, exemplars and native histograms are not used by
-//! the write path (histograms are only counted, so they can be reported as skipped); they are
-//! validated without allocating, by checks that mirror prost's rules for their fields
-//! (prost itself would allocate a few hundred bytes per empty histogram: a 3 MiB body of
-//! them cost gigabytes). Metadata entries go through prost one at a time (bounded by the
-//! entry's own size).
+//! prost refuses is refused. The refusal is the view's own [`ViewError`] (the message and
+//! field being read, the byte offset in the decompressed body, what was wrong): a rejected
+//! body is never decoded a second time (issue 13: re-running prost only for its error text
+//! made a 197 KB body of empty native histograms cost 1 GB). Rules mirrored from prost
+//! 0.14: varints of at most 10 bytes (the 10th < 2), keys ≤ u32::MAX with wire type 0..=5
+//! and tag ≥ 1, a known field with the wrong wire type is an error, the last occurrence of a
+//! scalar wins, unknown fields of every wire type are skipped (groups nested up to prost's
+//! recursion limit of 100 counted from the top message). Metadata, exemplars and native
+//! histograms are not used by the write path (histograms are only counted, so they can be
+//! reported as skipped); they are validated in place, without allocating, by checks that
+//! mirror prost's rules for their fields (prost itself would allocate a few hundred bytes per
+//! empty histogram: a 3 MiB body of them cost gigabytes).
 
-use prost::Message;
-
-use super::pb::{Sample, WriteRequest};
+use super::pb::Sample;
 
 /// prost's recursion budget at the top message (`prost::RECURSION_LIMIT`).
 const RECURSION_LIMIT: u32 = 100;
@@ -57,20 +56,68 @@ pub struct SeriesView<'v, 'a> {
     pub samples: &'v [Sample],
 }
 
-/// Malformed input; the caller asks prost for the precise reason (cold path).
-#[derive(Debug)]
-struct Malformed;
+/// Why the view refused a body: what was wrong, where (byte offset in the uncompressed
+/// message) and in which field. Built only on the error path; costs nothing per element.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} at byte {offset}{}", field_suffix(*.field))]
+pub struct ViewError {
+    /// What was wrong (e.g. "length past the end of the message").
+    pub reason: &'static str,
+    /// Offset of the faulty byte in the uncompressed message.
+    pub offset: usize,
+    /// The innermost message field being read (`TimeSeries.labels`), when known.
+    pub field: Option<&'static str>,
+}
 
-type R<T> = Result<T, Malformed>;
+fn field_suffix(field: Option<&'static str>) -> String {
+    match field {
+        Some(f) => format!(" (in {f})"),
+        None => String::new(),
+    }
+}
 
+type R<T> = Result<T, ViewError>;
+
+/// Names the field being read on an error that has no field yet (the innermost wins).
+#[inline]
+fn within<T>(r: R<T>, field: &'static str) -> R<T> {
+    r.map_err(|mut e| {
+        e.field.get_or_insert(field);
+        e
+    })
+}
+
+/// A cursor over one message; `base` is its offset in the whole body (for errors).
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    base: usize,
+    /// Where the last key started (errors about its field point there).
+    key_at: usize,
 }
 
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            base: 0,
+            key_at: 0,
+        }
+    }
+
+    #[cold]
+    fn err(&self, reason: &'static str) -> ViewError {
+        self.err_at(self.pos, reason)
+    }
+
+    #[cold]
+    fn err_at(&self, pos: usize, reason: &'static str) -> ViewError {
+        ViewError {
+            reason,
+            offset: self.base + pos,
+            field: None,
+        }
     }
 
     #[inline]
@@ -92,32 +139,40 @@ impl<'a> Reader<'a> {
 
     #[cold]
     fn varint_slow(&mut self) -> R<u64> {
+        let start = self.pos;
         let mut value = 0u64;
         for i in 0..10 {
-            let b = *self.buf.get(self.pos).ok_or(Malformed)?;
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.err_at(start, "varint cut short by the end of the message"));
+            };
             self.pos += 1;
             if i == 9 && b >= 2 {
-                return Err(Malformed);
+                return Err(self.err_at(start, "varint longer than 64 bits"));
             }
             value |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(value);
             }
         }
-        Err(Malformed)
+        Err(self.err_at(start, "varint longer than 64 bits"))
     }
 
     /// (tag, wire type), refusing what prost's `decode_key` refuses.
     #[inline]
     fn key(&mut self) -> R<(u32, u8)> {
+        let start = self.pos;
+        self.key_at = start;
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
-            return Err(Malformed);
+            return Err(self.err_at(start, "field key over 32 bits"));
         }
         let wire_type = (key & 7) as u8;
         let tag = (key >> 3) as u32;
-        if wire_type > 5 || tag == 0 {
-            return Err(Malformed);
+        if wire_type > 5 {
+            return Err(self.err_at(start, "invalid wire type"));
+        }
+        if tag == 0 {
+            return Err(self.err_at(start, "field number 0"));
         }
         Ok((tag, wire_type))
     }
@@ -126,7 +181,7 @@ impl<'a> Reader<'a> {
     fn advance(&mut self, n: u64) -> R<()> {
         let left = (self.buf.len() - self.pos) as u64;
         if n > left {
-            return Err(Malformed);
+            return Err(self.err("length past the end of the message"));
         }
         self.pos += n as usize;
         Ok(())
@@ -142,22 +197,42 @@ impl<'a> Reader<'a> {
         Ok(&self.buf[start..self.pos])
     }
 
+    /// A length-delimited embedded message, as a reader that reports absolute offsets.
+    #[inline]
+    fn message(&mut self) -> R<Reader<'a>> {
+        let len = self.varint()?;
+        let start = self.pos;
+        self.advance(len)?;
+        Ok(Reader {
+            buf: &self.buf[start..self.pos],
+            pos: 0,
+            base: self.base + start,
+            key_at: 0,
+        })
+    }
+
     #[inline]
     fn str(&mut self) -> R<&'a str> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| Malformed)
+        let b = self.bytes()?;
+        std::str::from_utf8(b).map_err(|e| {
+            let start = self.pos - b.len();
+            self.err_at(start + e.valid_up_to(), "string is not valid UTF-8")
+        })
     }
 
     #[inline]
     fn fixed64(&mut self) -> R<[u8; 8]> {
         let start = self.pos;
         self.advance(8)?;
-        Ok(self.buf[start..self.pos].try_into().expect("8 bytes"))
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&self.buf[start..self.pos]);
+        Ok(v)
     }
 
     /// prost's `skip_field`, including its recursion budget `ctx`.
     fn skip(&mut self, wire_type: u8, tag: u32, ctx: u32) -> R<()> {
         if ctx == 0 {
-            return Err(Malformed);
+            return Err(self.err("groups nested deeper than the recursion limit of 100"));
         }
         match wire_type {
             0 => self.varint().map(|_| ()),
@@ -168,37 +243,37 @@ impl<'a> Reader<'a> {
                 self.advance(len)
             }
             3 => loop {
+                let at = self.pos;
                 let (inner_tag, inner_wire_type) = self.key()?;
                 if inner_wire_type == 4 {
                     return if inner_tag == tag {
                         Ok(())
                     } else {
-                        Err(Malformed)
+                        Err(self.err_at(at, "end of group does not match its start"))
                     };
                 }
                 self.skip(inner_wire_type, inner_tag, ctx - 1)?;
             },
-            _ => Err(Malformed),
+            _ => Err(self.err("end of group without a start")),
         }
+    }
+
+    /// Error for a known field sent with another wire type than its declared one.
+    #[cold]
+    fn wrong_wire_type(&self) -> ViewError {
+        self.err_at(self.key_at, "field has the wrong wire type")
     }
 }
 
 const LEN: u8 = 2;
 
 impl<'a> WriteRequestView<'a> {
-    /// Decodes an uncompressed `WriteRequest`; errors are prost's, for the same inputs.
-    pub fn decode(buf: &'a [u8]) -> Result<Self, prost::DecodeError> {
+    /// Decodes an uncompressed `WriteRequest`; refuses exactly what prost refuses (with
+    /// the view's own error, never by decoding the body again).
+    pub fn decode(buf: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = WriteRequestView::default();
-        match view.decode_inner(buf) {
-            Ok(()) => Ok(view),
-            Err(Malformed) => Err(match WriteRequest::decode(buf) {
-                Err(e) => e,
-                // Unreachable if the two decoders agree (the proptest says they do); a
-                // request is still refused rather than half-read.
-                #[allow(deprecated)]
-                Ok(_) => prost::DecodeError::new("malformed prometheus.WriteRequest"),
-            }),
-        }
+        view.decode_inner(buf)?;
+        Ok(view)
     }
 
     fn decode_inner(&mut self, buf: &'a [u8]) -> R<()> {
@@ -207,55 +282,66 @@ impl<'a> WriteRequestView<'a> {
         self.labels.reserve(buf.len() / 32);
         let mut r = Reader::new(buf);
         while !r.done() {
-            let start = r.pos;
             let (tag, wire_type) = r.key()?;
             match tag {
+                1 if wire_type != LEN => {
+                    return within(Err(r.wrong_wire_type()), "WriteRequest.timeseries")
+                }
+                3 if wire_type != LEN => {
+                    return within(Err(r.wrong_wire_type()), "WriteRequest.metadata")
+                }
                 1 => {
-                    if wire_type != LEN {
-                        return Err(Malformed);
-                    }
-                    let body = r.bytes()?;
-                    self.decode_series(body)?;
+                    let series = within(r.message(), "WriteRequest.timeseries")?;
+                    self.decode_series(series)?;
                 }
-                3 => {
-                    // Metadata: unused, but refused when prost would refuse it.
-                    if wire_type != LEN {
-                        return Err(Malformed);
-                    }
-                    r.bytes()?;
-                    WriteRequest::decode(&buf[start..r.pos]).map_err(|_| Malformed)?;
-                }
-                _ => r.skip(wire_type, tag, RECURSION_LIMIT)?,
+                // Metadata: unused, but refused when prost would refuse it.
+                3 => check_metadata(within(r.message(), "WriteRequest.metadata")?)?,
+                _ => within(r.skip(wire_type, tag, RECURSION_LIMIT), "WriteRequest")?,
             }
         }
         Ok(())
     }
 
-    fn decode_series(&mut self, body: &'a [u8]) -> R<()> {
+    fn decode_series(&mut self, mut r: Reader<'a>) -> R<()> {
         const CTX: u32 = RECURSION_LIMIT - 1;
         let (l0, s0) = (self.labels.len(), self.samples.len());
-        let mut r = Reader::new(body);
         while !r.done() {
-            let (tag, wire_type) = r.key()?;
+            let (tag, wire_type) = within(r.key(), "TimeSeries")?;
             match tag {
-                1..=4 if wire_type != LEN => return Err(Malformed),
+                1..=4 if wire_type != LEN => return within(Err(r.wrong_wire_type()), "TimeSeries"),
                 1 => {
-                    let label = decode_label(r.bytes()?, CTX - 1)?;
-                    self.labels.push(label);
+                    let label = decode_label(within(r.message(), "TimeSeries.labels")?, CTX - 1)?;
+                    // Prometheus treats an empty value as an absent label (the write plan
+                    // drops it): not kept, so 2-byte empty labels cost nothing.
+                    if !label.value.is_empty() {
+                        self.labels.push(label);
+                    }
                 }
                 2 => {
-                    let sample = decode_sample(r.bytes()?)?;
+                    let sample = decode_sample(within(r.message(), "TimeSeries.samples")?)?;
                     self.samples.push(sample);
                 }
-                3 => check_exemplar(r.bytes()?)?,
+                3 => check_exemplar(within(r.message(), "TimeSeries.exemplars")?)?,
                 4 => {
-                    check_histogram(r.bytes()?)?;
+                    check_histogram(within(r.message(), "TimeSeries.histograms")?)?;
                     self.histograms += 1;
                 }
-                _ => r.skip(wire_type, tag, CTX)?,
+                _ => within(r.skip(wire_type, tag, CTX), "TimeSeries")?,
             }
         }
-        let n = |x: usize| u32::try_from(x).map_err(|_| Malformed);
+        // A series without samples writes nothing (its histograms are counted above):
+        // not kept, so 2-byte empty series cost nothing.
+        if self.samples.len() == s0 {
+            self.labels.truncate(l0);
+            return Ok(());
+        }
+        let n = |x: usize| {
+            u32::try_from(x).map_err(|_| ViewError {
+                reason: "more than 2^32 labels or samples",
+                offset: r.base,
+                field: Some("WriteRequest.timeseries"),
+            })
+        };
         self.series.push(Span {
             labels: (n(l0)?, n(self.labels.len())?),
             samples: (n(s0)?, n(self.samples.len())?),
@@ -263,7 +349,9 @@ impl<'a> WriteRequestView<'a> {
         Ok(())
     }
 
-    /// Number of series.
+    /// Number of series with at least one sample (series without samples write nothing
+    /// and are not kept; labels with an empty value, which Prometheus treats as absent,
+    /// are not kept either).
     pub fn len(&self) -> usize {
         self.series.len()
     }
@@ -299,35 +387,34 @@ impl<'a> WriteRequestView<'a> {
 }
 
 /// A `Label`; `ctx` is prost's recursion budget for its fields.
-fn decode_label(body: &[u8], ctx: u32) -> R<LabelRef<'_>> {
+fn decode_label(mut r: Reader<'_>, ctx: u32) -> R<LabelRef<'_>> {
     let mut label = LabelRef {
         name: "",
         value: "",
     };
-    let mut r = Reader::new(body);
     while !r.done() {
-        let (tag, wire_type) = r.key()?;
+        let (tag, wire_type) = within(r.key(), "Label")?;
         match tag {
-            1 | 2 if wire_type != LEN => return Err(Malformed),
-            1 => label.name = r.str()?,
-            2 => label.value = r.str()?,
-            _ => r.skip(wire_type, tag, ctx)?,
+            1 | 2 if wire_type != LEN => return within(Err(r.wrong_wire_type()), "Label"),
+            1 => label.name = within(r.str(), "Label.name")?,
+            2 => label.value = within(r.str(), "Label.value")?,
+            _ => within(r.skip(wire_type, tag, ctx), "Label")?,
         }
     }
     Ok(label)
 }
 
-fn decode_sample(body: &[u8]) -> R<Sample> {
+fn decode_sample(mut r: Reader<'_>) -> R<Sample> {
     const CTX: u32 = RECURSION_LIMIT - 2;
     let mut sample = Sample::default();
-    let mut r = Reader::new(body);
     while !r.done() {
-        let (tag, wire_type) = r.key()?;
+        let (tag, wire_type) = within(r.key(), "Sample")?;
         match (tag, wire_type) {
-            (1, 1) => sample.value = f64::from_le_bytes(r.fixed64()?),
-            (2, 0) => sample.timestamp = r.varint()? as i64,
-            (1 | 2, _) => return Err(Malformed),
-            _ => r.skip(wire_type, tag, CTX)?,
+            (1, 1) => sample.value = f64::from_le_bytes(within(r.fixed64(), "Sample.value")?),
+            (2, 0) => sample.timestamp = within(r.varint(), "Sample.timestamp")? as i64,
+            (1, _) => return within(Err(r.wrong_wire_type()), "Sample.value"),
+            (2, _) => return within(Err(r.wrong_wire_type()), "Sample.timestamp"),
+            _ => within(r.skip(wire_type, tag, CTX), "Sample")?,
         }
     }
     Ok(sample)
@@ -340,41 +427,93 @@ pub struct ReadRequestCounts {
     pub queries: usize,
     /// `matchers` entries over all queries.
     pub matchers: usize,
+    /// `accepted_response_types` entries.
+    pub response_types: usize,
 }
 
-/// Counts the queries and matchers of an uncompressed `ReadRequest` without allocating:
-/// prost builds a ~200-byte `Query` (a ~56-byte `LabelMatcher`) from each 2-byte empty one,
-/// so the caller checks the counts before handing the bytes to prost. `None` when the wire
-/// structure is malformed: prost refuses such bytes too, but only after allocating for
-/// everything before the fault, so the caller refuses them without prost.
-pub fn read_request_counts(buf: &[u8]) -> Option<ReadRequestCounts> {
+/// Validates an uncompressed `ReadRequest` exactly as prost would decode it, and counts its
+/// queries, matchers and accepted response types, without allocating: prost builds a
+/// ~200-byte `Query` (a ~56-byte `LabelMatcher`, a 4-byte response type) from each 2-byte
+/// empty one (1-byte type), so the caller checks the counts before handing the bytes to
+/// prost. What this refuses, prost refuses (with its error, never by decoding a second
+/// time); what it accepts, prost decodes without error.
+pub fn read_request_counts(buf: &[u8]) -> Result<ReadRequestCounts, ViewError> {
     let mut counts = ReadRequestCounts {
         queries: 0,
         matchers: 0,
+        response_types: 0,
     };
     let mut r = Reader::new(buf);
     while !r.done() {
-        let (tag, wire_type) = r.key().ok()?;
-        if tag != 1 {
-            r.skip(wire_type, tag, RECURSION_LIMIT).ok()?;
-            continue;
-        }
-        if wire_type != LEN {
-            return None;
-        }
-        counts.queries += 1;
-        let mut q = Reader::new(r.bytes().ok()?);
-        while !q.done() {
-            let (tag, wire_type) = q.key().ok()?;
-            if tag == 3 && wire_type == LEN {
-                counts.matchers += 1;
-                q.bytes().ok()?;
-            } else {
-                q.skip(wire_type, tag, RECURSION_LIMIT - 1).ok()?;
+        let (tag, wire_type) = within(r.key(), "ReadRequest")?;
+        match tag {
+            1 if wire_type != LEN => {
+                return within(Err(r.wrong_wire_type()), "ReadRequest.queries")
             }
+            1 => {
+                counts.queries += 1;
+                counts.matchers += check_query(within(r.message(), "ReadRequest.queries")?)?;
+            }
+            2 => {
+                counts.response_types += within(
+                    repeated_count(&mut r, wire_type, VARINT),
+                    "ReadRequest.accepted_response_types",
+                )?;
+            }
+            _ => within(r.skip(wire_type, tag, RECURSION_LIMIT), "ReadRequest")?,
         }
     }
-    Some(counts)
+    Ok(counts)
+}
+
+/// A `Query`; returns its number of matchers.
+fn check_query(r: Reader<'_>) -> R<usize> {
+    const CTX: u32 = RECURSION_LIMIT - 1;
+    let mut matchers = 0;
+    check_fields(r, CTX, "Query", |r, tag, wire_type| {
+        match tag {
+            // start_timestamp_ms, end_timestamp_ms
+            1 | 2 => within(scalar(r, wire_type, VARINT), "Query.timestamp")?,
+            3 | 4 if wire_type != LEN => return within(Err(r.wrong_wire_type()), "Query"),
+            3 => {
+                matchers += 1;
+                check_matcher(within(r.message(), "Query.matchers")?)?;
+            }
+            4 => check_hints(within(r.message(), "Query.hints")?)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(matchers)
+}
+
+/// A `LabelMatcher` (type, name, value).
+fn check_matcher(r: Reader<'_>) -> R<()> {
+    check_fields(
+        r,
+        RECURSION_LIMIT - 2,
+        "LabelMatcher",
+        |r, tag, wire_type| {
+            match tag {
+                1 => within(scalar(r, wire_type, VARINT), "LabelMatcher.type")?,
+                2 | 3 => within(string(r, wire_type), "LabelMatcher.name/value")?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )
+}
+
+/// `ReadHints` (step_ms, func, start_ms, end_ms, grouping, by, range_ms).
+fn check_hints(r: Reader<'_>) -> R<()> {
+    check_fields(r, RECURSION_LIMIT - 2, "ReadHints", |r, tag, wire_type| {
+        match tag {
+            1 | 3 | 4 | 6 | 7 => within(scalar(r, wire_type, VARINT), "ReadHints")?,
+            2 | 5 => within(string(r, wire_type), "ReadHints.func/grouping")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
 }
 
 /// Wire types of the scalar fields below.
@@ -387,57 +526,91 @@ fn scalar(r: &mut Reader<'_>, wire_type: u8, want: u8) -> R<()> {
     match (wire_type, want) {
         (VARINT, VARINT) => r.varint().map(drop),
         (FIXED64, FIXED64) => r.fixed64().map(drop),
-        _ => Err(Malformed),
+        _ => Err(r.wrong_wire_type()),
     }
 }
 
-/// A repeated numeric field, packed (one length-delimited run) or not, as prost accepts both.
-fn repeated(r: &mut Reader<'_>, wire_type: u8, want: u8) -> R<()> {
+/// A `string` field: length-delimited, valid UTF-8.
+#[inline]
+fn string(r: &mut Reader<'_>, wire_type: u8) -> R<()> {
     if wire_type != LEN {
-        return scalar(r, wire_type, want);
+        return Err(r.wrong_wire_type());
     }
-    let packed = r.bytes()?;
+    r.str().map(drop)
+}
+
+/// A repeated numeric field, packed (one length-delimited run) or not, as prost accepts
+/// both; returns the number of elements.
+fn repeated_count(r: &mut Reader<'_>, wire_type: u8, want: u8) -> R<usize> {
+    if wire_type != LEN {
+        return scalar(r, wire_type, want).map(|()| 1);
+    }
+    let mut p = r.message()?;
     if want == FIXED64 {
         // prost reads 8 bytes per element and fails unless the run ends on a boundary.
-        return if packed.len() % 8 == 0 {
-            Ok(())
+        return if p.buf.len() % 8 == 0 {
+            Ok(p.buf.len() / 8)
         } else {
-            Err(Malformed)
+            Err(p.err_at(p.buf.len() - p.buf.len() % 8, "packed doubles cut short"))
         };
     }
-    let mut p = Reader::new(packed);
+    let mut n = 0;
     while !p.done() {
         p.varint()?;
+        n += 1;
     }
-    Ok(())
+    Ok(n)
+}
+
+fn repeated(r: &mut Reader<'_>, wire_type: u8, want: u8) -> R<()> {
+    repeated_count(r, wire_type, want).map(drop)
 }
 
 /// Walks the fields of a message nobody keeps: `field` consumes a known field and returns
-/// true; unknown fields are skipped within prost's recursion budget `ctx`.
+/// true; unknown fields are skipped within prost's recursion budget `ctx`. `name` is the
+/// message's, for errors.
 fn check_fields<'a>(
-    body: &'a [u8],
+    mut r: Reader<'a>,
     ctx: u32,
+    name: &'static str,
     mut field: impl FnMut(&mut Reader<'a>, u32, u8) -> R<bool>,
 ) -> R<()> {
-    let mut r = Reader::new(body);
     while !r.done() {
-        let (tag, wire_type) = r.key()?;
+        let (tag, wire_type) = within(r.key(), name)?;
         if !field(&mut r, tag, wire_type)? {
-            r.skip(wire_type, tag, ctx)?;
+            within(r.skip(wire_type, tag, ctx), name)?;
         }
     }
     Ok(())
 }
 
+/// A `MetricMetadata` (type, metric_family_name, help, unit), accepted exactly when
+/// prost accepts it.
+fn check_metadata(r: Reader<'_>) -> R<()> {
+    check_fields(
+        r,
+        RECURSION_LIMIT - 1,
+        "MetricMetadata",
+        |r, tag, wire_type| {
+            match tag {
+                1 => within(scalar(r, wire_type, VARINT), "MetricMetadata.type")?,
+                2 | 4 | 5 => within(string(r, wire_type), "MetricMetadata")?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )
+}
+
 /// An `Exemplar` (labels, value, timestamp), accepted exactly when prost accepts it.
-fn check_exemplar(body: &[u8]) -> R<()> {
+fn check_exemplar(r: Reader<'_>) -> R<()> {
     const CTX: u32 = RECURSION_LIMIT - 2;
-    check_fields(body, CTX, |r, tag, wire_type| {
+    check_fields(r, CTX, "Exemplar", |r, tag, wire_type| {
         match tag {
-            1 if wire_type != LEN => return Err(Malformed),
-            1 => decode_label(r.bytes()?, CTX - 1).map(drop)?,
-            2 => scalar(r, wire_type, FIXED64)?,
-            3 => scalar(r, wire_type, VARINT)?,
+            1 if wire_type != LEN => return within(Err(r.wrong_wire_type()), "Exemplar.labels"),
+            1 => decode_label(within(r.message(), "Exemplar.labels")?, CTX - 1).map(drop)?,
+            2 => within(scalar(r, wire_type, FIXED64), "Exemplar.value")?,
+            3 => within(scalar(r, wire_type, VARINT), "Exemplar.timestamp")?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -445,27 +618,30 @@ fn check_exemplar(body: &[u8]) -> R<()> {
 }
 
 /// A native `Histogram`, accepted exactly when prost accepts it (types.proto field numbers).
-fn check_histogram(body: &[u8]) -> R<()> {
-    check_fields(body, RECURSION_LIMIT - 2, |r, tag, wire_type| {
+fn check_histogram(r: Reader<'_>) -> R<()> {
+    check_fields(r, RECURSION_LIMIT - 2, "Histogram", |r, tag, wire_type| {
         match tag {
             // count_int, schema (sint32), zero_count_int, reset_hint, timestamp
-            1 | 4 | 6 | 14 | 15 => scalar(r, wire_type, VARINT)?,
+            1 | 4 | 6 | 14 | 15 => within(scalar(r, wire_type, VARINT), "Histogram")?,
             // count_float, sum, zero_threshold, zero_count_float
-            2 | 3 | 5 | 7 => scalar(r, wire_type, FIXED64)?,
+            2 | 3 | 5 | 7 => within(scalar(r, wire_type, FIXED64), "Histogram")?,
             // negative_spans, positive_spans: BucketSpan {offset sint32, length uint32}
-            8 | 11 if wire_type != LEN => return Err(Malformed),
+            8 | 11 if wire_type != LEN => {
+                return within(Err(r.wrong_wire_type()), "Histogram.spans")
+            }
             8 | 11 => check_fields(
-                r.bytes()?,
+                within(r.message(), "Histogram.spans")?,
                 RECURSION_LIMIT - 3,
+                "BucketSpan",
                 |r, tag, wire_type| match tag {
-                    1 | 2 => scalar(r, wire_type, VARINT).map(|()| true),
+                    1 | 2 => within(scalar(r, wire_type, VARINT), "BucketSpan").map(|()| true),
                     _ => Ok(false),
                 },
             )?,
             // negative_deltas, positive_deltas (sint64)
-            9 | 12 => repeated(r, wire_type, VARINT)?,
+            9 | 12 => within(repeated(r, wire_type, VARINT), "Histogram.deltas")?,
             // negative_counts, positive_counts, custom_values (double)
-            10 | 13 | 16 => repeated(r, wire_type, FIXED64)?,
+            10 | 13 | 16 => within(repeated(r, wire_type, FIXED64), "Histogram.counts")?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -476,19 +652,25 @@ fn check_histogram(body: &[u8]) -> R<()> {
 mod tests {
     use super::*;
     use crate::remote::pb::histogram::{Count, ZeroCount};
+    use crate::remote::pb::WriteRequest;
     use crate::remote::pb::{BucketSpan, Exemplar, Histogram, Label, MetricMetadata, TimeSeries};
     use proptest::prelude::*;
+    use prost::Message;
 
     /// What the write path reads of a prost request: labels and samples of every series.
     type Flat = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
 
+    /// (Series without samples and labels with empty values are left out, as the view
+    /// does not keep them.)
     fn flat_prost(req: &WriteRequest) -> Flat {
         req.timeseries
             .iter()
+            .filter(|t| !t.samples.is_empty())
             .map(|t| {
                 (
                     t.labels
                         .iter()
+                        .filter(|l| !l.value.is_empty())
                         .map(|l| (l.name.clone(), l.value.clone()))
                         .collect(),
                     // Bits, so NaN payloads (stale markers) compare exactly.
@@ -518,11 +700,14 @@ mod tests {
             .collect()
     }
 
-    /// Both decoders agree: both refuse (with the same message) or both yield the same.
+    /// Both decoders agree: both refuse (each with its own message; the view's names a
+    /// byte inside the body) or both yield the same.
     fn check_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
         match (WriteRequest::decode(bytes), WriteRequestView::decode(bytes)) {
             (Ok(p), Ok(v)) => prop_assert_eq!(flat_prost(&p), flat_view(&v)),
-            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (Err(_), Err(e)) => {
+                prop_assert!(e.offset <= bytes.len(), "{e} in {} bytes", bytes.len())
+            }
             (p, v) => prop_assert!(false, "prost {:?} vs view {:?}", p.is_ok(), v.is_ok()),
         }
         Ok(())
@@ -806,11 +991,13 @@ mod tests {
         let s = v.series(0);
         assert_eq!((s.samples[0].value, s.samples[0].timestamp), (2.0, 7));
         assert_eq!(s.labels[0].name, "b");
-        // A series with only a (valid, empty) histogram: decoded, no samples.
+        // A series with only a (valid, empty) histogram: decoded and counted, not kept
+        // (it writes nothing).
         let req = len_field(1, &[len_field(1, &label), len_field(4, &[])].concat());
         check_agree(&req).unwrap();
         let v = WriteRequestView::decode(&req).unwrap();
-        assert!(v.series(0).samples.is_empty());
+        assert!(v.is_empty());
+        assert_eq!(v.histogram_count(), 1);
     }
 
     #[test]
@@ -898,19 +1085,130 @@ mod tests {
         let bytes = req.encode_to_vec();
         assert_eq!(
             read_request_counts(&bytes),
-            Some(ReadRequestCounts {
+            Ok(ReadRequestCounts {
                 queries: 3,
-                matchers: 5
+                matchers: 5,
+                response_types: 2,
             })
         );
-        // Every cut of a valid request that the counter calls malformed, prost refuses too.
+        // Every cut of a valid request: the validator and prost agree.
         for cut in 0..bytes.len() {
-            if read_request_counts(&bytes[..cut]).is_none() {
-                assert!(ReadRequest::decode(&bytes[..cut]).is_err(), "cut at {cut}");
-            }
+            check_read_agree(&bytes[..cut]).unwrap();
         }
         // 2-byte empty queries: counted, nothing decoded.
         let bomb = [0x0a, 0x00].repeat(50_000);
         assert_eq!(read_request_counts(&bomb).unwrap().queries, 50_000);
+        // A packed run of response types is counted element by element.
+        let types = [vec![0x12, 0x05], vec![1; 5]].concat();
+        assert_eq!(read_request_counts(&types).unwrap().response_types, 5);
+    }
+
+    /// The ReadRequest validator accepts exactly what prost decodes.
+    fn check_read_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+        use crate::remote::pb::ReadRequest;
+        match (ReadRequest::decode(bytes), read_request_counts(bytes)) {
+            (Ok(p), Ok(c)) => {
+                prop_assert_eq!(p.queries.len(), c.queries);
+                prop_assert_eq!(p.accepted_response_types.len(), c.response_types);
+                prop_assert_eq!(
+                    p.queries.iter().map(|q| q.matchers.len()).sum::<usize>(),
+                    c.matchers
+                );
+            }
+            (Err(_), Err(e)) => prop_assert!(e.offset <= bytes.len(), "{e}"),
+            (p, v) => prop_assert!(false, "prost {:?} vs validator {:?}", p, v),
+        }
+        Ok(())
+    }
+
+    fn read_request() -> impl Strategy<Value = crate::remote::pb::ReadRequest> {
+        use crate::remote::pb::{LabelMatcher, Query, ReadHints, ReadRequest};
+        let matcher =
+            (0i32..5, "[a-z_\u{e9}]{0,4}", ".{0,6}").prop_map(|(t, name, value)| LabelMatcher {
+                r#type: t,
+                name,
+                value,
+            });
+        let hints = (
+            any::<i64>(),
+            ".{0,4}",
+            prop::collection::vec(".{0,3}", 0..3),
+            any::<bool>(),
+        )
+            .prop_map(|(n, func, grouping, by)| ReadHints {
+                step_ms: n,
+                func,
+                start_ms: n,
+                end_ms: n,
+                grouping,
+                by,
+                range_ms: n,
+            });
+        let query = (
+            any::<i64>(),
+            any::<i64>(),
+            prop::collection::vec(matcher, 0..4),
+            prop::option::of(hints),
+        )
+            .prop_map(|(s, e, matchers, hints)| Query {
+                start_timestamp_ms: s,
+                end_timestamp_ms: e,
+                matchers,
+                hints,
+            });
+        (
+            prop::collection::vec(query, 0..4),
+            prop::collection::vec(-1i32..3, 0..3),
+        )
+            .prop_map(|(queries, accepted_response_types)| ReadRequest {
+                queries,
+                accepted_response_types,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn read_validator_same_as_prost_on_damaged_requests(
+            req in read_request(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..4),
+        ) {
+            let mut bytes = req.encode_to_vec();
+            for (at, byte, op) in edits {
+                if bytes.is_empty() {
+                    bytes.push(byte);
+                    continue;
+                }
+                let i = at.index(bytes.len());
+                match op {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => bytes.truncate(i),
+                }
+            }
+            check_read_agree(&bytes)?;
+        }
+
+        #[test]
+        fn read_validator_same_as_prost_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            check_read_agree(&bytes)?;
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_offset() {
+        // A series of one empty histogram then a key cut short (0x22: histograms, LEN).
+        let series = [len_field(4, &[]), vec![0x22]].concat();
+        let req = len_field(1, &series);
+        let e = WriteRequestView::decode(&req).unwrap_err();
+        assert_eq!(e.offset, req.len(), "{e}");
+        assert!(e.to_string().contains("TimeSeries.histograms"), "{e}");
+        // Bad UTF-8 in a label value: the offset of the bad byte.
+        let label = [len_field(1, b"a"), len_field(2, &[b'o', b'k', 0xff])].concat();
+        let req = len_field(1, &len_field(1, &label));
+        let e = WriteRequestView::decode(&req).unwrap_err();
+        assert_eq!(&req[e.offset..e.offset + 1], &[0xff], "{e}");
+        assert!(e.to_string().contains("Label.value"), "{e}");
     }
 }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
@@ -60,6 +60,91 @@ impl fmt::Debug for RequestCredentials {
                 write!(f, "Static({shown}…, secret redacted{token})")
             }
             RequestCredentials::DefaultChain => write!(f, "DefaultChain"),
+        }
+    }
+}
+
+/// What per-credential caches are keyed by: the access key id and a salted SHA-256 of the
+/// secret, never the secret itself (issue 13: the column cache was keyed by the key id
+/// alone, so a made-up secret with someone's key id drove planning from their cache; the
+/// client cache kept every secret as a map key). The salt is random per process, so a
+/// memory dump does not allow a dictionary attack on weak secrets. The secret itself
+/// stays only where it is needed: in the SDK clients that sign with it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CredentialKey {
+    /// Static keys from basic auth.
+    Static {
+        /// AWS access key id.
+        access_key_id: String,
+        /// Salted SHA-256 of the secret access key and the session token, if any.
+        secret_digest: [u8; 32],
+    },
+    /// The connector's own credential chain.
+    DefaultChain,
+}
+
+impl fmt::Debug for CredentialKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialKey::Static { access_key_id, .. } => {
+                let shown: String = access_key_id.chars().take(4).collect();
+                write!(f, "CredentialKey({shown}…)")
+            }
+            CredentialKey::DefaultChain => write!(f, "CredentialKey(DefaultChain)"),
+        }
+    }
+}
+
+/// 32 random bytes per process (from the standard library's per-process random keys).
+fn salt() -> &'static [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    static SALT: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SALT.get_or_init(|| {
+        let mut out = [0u8; 32];
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        out
+    })
+}
+
+impl RequestCredentials {
+    /// The key of this credential in per-credential caches.
+    pub fn cache_key(&self) -> CredentialKey {
+        use sha2::{Digest, Sha256};
+        match self {
+            RequestCredentials::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                let mut h = Sha256::new();
+                h.update(salt());
+                // Each field length-prefixed, so no choice of bytes (NUL included) makes
+                // two different credentials hash the same input. The session token is
+                // part of the credential: a request without it (or with another) never
+                // shares an entry with one that carried it.
+                let mut field = |b: &[u8]| {
+                    h.update((b.len() as u64).to_le_bytes());
+                    h.update(b);
+                };
+                field(access_key_id.as_bytes());
+                field(secret_access_key.as_bytes());
+                match session_token {
+                    Some(t) => {
+                        field(b"token");
+                        field(t.as_bytes());
+                    }
+                    None => field(b""),
+                }
+                CredentialKey::Static {
+                    access_key_id: access_key_id.clone(),
+                    secret_digest: h.finalize().into(),
+                }
+            }
+            RequestCredentials::DefaultChain => CredentialKey::DefaultChain,
         }
     }
 }
@@ -232,7 +317,7 @@ struct Entry {
 pub struct ClientCache {
     base: SdkConfig,
     config: ClientCacheConfig,
-    entries: Mutex<(u64, HashMap<RequestCredentials, Entry>)>,
+    entries: Mutex<(u64, HashMap<CredentialKey, Entry>)>,
 }
 
 impl ClientCache {
@@ -253,7 +338,11 @@ impl ClientCache {
 
     /// Number of credentials currently cached.
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("cache lock").1.len()
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .len()
     }
 
     /// Whether nothing is cached.
@@ -263,11 +352,12 @@ impl ClientCache {
 
     /// The clients for `creds`, built on first use.
     pub fn get(&self, creds: &RequestCredentials) -> Arc<Clients> {
-        let mut guard = self.entries.lock().expect("cache lock");
+        let key = creds.cache_key();
+        let mut guard = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let (tick, map) = &mut *guard;
         *tick += 1;
         let now = *tick;
-        if let Some(e) = map.get_mut(creds) {
+        if let Some(e) = map.get_mut(&key) {
             e.last_used = now;
             return e.clients.clone();
         }
@@ -283,7 +373,7 @@ impl ClientCache {
         }
         let clients = Arc::new(self.build(creds));
         map.insert(
-            creds.clone(),
+            key,
             Entry {
                 clients: clients.clone(),
                 last_used: now,
@@ -413,6 +503,41 @@ mod tests {
         let _c = cache.get(&creds("C", "s"));
         assert_eq!(cache.len(), 2);
         assert!(Arc::ptr_eq(&a, &cache.get(&creds("A", "s"))));
+    }
+
+    #[test]
+    fn cache_keys_hold_a_digest_of_the_secret_never_the_secret() {
+        let a = creds("AKIAEXAMPLE", "wJalrXUtnFEMI");
+        let k = a.cache_key();
+        assert_eq!(k, a.cache_key());
+        assert_ne!(k, creds("AKIAEXAMPLE", "wJalrXUtnFEMJ").cache_key());
+        assert_ne!(k, creds("AKIAEXAMPLF", "wJalrXUtnFEMI").cache_key());
+        // Key id and secret are separated: moving a byte across does not collide.
+        assert_ne!(creds("ab", "c").cache_key(), creds("a", "bc").cache_key());
+        // A NUL inside the secret cannot imitate a session token.
+        let with_token = RequestCredentials::Static {
+            access_key_id: "a".into(),
+            secret_access_key: "b".into(),
+            session_token: Some("c".into()),
+        };
+        for fake in [
+            "b\0c",
+            "b\0\0c",
+            "b\u{5}\0\0\0\0\0\0\0token\u{1}\0\0\0\0\0\0\0c",
+        ] {
+            assert_ne!(
+                with_token.cache_key(),
+                creds("a", fake).cache_key(),
+                "{fake:?}"
+            );
+        }
+        let CredentialKey::Static { secret_digest, .. } = &k else {
+            panic!("{k:?}")
+        };
+        assert!(!secret_digest
+            .windows(4)
+            .any(|w| "wJalrXUtnFEMI".as_bytes().windows(4).any(|s| s == w)));
+        assert!(!format!("{k:?}").contains("wJalr"));
     }
 
     #[test]

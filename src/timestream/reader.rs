@@ -23,7 +23,7 @@
 
 use std::collections::HashSet;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_sdk_timestreamquery::operation::query::QueryOutput;
@@ -40,6 +40,7 @@ use crate::read::sql::{self, Order, Plan, PlanOptions, METRIC_NAME_LABEL};
 use crate::remote::chunked::FrameBuilder;
 use crate::remote::pb::{label_matcher::Type as MatcherType, Query, QueryResult};
 use crate::special;
+use crate::timestream::client::CredentialKey;
 use crate::timestream::error::{classify, Failure, FailureKind};
 
 /// Column lists older than this are fetched again before use.
@@ -61,6 +62,50 @@ pub struct ReadOptions {
     pub regex: RegexOptions,
     /// Most samples per request (0 = unlimited).
     pub max_samples: u64,
+}
+
+/// The samples one read request may still return, shared by all its queries (issue 13:
+/// each query of a SAMPLES read once had the whole `--read.max-samples` to itself, so a
+/// request of 1,000 queries could hold 1,000 × the cap). Taken as rows arrive, before
+/// they are grouped, so no more than the cap is ever held.
+#[derive(Debug)]
+pub struct SampleBudget {
+    max: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl SampleBudget {
+    /// A budget of `max` samples (0 = unlimited).
+    pub fn new(max: u64) -> SampleBudget {
+        SampleBudget {
+            max,
+            used: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `n` samples; an error once the request's total passes the cap.
+    pub fn take(&self, n: u64) -> Result<(), ReadError> {
+        if self.max == 0 {
+            return Ok(());
+        }
+        let before = self.used.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if before.saturating_add(n) > self.max {
+            return Err(too_many(self.max));
+        }
+        Ok(())
+    }
+
+    /// Returns samples taken by an attempt whose rows were dropped (a re-planned query).
+    pub fn give_back(&self, n: u64) {
+        if self.max > 0 {
+            self.used.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Samples taken so far.
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Counts Query pages (the upstream `timestream_connector_read_requests_total`).
@@ -86,8 +131,8 @@ struct Entry {
     describe_refused: bool,
 }
 
-/// (scope, identity, database, table).
-type CacheKey = (usize, String, String, String);
+/// (scope, credential, database, table).
+type CacheKey = (usize, CredentialKey, String, String);
 
 fn cache() -> &'static Mutex<HashMap<CacheKey, Entry>> {
     static CACHE: OnceLock<Mutex<HashMap<CacheKey, Entry>>> = OnceLock::new();
@@ -160,10 +205,6 @@ fn failure(f: Failure) -> ReadError {
     }
 }
 
-fn poisoned() -> ReadError {
-    ReadError::Internal("column cache lock poisoned".into())
-}
-
 fn column_missing(e: &ReadError) -> bool {
     matches!(e, ReadError::Validation(m) if m.contains("Column") && m.contains("does not exist"))
 }
@@ -183,8 +224,9 @@ fn ident(s: &str) -> String {
 /// One query session: a client, the identity it stands for, and the page counter.
 pub struct Reader {
     pub client: Client,
-    /// Distinguishes accounts in the column cache (an access key id, never a secret).
-    pub identity: String,
+    /// Distinguishes callers in the column cache: the whole credential (key id and a
+    /// salted digest of the secret), so a wrong secret never reads another caller's entry.
+    pub identity: CredentialKey,
     /// Distinguishes backends in the column cache (one value per app instance).
     pub scope: usize,
     pub options: ReadOptions,
@@ -266,7 +308,7 @@ impl Reader {
         let target = format!("{}.{}", ident(db), ident(table));
         let refused = cache()
             .lock()
-            .map_err(|_| poisoned())?
+            .unwrap_or_else(PoisonError::into_inner)
             .get(key)
             .is_some_and(|e| e.describe_refused);
         if !refused {
@@ -325,9 +367,12 @@ impl Reader {
                     reason = %m,
                     "DESCRIBE refused; this table's columns come from SELECT * … LIMIT 0 from now on"
                 );
-                if let Ok(mut c) = cache().lock() {
-                    c.entry(key.clone()).or_default().describe_refused = true;
-                }
+                cache()
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(key.clone())
+                    .or_default()
+                    .describe_refused = true;
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -344,7 +389,7 @@ impl Reader {
     ) -> Result<Arc<BTreeSet<String>>, ReadError> {
         let decided = Instant::now();
         let gate = {
-            let mut c = cache().lock().map_err(|_| poisoned())?;
+            let mut c = cache().lock().unwrap_or_else(PoisonError::into_inner);
             if c.len() >= MAX_TABLES && !c.contains_key(key) {
                 c.clear();
             }
@@ -356,7 +401,7 @@ impl Reader {
         };
         let _fetching = gate.lock().await;
         let started = {
-            let mut c = cache().lock().map_err(|_| poisoned())?;
+            let mut c = cache().lock().unwrap_or_else(PoisonError::into_inner);
             let e = c.entry(key.clone()).or_default();
             // A refresh that started after our decision (while we waited for the
             // gate) saw everything we would see.
@@ -376,12 +421,18 @@ impl Reader {
             now
         };
         let dims = Arc::new(self.fetch_columns(key).await?);
-        if let Ok(mut c) = cache().lock() {
-            c.entry(key.clone()).or_default().columns = Some(Columns {
-                dims: dims.clone(),
-                fetched: started,
-            });
-        }
+        // A poisoned lock (a panic elsewhere while holding it) is recovered, not
+        // reported: the map stays consistent, and refusing every later read would turn
+        // one panic into an outage.
+        cache()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .columns = Some(Columns {
+            dims: dims.clone(),
+            fetched: started,
+        });
         Ok(dims)
     }
 
@@ -470,8 +521,13 @@ impl Reader {
         Ok(plan)
     }
 
-    /// Answer a prepared query as one QueryResult (SAMPLES).
-    pub async fn samples(&self, p: &Prepared, budget: &mut u64) -> Result<QueryResult, ReadError> {
+    /// Answer a prepared query as one QueryResult (SAMPLES), taking its rows from the
+    /// request's shared `budget` as they arrive.
+    pub async fn samples(
+        &self,
+        p: &Prepared,
+        budget: &SampleBudget,
+    ) -> Result<QueryResult, ReadError> {
         let mut plan = p.plan.clone();
         for attempt in 0..2 {
             let Plan::Select(s) = &plan else {
@@ -480,9 +536,11 @@ impl Reader {
             let sql = sql::render_checked(s)?;
             let mut grouper: Option<Grouper> = None;
             let mut count = 0u64;
-            let max = self.options.max_samples;
             let res = self
                 .pages(&sql, |cols, rows| {
+                    // Before the rows are grouped: a request never holds more than the cap.
+                    budget.take(rows.len() as u64)?;
+                    count += rows.len() as u64;
                     let g = match &mut grouper {
                         Some(g) => g,
                         None => grouper
@@ -494,24 +552,21 @@ impl Reader {
                         cells.extend(r.data().iter().map(|d| d.scalar_value()));
                         g.push(&cells)?;
                     }
-                    count += rows.len() as u64;
-                    if max > 0 && count > *budget {
-                        return Err(too_many(max));
-                    }
                     Ok(())
                 })
                 .await;
             match res {
-                Err(e) if no_double_measure(&e) => return Ok(QueryResult::default()),
+                Err(e) if no_double_measure(&e) => {
+                    budget.give_back(count);
+                    return Ok(QueryResult::default());
+                }
                 Err(e) if attempt == 0 && retry_with_fresh_columns(&e) => {
+                    budget.give_back(count);
                     plan = self.replan(p).await?;
                     continue;
                 }
                 Err(e) => return Err(e),
                 Ok(()) => {}
-            }
-            if max > 0 {
-                *budget -= count;
             }
             let series = grouper.map(Grouper::finish).unwrap_or_default();
             // Two samples at one timestamp in a series means a dimension column
@@ -522,6 +577,7 @@ impl Reader {
                     .any(|w| w[0].timestamp == w[1].timestamp)
             });
             if dup && attempt == 0 {
+                budget.give_back(count);
                 plan = self.replan(p).await?;
                 continue;
             }

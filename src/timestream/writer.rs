@@ -24,6 +24,9 @@ pub struct WriterOptions {
     pub common_attributes: bool,
 }
 
+/// Rejected records kept per failed call (for the answer's examples; all are counted).
+pub const MAX_REJECTED_KEPT: usize = 3;
+
 /// A record Timestream refused (from RejectedRecordsException).
 #[derive(Debug, Clone)]
 pub struct RejectedSample {
@@ -48,7 +51,8 @@ pub struct BatchFailure {
     pub samples_in_call: u64,
     /// Samples of the call that were not stored.
     pub samples_not_written: u64,
-    /// Rejected records (empty unless the error is RejectedRecordsException).
+    /// The first [`MAX_REJECTED_KEPT`] rejected records (empty unless the error is
+    /// RejectedRecordsException); `samples_not_written` counts them all.
     pub rejected: Vec<RejectedSample>,
 }
 
@@ -194,11 +198,19 @@ async fn send_batch(
                 .inc();
             let mut rejected = Vec::new();
             let mut not_written = n;
+            let mut not_written_listed = 0u64;
             if let Some(WriteRecordsError::RejectedRecordsException(rr)) = err.as_service_error() {
                 // Partial success: the records not listed were stored (SPEC §2.3).
                 for r in rr.rejected_records() {
                     let idx = r.record_index();
                     if idx < 0 || idx as u64 >= n {
+                        continue;
+                    }
+                    not_written_listed += 1;
+                    // Only a few are kept for the answer (it shows three per call): a
+                    // batch of 100 rejected records must not hold 100 owned reasons, nor
+                    // a request of 10^5 rejected samples 10^5 of them.
+                    if rejected.len() >= MAX_REJECTED_KEPT {
                         continue;
                     }
                     let rec = plan.records[batch.records.start + idx as usize];
@@ -209,8 +221,8 @@ async fn send_batch(
                         reason: r.reason().unwrap_or("no reason given").to_string(),
                     });
                 }
-                if !rejected.is_empty() {
-                    not_written = rejected.len() as u64;
+                if not_written_listed > 0 {
+                    not_written = not_written_listed;
                     metrics.records_written.inc_by(n - not_written);
                 }
             }
