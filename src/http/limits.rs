@@ -202,7 +202,9 @@ pub fn content_type_proto(headers: &HeaderMap) -> Option<String> {
 pub fn codec_error(e: CodecError) -> ApiError {
     match e {
         CodecError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-        CodecError::Snappy(_) | CodecError::Protobuf { .. } => ApiError::BadRequest(e.to_string()),
+        CodecError::Snappy(_) | CodecError::Protobuf { .. } | CodecError::RemoteWrite2(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use prost::Message;
 
 use super::pb::WriteRequest;
 use super::view::WriteRequestView;
+use super::view_v2::{self, RequestV2};
 
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,10 @@ pub enum CodecError {
         /// Decoder error.
         source: prost::DecodeError,
     },
+    /// Not a valid remote-write 2.0 `io.prometheus.write.v2.Request` (the decoder's own
+    /// error: what, in which field, at which byte).
+    #[error("the body is not a valid protobuf io.prometheus.write.v2.Request: {0}")]
+    RemoteWrite2(#[from] view_v2::DecodeError),
 }
 
 /// Decompresses a snappy block, refusing it before allocation if it declares more than `limit`.
@@ -69,6 +74,12 @@ pub fn decode_write_request_view(raw: &[u8]) -> Result<WriteRequestView<'_>, Cod
         message: "prometheus.WriteRequest",
         source,
     })
+}
+
+/// Decodes an uncompressed remote-write 2.0 `io.prometheus.write.v2.Request` (from
+/// [`decompress`]) into the same borrowed view as 1.0.
+pub fn decode_write_request_v2(raw: &[u8]) -> Result<RequestV2<'_>, CodecError> {
+    Ok(view_v2::decode(raw)?)
 }
 
 /// Encodes a `WriteRequest` the way Prometheus sends it (for tests and the load tool).
