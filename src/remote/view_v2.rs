@@ -355,33 +355,41 @@ impl<'a> Decoder<'a> {
     }
 
     /// One `labels_refs` field occurrence (packed or a single unpacked element); each
-    /// complete pair goes to `push`.
+    /// complete pair goes to `out` (exemplar labels are only checked).
     #[inline]
     fn refs(
         &self,
         r: &mut Reader<'a>,
         wire_type: u8,
         pairs: &mut Pairs<'a>,
-        mut push: impl FnMut(LabelRef<'a>),
+        mut out: Option<&mut Vec<LabelRef<'a>>>,
     ) -> R<()> {
-        let mut one = |d: &Self, r: &mut Reader<'a>| -> R<()> {
+        let mut one = |d: &Self, r: &mut Reader<'a>, out: &mut Option<&mut Vec<LabelRef<'a>>>| {
             let s = d.symbol(r)?;
             pairs.count += 1;
             match pairs.name.take() {
                 None => pairs.name = Some(s),
-                Some(name) => push(LabelRef { name, value: s }),
+                Some(name) => {
+                    if let Some(out) = out {
+                        out.push(LabelRef { name, value: s });
+                    }
+                }
             }
             Ok(())
         };
         match wire_type {
             LEN => {
                 let mut packed = r.sub()?;
+                if let Some(out) = out.as_mut() {
+                    // At most one pair per two bytes: no growth chain on a long run.
+                    out.reserve((packed.end - packed.pos) / 2);
+                }
                 while !packed.done() {
-                    one(self, &mut packed)?;
+                    one(self, &mut packed, &mut out)?;
                 }
                 Ok(())
             }
-            VARINT => one(self, r),
+            VARINT => one(self, r, &mut out),
             _ => Err(r.fail(r.pos, Problem::WireType(wire_type))),
         }
     }
@@ -402,7 +410,7 @@ impl<'a> Decoder<'a> {
             match tag {
                 1 => {
                     let mut labels = std::mem::take(&mut self.out.view.labels);
-                    let res = self.refs(&mut r, wire_type, &mut pairs, |l| labels.push(l));
+                    let res = self.refs(&mut r, wire_type, &mut pairs, Some(&mut labels));
                     self.out.view.labels = labels;
                     res.at("TimeSeries.labels_refs")?;
                 }
@@ -487,7 +495,7 @@ impl<'a> Decoder<'a> {
         };
         r.fields(RECURSION_LIMIT - 2, |r, tag, wire_type| {
             match tag {
-                1 => self.refs(r, wire_type, &mut pairs, drop)?,
+                1 => self.refs(r, wire_type, &mut pairs, None)?,
                 2 => r.scalar(wire_type, FIXED64)?,
                 3 => r.scalar(wire_type, VARINT)?,
                 _ => return Ok(false),
