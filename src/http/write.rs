@@ -331,3 +331,79 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
         message: msg.trim_end().to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn negotiated(ct: Option<&str>, enc: Option<&str>) -> Result<Protocol, u16> {
+        let mut h = HeaderMap::new();
+        if let Some(ct) = ct {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        }
+        if let Some(enc) = enc {
+            h.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_str(enc).unwrap(),
+            );
+        }
+        negotiate(&h).map_err(|e| e.status().as_u16())
+    }
+
+    #[test]
+    fn content_type_picks_the_protocol_and_everything_else_is_415() {
+        use Protocol::*;
+        for (ct, want) in [
+            (None, Ok(V1)),
+            (Some(""), Ok(V1)),
+            (Some("application/x-protobuf"), Ok(V1)),
+            (Some("application/x-www-form-urlencoded"), Ok(V1)),
+            (
+                Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+                Ok(V1),
+            ),
+            (
+                Some("APPLICATION/X-PROTOBUF ; proto = \"prometheus.WriteRequest\""),
+                Ok(V1),
+            ),
+            (
+                Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                Ok(V2),
+            ),
+            (
+                Some("application/x-protobuf; Proto=io.prometheus.write.v2.request"),
+                Ok(V2),
+            ),
+            (
+                Some("application/x-protobuf;proto=io.prometheus.write.v3.Request"),
+                Err(415),
+            ),
+            (
+                Some("application/x-protobuf;proto=prometheus.ReadRequest"),
+                Err(415),
+            ),
+            (Some("application/json"), Err(415)),
+            (Some("image/png"), Err(415)),
+            (Some("text/plain; charset=utf-8"), Err(415)),
+            (Some("application/octet-stream"), Err(415)),
+        ] {
+            assert_eq!(negotiated(ct, None), want, "{ct:?}");
+            assert_eq!(negotiated(ct, Some("snappy")), want, "{ct:?} + snappy");
+        }
+        for enc in ["gzip", "deflate", "zstd", "identity", ""] {
+            for ct in [None, Some("application/x-protobuf")] {
+                assert_eq!(negotiated(ct, Some(enc)), Err(415), "{ct:?} + {enc:?}");
+            }
+            let e = negotiate(&{
+                let mut h = HeaderMap::new();
+                h.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(enc).unwrap(),
+                );
+                h
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains(PROTO_V2), "{e}");
+        }
+    }
+}
