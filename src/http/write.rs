@@ -15,8 +15,9 @@
 //! 2.0 answers carry `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`
 //! (Prometheus 3.x drops a batch whose 2xx lacks them). "Written" counts what this request
 //! settled for good: stored, or skipped by a documented rule and counted in
-//! `timestream_connector_ignored_samples_by_reason_total` (stale markers, unstorable names,
-//! native histograms, and exemplars, which Timestream has no place for). Reporting those as
+//! `timestream_connector_ignored_samples_by_reason_total` (unstorable names, special values
+//! with `--write.special-values=false`, native histograms, and exemplars, which Timestream
+//! has no place for). Reporting those as
 //! not written would make Prometheus log an error and count failed samples for every batch
 //! of data it can never store, while retrying would not help; `--fail-on-long-label` and
 //! `--fail-on-invalid-sample-value` turn the skips into 400s for those who want the sender
