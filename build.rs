@@ -2,7 +2,11 @@
 //! protobuf compiler (protox), so a fresh machine builds with cargo alone.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/types.proto", "proto/remote.proto"];
+    let files = [
+        "proto/types.proto",
+        "proto/remote.proto",
+        "proto/write_v2.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -4,12 +4,17 @@
 //! node_exporter-like request (2,500 series × 8 labels, one sample each, as Prometheus
 //! sends with max_samples_per_send raised to 2,500).
 //!
+//! The same request as a remote-write 2.0 body (symbols table, refs; laid out as
+//! Prometheus 3.x lays it out) is decoded and planned too, to compare the protocols per
+//! sample: `decode_plan` (1.0) vs `decode_plan_v2`.
+//!
 //! Run: `cargo bench -p timestream-prometheus-connector --bench write_path`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use timestream_prometheus_connector::config::DestinationConfig;
 use timestream_prometheus_connector::remote::codec::{
-    decode_write_request, decode_write_request_view, decompress, encode_write_request,
+    decode_write_request, decode_write_request_v2, decode_write_request_view, decompress,
+    encode_write_request, encode_write_request_v2,
 };
 use timestream_prometheus_connector::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
 use timestream_prometheus_connector::timestream::writer::build_records;
@@ -126,6 +131,15 @@ fn bench(c: &mut Criterion) {
         .map(|t| t.samples.len())
         .sum::<usize>() as u64;
 
+    let body_v2 = encode_write_request_v2(&req);
+    eprintln!(
+        "1.0 body: {} bytes ({} decompressed); 2.0 body: {} bytes ({} decompressed)",
+        body.len(),
+        decompress(&body, 64 << 20).unwrap().len(),
+        body_v2.len(),
+        decompress(&body_v2, 64 << 20).unwrap().len()
+    );
+
     let mut g = c.benchmark_group("remote_write");
     g.throughput(Throughput::Elements(samples));
     // What the server does: decompress, then the borrowed view.
@@ -166,6 +180,27 @@ fn bench(c: &mut Criterion) {
                 n += build_records(&plan, batch, true).1.len();
             }
             n
+        })
+    });
+    // Remote write 2.0 against 1.0, same data: decode alone, then decode + plan.
+    g.bench_function("decode_v2", |b| {
+        b.iter(|| {
+            let raw = decompress(&body_v2, 64 << 20).unwrap();
+            decode_write_request_v2(&raw).unwrap().view.sample_count()
+        })
+    });
+    g.bench_function("decode_plan", |b| {
+        b.iter(|| {
+            let raw = decompress(&body, 64 << 20).unwrap();
+            let req = decode_write_request_view(&raw).unwrap();
+            plan_write(&req, &opts).unwrap().records.len()
+        })
+    });
+    g.bench_function("decode_plan_v2", |b| {
+        b.iter(|| {
+            let raw = decompress(&body_v2, 64 << 20).unwrap();
+            let req = decode_write_request_v2(&raw).unwrap();
+            plan_write(&req.view, &opts).unwrap().records.len()
         })
     });
     g.finish();

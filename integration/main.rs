@@ -17,6 +17,7 @@ mod configs;
 mod durability;
 mod promql;
 mod read_options;
+mod rw2;
 mod staleness;
 mod vmagent;
 mod vmctl;

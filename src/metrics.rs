@@ -15,6 +15,8 @@ pub const REASON_LABEL: &str = "reason";
 pub const CODE_LABEL: &str = "code";
 /// Label of per-route metrics.
 pub const HANDLER_LABEL: &str = "handler";
+/// Label of `remote_write_requests`: `1.0` or `2.0`.
+pub const PROTOCOL_LABEL: &str = "protocol";
 
 /// The connector's metrics.
 #[derive(Clone)]
@@ -63,6 +65,8 @@ pub struct Metrics {
     pub requests_cut_at_shutdown: IntCounter,
     /// WriteRecords call slots held by requests (bounded by --write.max-inflight-calls).
     pub write_call_slots_in_use: IntGauge,
+    /// Remote-write requests by protocol version, once negotiated from the Content-Type.
+    pub remote_write_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -194,6 +198,18 @@ impl Metrics {
             "WriteRecords call slots held by requests (at most --write.max-inflight-calls).",
         )
         .expect("valid metric");
+        let remote_write_requests = IntCounterVec::new(
+            Opts::new(
+                "timestream_connector_remote_write_requests_total",
+                "Remote-write requests by protocol version (1.0: prometheus.WriteRequest, 2.0: io.prometheus.write.v2.Request), counted once the Content-Type is accepted.",
+            ),
+            &[PROTOCOL_LABEL],
+        )
+        .expect("valid metric");
+        // Both series exist from the start, so a rate over them is defined before traffic.
+        for v in ["1.0", "2.0"] {
+            remote_write_requests.with_label_values(&[v]);
+        }
 
         let mut names = Vec::new();
         for c in [
@@ -217,6 +233,7 @@ impl Metrics {
             Box::new(request_timeouts.clone()),
             Box::new(requests_cut_at_shutdown.clone()),
             Box::new(write_call_slots_in_use.clone()),
+            Box::new(remote_write_requests.clone()),
         ] {
             names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("unique metric names");
@@ -244,6 +261,7 @@ impl Metrics {
             request_timeouts,
             requests_cut_at_shutdown,
             write_call_slots_in_use,
+            remote_write_requests,
         }
     }
 

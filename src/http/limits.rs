@@ -274,7 +274,9 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 pub fn codec_error(e: CodecError) -> ApiError {
     match e {
         CodecError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-        CodecError::Snappy(_) | CodecError::Protobuf { .. } => ApiError::BadRequest(e.to_string()),
+        CodecError::Snappy(_) | CodecError::Protobuf { .. } | CodecError::RemoteWrite2(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
     }
 }
 

@@ -1,41 +1,125 @@
-//! `POST /write` (and `/api/v1/write`): credentials → decode (size-capped) → plan → send →
-//! status. 200 only when every accepted sample is stored; transient failures → 503 so
-//! Prometheus retries the whole request (identical re-writes are no-ops in Timestream);
-//! permanent ones → 4xx with what was and was not written.
+//! `POST /write` (and `/api/v1/write`): protocol negotiation → credentials → decode
+//! (size-capped) → plan → send → status. Remote write 1.0 and 2.0 share everything after
+//! decoding: both decoders yield the same borrowed view, so there is one planner and one
+//! status mapping. Success only when every accepted sample is stored; transient failures
+//! → 503 so the sender retries the whole request (identical re-writes are no-ops in
+//! Timestream); permanent ones → 4xx with what was and was not written.
+//!
+//! Negotiation (`Content-Type`, remote-write 2.0 spec): `application/x-protobuf` without
+//! `proto=` or with `proto=prometheus.WriteRequest` → 1.0, `proto=io.prometheus.write.v2.Request`
+//! → 2.0. No `Content-Type` at all, or curl's default `application/x-www-form-urlencoded`, is
+//! read as 1.0 (what `/write` always accepted; hand-made requests rely on it). Any other
+//! media type or `proto=`, and any `Content-Encoding` but snappy, → 415 naming what is
+//! accepted (vmagent's first `zstd` request relies on that 415 to fall back to snappy 1.0).
+//!
+//! 2.0 answers carry `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`
+//! (Prometheus 3.x drops a batch whose 2xx lacks them). "Written" counts what this request
+//! settled for good: stored, or skipped by a documented rule and counted in
+//! `timestream_connector_ignored_samples_by_reason_total` (unstorable names, special values
+//! with `--write.special-values=false`, native histograms, and exemplars, which Timestream
+//! has no place for). Reporting those as
+//! not written would make Prometheus log an error and count failed samples for every batch
+//! of data it can never store, while retrying would not help; `--fail-on-long-label` and
+//! `--fail-on-invalid-sample-value` turn the skips into 400s for those who want the sender
+//! to see them. A request refused as a whole (400/413) reports 0 of everything.
 
 use std::fmt::Write as _;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::auth::Creds;
 use super::limits::{self, Limits};
 use super::AppState;
 use crate::error::{ApiError, PermanentKind};
-use crate::remote::codec::{decode_write_request_view, decompress, CodecError};
+use crate::remote::codec::{
+    decode_write_request_v2, decode_write_request_view, decompress, CodecError,
+};
 use crate::special;
+use crate::timestream::client::RequestCredentials;
 use crate::timestream::error::FailureKind;
 use crate::timestream::reader::note_special_values_written;
 use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
 use crate::write::{plan_write, IgnoreReason, PlanOptions};
 
-/// Content type of a remote-write 2.0 body, which we do not decode (yet): 415 lets a
-/// sender fall back to 1.0.
-const RW2_PROTO: &str = "io.prometheus.write.v2.request";
+/// `proto=` of a remote-write 1.0 body.
+pub const PROTO_V1: &str = "prometheus.WriteRequest";
+/// `proto=` of a remote-write 2.0 body.
+pub const PROTO_V2: &str = "io.prometheus.write.v2.Request";
+/// Response headers of a 2.0 request.
+pub const SAMPLES_WRITTEN: &str = "x-prometheus-remote-write-samples-written";
+/// See [`SAMPLES_WRITTEN`].
+pub const HISTOGRAMS_WRITTEN: &str = "x-prometheus-remote-write-histograms-written";
+/// See [`SAMPLES_WRITTEN`].
+pub const EXEMPLARS_WRITTEN: &str = "x-prometheus-remote-write-exemplars-written";
 
-fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    limits::check_content_encoding(headers, "write")?;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        if ct.contains(RW2_PROTO) {
-            return Err(ApiError::UnsupportedMediaType(
-                "remote write 2.0 (io.prometheus.write.v2.Request) is not supported; send prometheus.WriteRequest (1.0)".into(),
-            ));
+const ACCEPTED: &str = "/write accepts snappy-compressed (Content-Encoding: snappy) \
+    Content-Type: application/x-protobuf (remote write 1.0), \
+    application/x-protobuf;proto=prometheus.WriteRequest (1.0) or \
+    application/x-protobuf;proto=io.prometheus.write.v2.Request (2.0)";
+
+/// The remote-write protocol a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `prometheus.WriteRequest`.
+    V1,
+    /// `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+impl Protocol {
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V1 => "1.0",
+            Protocol::V2 => "2.0",
         }
     }
-    Ok(())
+}
+
+/// Picks the protocol from `Content-Type` and `Content-Encoding` (see the module doc).
+pub fn negotiate(headers: &HeaderMap) -> Result<Protocol, ApiError> {
+    if let Err(e) = limits::check_content_encoding(headers, "write") {
+        return Err(ApiError::UnsupportedMediaType(format!("{e}. {ACCEPTED}")));
+    }
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Protocol::V1);
+    };
+    let unsupported = |what: String| {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "{what}; {ACCEPTED}"
+        )))
+    };
+    let Ok(ct) = ct.to_str() else {
+        return unsupported("the Content-Type is not ASCII".into());
+    };
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.is_empty() || media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Ok(Protocol::V1);
+    }
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return unsupported(format!("Content-Type {media:?} is not supported"));
+    }
+    match limits::content_type_proto(headers) {
+        None => Ok(Protocol::V1),
+        Some(p) if p.eq_ignore_ascii_case(PROTO_V1) => Ok(Protocol::V1),
+        Some(p) if p.eq_ignore_ascii_case(PROTO_V2) => Ok(Protocol::V2),
+        Some(p) => unsupported(format!("proto={p:?} is not a remote-write message")),
+    }
+}
+
+/// What a request settled for good (see the module doc), for the 2.0 response headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Float samples.
+    pub samples: u64,
+    /// Native histogram samples.
+    pub histograms: u64,
+    /// Exemplars.
+    pub exemplars: u64,
 }
 
 /// The handler.
@@ -46,10 +130,50 @@ pub async fn handle(
     limits: Option<Extension<Limits>>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    let protocol = match negotiate(&headers) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    state
+        .metrics
+        .remote_write_requests
+        .with_label_values(&[protocol.as_str()])
+        .inc();
+    let mut written = Written::default();
+    let result = write(&state, creds, limits, body, protocol, &mut written).await;
+    match protocol {
+        Protocol::V1 => result.into_response(),
+        Protocol::V2 => {
+            let mut resp = match result {
+                // The 2.0 spec's success status.
+                Ok(_) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => e.into_response(),
+            };
+            let h = resp.headers_mut();
+            for (name, n) in [
+                (SAMPLES_WRITTEN, written.samples),
+                (HISTOGRAMS_WRITTEN, written.histograms),
+                (EXEMPLARS_WRITTEN, written.exemplars),
+            ] {
+                h.insert(name, HeaderValue::from(n));
+            }
+            resp
+        }
+    }
+}
+
+/// Decode → plan → send, the same for both protocols; fills `written` as it goes.
+async fn write(
+    state: &AppState,
+    creds: RequestCredentials,
+    limits: Option<Extension<Limits>>,
+    body: Bytes,
+    protocol: Protocol,
+    written: &mut Written,
 ) -> Result<StatusCode, ApiError> {
-    check_media_type(&headers)?;
     let refuse = |e: CodecError| {
-        tracing::info!(error = %e, bytes = body.len(), "undecodable write request");
+        tracing::info!(error = %e, bytes = body.len(), protocol = protocol.as_str(), "undecodable write request");
         limits::codec_error(e)
     };
     let limit = state.config.max_decompressed_bytes;
@@ -61,7 +185,13 @@ pub async fn handle(
     }
     .map_err(refuse)?;
     // Labels borrow `raw` from here on (no copy per label); the plan borrows `req`.
-    let req = decode_write_request_view(&raw).map_err(refuse)?;
+    let (req, exemplars) = match protocol {
+        Protocol::V1 => (decode_write_request_view(&raw).map_err(refuse)?, 0),
+        Protocol::V2 => {
+            let r = decode_write_request_v2(&raw).map_err(refuse)?;
+            (r.view, r.exemplars)
+        }
+    };
     drop(body);
     let cfg = &state.config;
     let metrics = &state.metrics;
@@ -96,6 +226,13 @@ pub async fn handle(
             "samples skipped"
         );
     }
+    // Settled by a skip rule whatever happens to the rest.
+    let histograms = plan.stats.ignored[IgnoreReason::NativeHistogram as usize];
+    *written = Written {
+        samples: plan.stats.ignored_total() - histograms,
+        histograms,
+        exemplars,
+    };
     if plan.records.is_empty() {
         return Ok(StatusCode::OK);
     }
@@ -122,6 +259,7 @@ pub async fn handle(
         metrics,
     )
     .await;
+    written.samples += outcome.samples_written;
     if plan.stats.specials.iter().any(|&n| n > 0) && outcome.samples_written > 0 {
         // The first special value of a table creates its `__name__` column: reads in this
         // process look for it now instead of after the column cache expires.
@@ -200,4 +338,80 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
         kind,
         message: msg.trim_end().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn negotiated(ct: Option<&str>, enc: Option<&str>) -> Result<Protocol, u16> {
+        let mut h = HeaderMap::new();
+        if let Some(ct) = ct {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        }
+        if let Some(enc) = enc {
+            h.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_str(enc).unwrap(),
+            );
+        }
+        negotiate(&h).map_err(|e| e.status().as_u16())
+    }
+
+    #[test]
+    fn content_type_picks_the_protocol_and_everything_else_is_415() {
+        use Protocol::*;
+        for (ct, want) in [
+            (None, Ok(V1)),
+            (Some(""), Ok(V1)),
+            (Some("application/x-protobuf"), Ok(V1)),
+            (Some("application/x-www-form-urlencoded"), Ok(V1)),
+            (
+                Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+                Ok(V1),
+            ),
+            (
+                Some("APPLICATION/X-PROTOBUF ; proto = \"prometheus.WriteRequest\""),
+                Ok(V1),
+            ),
+            (
+                Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                Ok(V2),
+            ),
+            (
+                Some("application/x-protobuf; Proto=io.prometheus.write.v2.request"),
+                Ok(V2),
+            ),
+            (
+                Some("application/x-protobuf;proto=io.prometheus.write.v3.Request"),
+                Err(415),
+            ),
+            (
+                Some("application/x-protobuf;proto=prometheus.ReadRequest"),
+                Err(415),
+            ),
+            (Some("application/json"), Err(415)),
+            (Some("image/png"), Err(415)),
+            (Some("text/plain; charset=utf-8"), Err(415)),
+            (Some("application/octet-stream"), Err(415)),
+        ] {
+            assert_eq!(negotiated(ct, None), want, "{ct:?}");
+            assert_eq!(negotiated(ct, Some("snappy")), want, "{ct:?} + snappy");
+        }
+        for enc in ["gzip", "deflate", "zstd", "identity", ""] {
+            for ct in [None, Some("application/x-protobuf")] {
+                assert_eq!(negotiated(ct, Some(enc)), Err(415), "{ct:?} + {enc:?}");
+            }
+            let e = negotiate(&{
+                let mut h = HeaderMap::new();
+                h.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(enc).unwrap(),
+                );
+                h
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains(PROTO_V2), "{e}");
+        }
+    }
 }

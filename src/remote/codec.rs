@@ -5,7 +5,9 @@
 use prost::Message;
 
 use super::pb::WriteRequest;
+use super::pb_v2;
 use super::view::{ViewError, WriteRequestView};
+use super::view_v2::{self, RequestV2};
 
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,10 @@ pub enum CodecError {
         /// Decoder error.
         source: ProtobufError,
     },
+    /// Not a valid remote-write 2.0 `io.prometheus.write.v2.Request` (the decoder's own
+    /// error: what, in which field, at which byte).
+    #[error("the body is not a valid protobuf io.prometheus.write.v2.Request: {0}")]
+    RemoteWrite2(#[from] view_v2::DecodeError),
 }
 
 /// What a protobuf decoder said.
@@ -83,9 +89,85 @@ pub fn decode_write_request_view(raw: &[u8]) -> Result<WriteRequestView<'_>, Cod
     })
 }
 
+/// Decodes an uncompressed remote-write 2.0 `io.prometheus.write.v2.Request` (from
+/// [`decompress`]) into the same borrowed view as 1.0.
+pub fn decode_write_request_v2(raw: &[u8]) -> Result<RequestV2<'_>, CodecError> {
+    Ok(view_v2::decode(raw)?)
+}
+
 /// Encodes a `WriteRequest` the way Prometheus sends it (for tests and the load tool).
 pub fn encode_write_request(req: &WriteRequest) -> Vec<u8> {
     compress(&req.encode_to_vec())
+}
+
+/// The same data as a remote-write 2.0 request, laid out as Prometheus 3.x lays it out
+/// (symbols interned in first-use order after `""`, refs packed), for tests, benchmarks
+/// and the load tool. Metadata entries of 1.0 are per metric family and have no place in a
+/// 2.0 series; they are dropped.
+pub fn to_v2(req: &WriteRequest) -> pb_v2::Request {
+    let mut symbols = vec![String::new()];
+    let mut index: std::collections::HashMap<String, u32> =
+        std::collections::HashMap::from([(String::new(), 0)]);
+    let mut sym = |s: &str| -> u32 {
+        if let Some(&i) = index.get(s) {
+            return i;
+        }
+        let i = symbols.len() as u32;
+        symbols.push(s.to_string());
+        index.insert(s.to_string(), i);
+        i
+    };
+    let mut refs = |labels: &[super::pb::Label]| -> Vec<u32> {
+        labels
+            .iter()
+            .flat_map(|l| [sym(&l.name), sym(&l.value)])
+            .collect()
+    };
+    let timeseries = req
+        .timeseries
+        .iter()
+        .map(|t| pb_v2::TimeSeries {
+            labels_refs: refs(&t.labels),
+            samples: t
+                .samples
+                .iter()
+                .map(|s| pb_v2::Sample {
+                    value: s.value,
+                    timestamp: s.timestamp,
+                    start_timestamp: 0,
+                })
+                .collect(),
+            // Fields 1–16 of the two Histogram messages have the same numbers and types.
+            histograms: t
+                .histograms
+                .iter()
+                .map(|h| {
+                    pb_v2::Histogram::decode(h.encode_to_vec().as_slice())
+                        .expect("same wire layout")
+                })
+                .collect(),
+            exemplars: t
+                .exemplars
+                .iter()
+                .map(|e| pb_v2::Exemplar {
+                    labels_refs: refs(&e.labels),
+                    value: e.value,
+                    timestamp: e.timestamp,
+                })
+                .collect(),
+            metadata: None,
+            created_timestamp: 0,
+        })
+        .collect();
+    pb_v2::Request {
+        symbols,
+        timeseries,
+    }
+}
+
+/// [`to_v2`], snappy-compressed: a remote-write 2.0 body.
+pub fn encode_write_request_v2(req: &WriteRequest) -> Vec<u8> {
+    compress(&to_v2(req).encode_to_vec())
 }
 
 #[cfg(test)]

@@ -33,18 +33,20 @@ pub struct LabelRef<'a> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Span {
-    labels: (u32, u32),
-    samples: (u32, u32),
+pub(super) struct Span {
+    pub(super) labels: (u32, u32),
+    pub(super) samples: (u32, u32),
 }
 
-/// A decoded `WriteRequest` whose strings borrow the body it was decoded from.
+/// A decoded `WriteRequest` whose strings borrow the body it was decoded from. The
+/// remote-write 2.0 decoder (`view_v2`) fills the same type, so both protocols share one
+/// write pipeline.
 #[derive(Debug, Default)]
 pub struct WriteRequestView<'a> {
-    labels: Vec<LabelRef<'a>>,
-    samples: Vec<Sample>,
-    series: Vec<Span>,
-    histograms: u64,
+    pub(super) labels: Vec<LabelRef<'a>>,
+    pub(super) samples: Vec<Sample>,
+    pub(super) series: Vec<Span>,
+    pub(super) histograms: u64,
 }
 
 /// One series of a [`WriteRequestView`].
