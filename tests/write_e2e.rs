@@ -220,6 +220,28 @@ async fn large_requests_are_split_and_sent_concurrently() {
     env.shutdown().await;
 }
 
+/// A body of more than 1 MiB decompressed is decoded and planned with the worker handed
+/// over (`block_in_place`, multi-threaded runtime as in the server): every sample stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_one_mib_are_decoded_off_the_worker_and_fully_stored() {
+    let env = start().await;
+    let t = now_ms() - 120_000;
+    let ts = node_like(6_000, t, "host-big:9100");
+    let expected: usize = ts.iter().map(|s| s.samples.len()).sum();
+    let raw = prost::Message::encode_to_vec(&request(ts));
+    assert!(
+        raw.len() >= timestream_prometheus_connector::http::limits::BLOCKING_DECODE_BYTES,
+        "fixture of {} bytes must take the large-body path",
+        raw.len()
+    );
+    let (status, body) = env
+        .write(&request(node_like(6_000, t, "host-big:9100")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(env.rows(DB, TABLE).await.len(), expected);
+    env.shutdown().await;
+}
+
 fn canonical(rows: Vec<BTreeMap<String, String>>) -> BTreeSet<Vec<(String, String)>> {
     rows.into_iter().map(|r| r.into_iter().collect()).collect()
 }

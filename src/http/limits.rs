@@ -269,6 +269,21 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     }
 }
 
+/// Runs CPU-heavy work over a large body (`large`: see [`decode_off_worker`]) that borrows
+/// the request, so it cannot move to the blocking pool: on the multi-threaded runtime
+/// `block_in_place` first hands this worker's other tasks to another worker, so a 64 MiB
+/// body does not stall them; elsewhere (a current-thread runtime, as in some tests) it
+/// runs inline.
+pub fn cpu_heavy<T>(large: bool, f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if large && multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// Status for a body that failed snappy + protobuf decoding: a declared (or actual) size
 /// over `--web.max-decompressed-bytes` is 413 like an over-long body, the rest 400.
 pub fn codec_error(e: CodecError) -> ApiError {

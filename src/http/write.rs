@@ -177,7 +177,8 @@ async fn write(
         limits::codec_error(e)
     };
     let limit = state.config.max_decompressed_bytes;
-    let raw = if limits::decode_off_worker(&body) {
+    let large = limits::decode_off_worker(&body);
+    let raw = if large {
         let b = body.clone();
         limits::blocking(move || decompress(&b, limit)).await
     } else {
@@ -185,13 +186,11 @@ async fn write(
     }
     .map_err(refuse)?;
     // Labels borrow `raw` from here on (no copy per label); the plan borrows `req`.
-    let (req, exemplars) = match protocol {
-        Protocol::V1 => (decode_write_request_view(&raw).map_err(refuse)?, 0),
-        Protocol::V2 => {
-            let r = decode_write_request_v2(&raw).map_err(refuse)?;
-            (r.view, r.exemplars)
-        }
-    };
+    let (req, exemplars) = limits::cpu_heavy(large, || match protocol {
+        Protocol::V1 => decode_write_request_view(&raw).map(|v| (v, 0)),
+        Protocol::V2 => decode_write_request_v2(&raw).map(|r| (r.view, r.exemplars)),
+    })
+    .map_err(refuse)?;
     drop(body);
     let cfg = &state.config;
     let metrics = &state.metrics;
@@ -201,7 +200,7 @@ async fn write(
         fail_on_invalid_sample_value: cfg.write.fail_on_invalid_sample_value,
         special_values: cfg.write.special_values,
     };
-    let plan = match plan_write(&req, &opts) {
+    let plan = match limits::cpu_heavy(large, || plan_write(&req, &opts)) {
         Ok(p) => p,
         Err(e) => {
             let received = req.sample_count() as u64;
