@@ -46,12 +46,14 @@ fn check_all(promtool: &Path, knows_rw2: bool) {
     );
     let mut checked_rw2 = false;
     for f in files {
-        let rw2 = std::fs::read_to_string(&f).is_ok_and(|t| t.contains("protobuf_message:"));
-        // `protobuf_message` (remote write 2.0) exists since Prometheus 2.54: promtool 2.42
-        // (Debian stable) rejects the field, so such files are checked by promtool 3.x only.
-        if rw2 && !knows_rw2 {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let rw2 = text.contains("protobuf_message:");
+        // `protobuf_message` (remote write 2.0) exists since Prometheus 2.54 and `sigv4`'s
+        // `service_name` since 3.5: promtool 2.42 (Debian stable) rejects both fields, so
+        // such files are checked by promtool 3.x only.
+        if (rw2 || text.contains("service_name:")) && !knows_rw2 {
             clients::note(&format!(
-                "{}: needs promtool >= 2.54, checked by the 3.x test",
+                "{}: needs a newer promtool (protobuf_message >= 2.54, sigv4 service_name >= 3.5), checked by the 3.x test",
                 f.display()
             ));
             continue;

@@ -18,6 +18,7 @@ mod durability;
 mod promql;
 mod read_options;
 mod rw2;
+mod sigv4;
 mod staleness;
 mod vmagent;
 mod vmctl;

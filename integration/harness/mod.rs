@@ -40,6 +40,17 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, program: &Path, args: &[String], log_dir: &Path) -> Proc {
+        Proc::spawn_env(name, program, args, &[], log_dir)
+    }
+
+    /// `spawn` with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log_dir: &Path,
+    ) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -49,6 +60,7 @@ impl Proc {
         let err = out.try_clone().expect("clone log handle");
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -257,13 +269,25 @@ impl Connector {
         tls: Option<&tls::TestPki>,
         dir: &Path,
     ) -> Connector {
+        Connector::start_env(name, port, args, &[], tls, dir).await
+    }
+
+    /// `start` with extra environment variables (e.g. the connector's own AWS keys).
+    pub async fn start_env(
+        name: &str,
+        port: u16,
+        args: &[String],
+        env: &[(&str, &str)],
+        tls: Option<&tls::TestPki>,
+        dir: &Path,
+    ) -> Connector {
         let mut all = args.to_vec();
         all.push(format!("--web.listen-address=127.0.0.1:{port}"));
         if let Some(pki) = tls {
             all.push(format!("--tls-certificate={}", pki.server_cert.display()));
             all.push(format!("--tls-key={}", pki.server_key.display()));
         }
-        let proc = Proc::spawn(name, &connector_bin(), &all, dir);
+        let proc = Proc::spawn_env(name, &connector_bin(), &all, env, dir);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));

@@ -132,95 +132,18 @@ impl CredentialStore {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Caller, ApiError> {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::missing_auth)?;
-        let rest = auth.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| {
-            ApiError::incomplete_signature("Authorization header must use AWS4-HMAC-SHA256")
+        let request = Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        let signed = check(&request, "timestream", |akid| {
+            self.keys.get(akid).map(|k| k.secret.clone())
         })?;
-        let mut credential = None;
-        let mut signed_headers = None;
-        let mut signature = None;
-        for part in rest.split(',') {
-            let part = part.trim();
-            if let Some(v) = part.strip_prefix("Credential=") {
-                credential = Some(v);
-            } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-                signed_headers = Some(v);
-            } else if let Some(v) = part.strip_prefix("Signature=") {
-                signature = Some(v);
-            }
-        }
-        let (Some(credential), Some(signed_headers), Some(signature)) =
-            (credential, signed_headers, signature)
-        else {
-            return Err(ApiError::incomplete_signature(
-                "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'",
-            ));
-        };
-        let scope: Vec<&str> = credential.splitn(5, '/').collect();
-        if scope.len() != 5 || scope[4] != "aws4_request" {
-            return Err(ApiError::incomplete_signature(
-                "Credential must have the form ACCESS_KEY/DATE/REGION/SERVICE/aws4_request",
-            ));
-        }
-        let (akid, date, region, service) = (scope[0], scope[1], scope[2], scope[3]);
-        let Some(key) = self.keys.get(akid) else {
-            return Err(ApiError::unrecognized_client());
-        };
-        let secret = &key.secret;
-        if service != "timestream" {
-            return Err(ApiError::invalid_signature(format!(
-                "Credential should be scoped to correct service: 'timestream'. (got '{service}')"
-            )));
-        }
-        let amz_date = headers
-            .get("x-amz-date")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::incomplete_signature("Missing X-Amz-Date header"))?;
-
-        let mut canonical_headers = String::new();
-        for name in signed_headers.split(';') {
-            let values: Vec<String> = headers
-                .get_all(name)
-                .iter()
-                .map(|v| normalize_header_value(&String::from_utf8_lossy(v.as_bytes())))
-                .collect();
-            canonical_headers.push_str(name);
-            canonical_headers.push(':');
-            canonical_headers.push_str(&values.join(","));
-            canonical_headers.push('\n');
-        }
-        let payload_hash = match headers
-            .get("x-amz-content-sha256")
-            .and_then(|v| v.to_str().ok())
-        {
-            // The signer signs whatever it announced here.
-            Some(h) => h.to_string(),
-            _ => hex::encode(Sha256::digest(body)),
-        };
-        let canonical_request = format!(
-            "{method}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
-            if path.is_empty() { "/" } else { path },
-            canonical_query(query),
-        );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        );
-        let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-        let k_region = hmac(&k_date, region.as_bytes());
-        let k_service = hmac(&k_region, service.as_bytes());
-        let k_signing = hmac(&k_service, b"aws4_request");
-        let expected = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
-        if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
-            return Err(ApiError::invalid_signature(
-                "The request signature we calculated does not match the signature you provided. \
-                 Check your AWS Secret Access Key and signing method. Consult the service \
-                 documentation for details.",
-            ));
-        }
+        let (akid, region, signed_headers) = (signed.akid, signed.region, signed.signed_headers);
+        let key = &self.keys[&akid];
         // A key issued with a session token is only valid with it, and a long-term key only
         // without one (AWS answers both with the invalid-token error). The token counts only
         // when it was signed, so a proxy cannot add or swap it.
@@ -251,6 +174,137 @@ impl CredentialStore {
             policy: key.policy.clone(),
         })
     }
+}
+
+/// A request as SigV4 sees it.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// What a valid signature tells.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub akid: String,
+    pub region: String,
+    /// `SignedHeaders` of the Authorization header (`;`-separated, lower case).
+    pub signed_headers: String,
+}
+
+/// Checks the SigV4 `Authorization` header of `r` for `want_service`, with the secret
+/// `secret_of` gives for its access key. Errors are the ones AWS front doors answer
+/// (IncompleteSignature, InvalidSignature, UnrecognizedClient, MissingAuthenticationToken).
+/// The store checks `timestream`; tests use it for other services (API Gateway's
+/// `execute-api`).
+pub fn check(
+    r: &Request<'_>,
+    want_service: &str,
+    secret_of: impl Fn(&str) -> Option<String>,
+) -> Result<Signed, ApiError> {
+    let Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    } = *r;
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::missing_auth)?;
+    let rest = auth.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| {
+        ApiError::incomplete_signature("Authorization header must use AWS4-HMAC-SHA256")
+    })?;
+    let mut credential = None;
+    let mut signed_headers = None;
+    let mut signature = None;
+    for part in rest.split(',') {
+        let part = part.trim();
+        if let Some(v) = part.strip_prefix("Credential=") {
+            credential = Some(v);
+        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+            signed_headers = Some(v);
+        } else if let Some(v) = part.strip_prefix("Signature=") {
+            signature = Some(v);
+        }
+    }
+    let (Some(credential), Some(signed_headers), Some(signature)) =
+        (credential, signed_headers, signature)
+    else {
+        return Err(ApiError::incomplete_signature(
+            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'",
+        ));
+    };
+    let scope: Vec<&str> = credential.splitn(5, '/').collect();
+    if scope.len() != 5 || scope[4] != "aws4_request" {
+        return Err(ApiError::incomplete_signature(
+            "Credential must have the form ACCESS_KEY/DATE/REGION/SERVICE/aws4_request",
+        ));
+    }
+    let (akid, date, region, service) = (scope[0], scope[1], scope[2], scope[3]);
+    let Some(secret) = secret_of(akid) else {
+        return Err(ApiError::unrecognized_client());
+    };
+    if service != want_service {
+        return Err(ApiError::invalid_signature(format!(
+            "Credential should be scoped to correct service: '{want_service}'. (got '{service}')"
+        )));
+    }
+    let amz_date = headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::incomplete_signature("Missing X-Amz-Date header"))?;
+
+    let mut canonical_headers = String::new();
+    for name in signed_headers.split(';') {
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| normalize_header_value(&String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        canonical_headers.push_str(name);
+        canonical_headers.push(':');
+        canonical_headers.push_str(&values.join(","));
+        canonical_headers.push('\n');
+    }
+    let payload_hash = match headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+    {
+        // The signer signs whatever it announced here.
+        Some(h) => h.to_string(),
+        _ => hex::encode(Sha256::digest(body)),
+    };
+    let canonical_request = format!(
+        "{method}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
+        if path.is_empty() { "/" } else { path },
+        canonical_query(query),
+    );
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    let k_signing = hmac(&k_service, b"aws4_request");
+    let expected = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
+    if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
+        return Err(ApiError::invalid_signature(
+            "The request signature we calculated does not match the signature you provided. \
+                 Check your AWS Secret Access Key and signing method. Consult the service \
+                 documentation for details.",
+        ));
+    }
+    Ok(Signed {
+        akid: akid.to_string(),
+        region: region.to_string(),
+        signed_headers: signed_headers.to_string(),
+    })
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
