@@ -11,9 +11,7 @@
 //! data). A and B are the same version (PromQL itself differs between majors). B reads
 //! through a recording proxy that checks which response type was asked for and served.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde_json::Value;
+use std::time::Duration;
 
 use crate::harness::exporter::Exporter;
 use crate::harness::proxy::{ReadProxy, SAMPLES, STREAMED_XOR_CHUNKS};
@@ -72,26 +70,6 @@ const QUERIES: &[(&str, bool)] = &[
     ("max_over_time(it_gauge[7s])", true),
     (r#"up{job="exporter"}"#, true),
 ];
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// Sorts a vector/matrix result by its label set so that order does not matter.
-fn normalise(data: &Value) -> Value {
-    let mut data = data.clone();
-    if let Some(arr) = data["result"].as_array_mut() {
-        arr.sort_by_key(|s| s["metric"].to_string());
-    }
-    data
-}
-
-fn is_empty(data: &Value) -> bool {
-    data["result"].as_array().is_some_and(|a| a.is_empty())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promql_through_remote_read_equals_own_tsdb_prometheus_2() {

@@ -7,7 +7,7 @@
 //! bit, as with 1.0 (integration/promql.rs).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use prost::Message;
-use serde_json::Value;
 use timestream_prometheus_connector::remote::codec::decompress;
 use timestream_prometheus_connector::remote::pb_v2::Request;
 
@@ -86,21 +85,6 @@ async fn forward(State(p): State<Proxy>, headers: HeaderMap, body: Bytes) -> Res
         out.headers_mut().insert(k, v.clone());
     }
     out
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn normalise(data: &Value) -> Value {
-    let mut data = data.clone();
-    if let Some(arr) = data["result"].as_array_mut() {
-        arr.sort_by_key(|s| s["metric"].to_string());
-    }
-    data
 }
 
 const QUERIES: &[&str] = &[

@@ -189,11 +189,7 @@ async fn prometheus_3_signs_remote_write_for_api_gateway_and_older_signing_is_re
     let a = Prometheus::start(&prom, "prometheus-native", free_port(), &native, d).await;
     let b = Prometheus::start(&prom, "prometheus-aps", free_port(), &aps, d).await;
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        - 2.0;
+    let t = now_secs() - 2.0;
     a.wait_remote_write_past(t).await;
 
     // On the wire: A's requests verified for execute-api and stored (200); B's signed

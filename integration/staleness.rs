@@ -8,10 +8,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::{extract::State, routing::get, Router};
-use serde_json::Value;
 
 use crate::harness::*;
 
@@ -53,25 +52,6 @@ async fn target(State(present): State<Arc<AtomicBool>>) -> String {
         out.push_str("st_vanishing{kind=\"gone soon\"} 42\n");
     }
     out
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn normalise(data: &Value) -> Value {
-    let mut data = data.clone();
-    if let Some(arr) = data["result"].as_array_mut() {
-        arr.sort_by_key(|s| s["metric"].to_string());
-    }
-    data
-}
-
-fn is_empty(data: &Value) -> bool {
-    data["result"].as_array().is_some_and(|a| a.is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -513,3 +513,26 @@ impl Drop for TestDir {
         }
     }
 }
+
+/// Now, in seconds since the epoch (Prometheus' API time unit).
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A PromQL vector/matrix result with its series sorted by label set, so that two
+/// answers compare equal whatever order each server listed them in.
+pub fn normalise(data: &Value) -> Value {
+    let mut data = data.clone();
+    if let Some(arr) = data["result"].as_array_mut() {
+        arr.sort_by_key(|s| s["metric"].to_string());
+    }
+    data
+}
+
+/// Whether a PromQL result holds no series.
+pub fn is_empty(data: &Value) -> bool {
+    data["result"].as_array().is_some_and(|a| a.is_empty())
+}
