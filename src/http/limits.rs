@@ -8,14 +8,15 @@
 //! a 429 unless `retry_on_http_429` is set, and a request cut mid-way may have stored part
 //! of its samples, which is harmless because identical re-writes are no-ops in Timestream.
 //!
-//! Also the request-hygiene rules both routes share (Content-Encoding → 415, a snappy body
-//! declaring more than the decompressed cap → 413).
+//! Also the request-hygiene rules both routes share (Content-Encoding, `proto=`, where a
+//! large body is decoded). The refusals are `ApiError` variants; `ApiError::answer` picks
+//! their status and headers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -23,7 +24,6 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::remote::codec::CodecError;
 
 /// The limits of one router (shared by its clones; put into each limited request's
 /// extensions so the write handler can take WriteRecords slots).
@@ -116,28 +116,16 @@ impl Drop for WriteSlots {
     }
 }
 
-fn unavailable(message: String) -> Response {
-    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
-}
-
 /// Middleware of the remote write/read routes.
 pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -> Response {
     let inner = &limits.inner;
     let started = tokio::time::Instant::now();
     let Ok(permit) = inner.requests.clone().try_acquire_owned() else {
         inner.metrics.requests_shed.inc();
-        return unavailable(format!(
-            "overloaded: {} remote write/read requests are already being handled \
-             (--web.max-concurrent-requests); nothing of this request was written, retry later\n",
-            inner.max_requests
-        ));
+        return ApiError::Overloaded {
+            max: inner.max_requests,
+        }
+        .into_response();
     };
     let mut cut = inner.cut.subscribe();
     req.extensions_mut().insert(limits.clone());
@@ -149,10 +137,7 @@ pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -
                 inner.metrics.request_timeouts.inc();
                 tracing::warn!(timeout_ms = timeout.as_millis() as u64,
                     "request timed out; answered 503 so the sender retries");
-                unavailable(format!(
-                    "request timed out after {timeout:?} (--web.request-timeout); part of it \
-                     may have been written, retry the whole request\n"
-                ))
+                ApiError::TimedOut(timeout).into_response()
             }
         },
         _ = async {
@@ -162,11 +147,7 @@ pub async fn limit(State(limits): State<Limits>, mut req: Request, next: Next) -
             }
         } => {
             inner.metrics.requests_cut_at_shutdown.inc();
-            unavailable(
-                "the connector is shutting down; part of this request may have been written, \
-                 retry the whole request\n"
-                    .to_string(),
-            )
+            ApiError::ShuttingDown.into_response()
         }
     }
 }
@@ -224,9 +205,9 @@ fn hold_while_streaming(
 
 /// The `Content-Encoding` rule both remote routes share: absent is taken as snappy (the
 /// upstream never checked it and some clients omit it), anything else than `snappy` is
-/// 415, so a sender learns at once that the body cannot be read instead of getting a 400
+/// refused (each route answers it as its unsupported-media-type error, 415), so a sender learns at once that the body cannot be read instead of getting a 400
 /// about undecodable snappy.
-pub fn check_content_encoding(headers: &HeaderMap, route: &str) -> Result<(), ApiError> {
+pub fn check_content_encoding(headers: &HeaderMap, route: &str) -> Result<(), String> {
     let Some(enc) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(());
     };
@@ -234,9 +215,9 @@ pub fn check_content_encoding(headers: &HeaderMap, route: &str) -> Result<(), Ap
     if enc.eq_ignore_ascii_case("snappy") {
         return Ok(());
     }
-    Err(ApiError::UnsupportedMediaType(format!(
+    Err(format!(
         "Content-Encoding {enc:?} is not supported; remote {route} bodies must be snappy-compressed"
-    )))
+    ))
 }
 
 /// The `proto=` parameter of a `Content-Type` (`application/x-protobuf;proto=...`), if any:
@@ -284,20 +265,10 @@ pub fn cpu_heavy<T>(large: bool, f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Status for a body that failed snappy + protobuf decoding: a declared (or actual) size
-/// over `--web.max-decompressed-bytes` is 413 like an over-long body, the rest 400.
-pub fn codec_error(e: CodecError) -> ApiError {
-    match e {
-        CodecError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-        CodecError::Snappy(_) | CodecError::Protobuf { .. } | CodecError::RemoteWrite2(_) => {
-            ApiError::BadRequest(e.to_string())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -317,7 +288,7 @@ mod tests {
         for bad in ["gzip", "identity", "zstd", ""] {
             let h = headers(&[(header::CONTENT_ENCODING, bad)]);
             let e = check_content_encoding(&h, "read").unwrap_err();
-            assert_eq!(e.status(), 415, "{bad:?}");
+            assert!(e.contains("snappy"), "{bad:?}: {e}");
         }
     }
 
@@ -334,16 +305,6 @@ mod tests {
         let h = headers(&[(header::CONTENT_TYPE, "application/x-protobuf")]);
         assert_eq!(content_type_proto(&h), None);
         assert_eq!(content_type_proto(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn oversized_bodies_are_413_garbage_400() {
-        let e = codec_error(CodecError::TooLarge {
-            declared: 10,
-            limit: 1,
-        });
-        assert_eq!(e.status(), 413);
-        assert_eq!(codec_error(CodecError::Snappy("x".into())).status(), 400);
     }
 
     fn limits(requests: usize, calls: usize) -> Limits {

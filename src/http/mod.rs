@@ -2,8 +2,8 @@
 //! the Lambda adapter and the tests), the shared `AppState`, health and metrics endpoints,
 //! request metrics. Route handlers: `write` (`/write`, `/api/v1/write`), `read` (`/read`,
 //! `/api/v1/read`); credentials come from the `auth::Creds` extractor, backpressure and
-//! timeouts from `limits`. Handlers answer with `crate::error::ApiError`, whose one
-//! exhaustive mapping decides the status.
+//! timeouts from `limits`. Handlers, the limits, the fallback route and the panic handler
+//! answer with `crate::error::ApiError`, whose one exhaustive mapping decides the status.
 
 pub mod auth;
 pub mod limits;
@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::timestream::client::ClientCache;
 
@@ -58,7 +59,7 @@ pub fn app_with_limits(state: AppState, limits: limits::Limits) -> Router {
             if std::hint::black_box(true) {
                 panic!("panic injected by the test-panic-route feature");
             }
-            StatusCode::OK
+            axum::http::StatusCode::OK
         }),
     );
     let remote = remote.route_layer(middleware::from_fn_with_state(limits, limits::limit));
@@ -67,7 +68,7 @@ pub fn app_with_limits(state: AppState, limits: limits::Limits) -> Router {
         .route(&telemetry_path, get(metrics_handler))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .fallback(|| async { ApiError::UnknownRoute })
         .layer(DefaultBodyLimit::max(body_limit))
         // Inside `track`, so a panic is counted as the 500 it answers.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
@@ -84,13 +85,8 @@ fn on_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
-    tracing::error!(panic = %what, "a request handler panicked; answered 500");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error: the connector failed while handling this request (logged); it keeps \
-         running, retry the request\n",
-    )
-        .into_response()
+    // Logged by the mapping (the panic message goes to the log, not to the client).
+    ApiError::Panicked(what.to_string()).into_response()
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {

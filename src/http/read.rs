@@ -20,9 +20,9 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use prost::Message;
 
 use super::auth::Creds;
-use super::limits::{check_content_encoding, codec_error, content_type_proto};
+use super::limits::{check_content_encoding, content_type_proto};
 use super::AppState;
-use crate::error::{ApiError, PermanentKind};
+use crate::error::ApiError;
 use crate::read::error::ReadError;
 use crate::read::regex::RegexOptions;
 use crate::read::sql::Order;
@@ -39,21 +39,6 @@ pub const STREAMED_CONTENT_TYPE: &str =
 /// Frames buffered between the query task and the socket (each ≤ 1 MiB).
 const CHANNEL_FRAMES: usize = 2;
 
-fn api_error(e: &ReadError) -> ApiError {
-    let msg = e.to_string();
-    match e.status() {
-        400 => ApiError::BadRequest(msg),
-        413 => ApiError::PayloadTooLarge(msg),
-        415 => ApiError::UnsupportedMediaType(msg),
-        403 => ApiError::BackendPermanent {
-            kind: PermanentKind::AccessDenied,
-            message: msg,
-        },
-        503 => ApiError::BackendTransient(msg),
-        _ => ApiError::Internal(msg),
-    }
-}
-
 fn fail(state: &AppState, started: Instant, e: ReadError) -> Response {
     state
         .metrics
@@ -64,12 +49,13 @@ fn fail(state: &AppState, started: Instant, e: ReadError) -> Response {
         .metrics
         .read_duration
         .observe(started.elapsed().as_secs_f64());
-    if e.status() >= 500 {
+    let e = ApiError::from(e);
+    if e.status().is_server_error() {
         tracing::warn!(error = %e, "remote read failed");
     } else {
         tracing::info!(error = %e, "remote read refused");
     }
-    api_error(&e).into_response()
+    e.into_response()
 }
 
 /// The response type: the first accepted one we support; none listed = SAMPLES.
@@ -93,8 +79,7 @@ fn negotiate(req: &ReadRequest) -> Result<ResponseType, ReadError> {
 /// here) is 415, and a Content-Encoding other than snappy is 415 as on `/write` (absent is
 /// taken as snappy). Whatever passes must still decode as a snappy `ReadRequest` (else 400).
 fn check_media_type(headers: &HeaderMap) -> Result<(), ReadError> {
-    let unsupported = |e: ApiError| ReadError::UnsupportedMediaType(e.to_string());
-    check_content_encoding(headers, "read").map_err(unsupported)?;
+    check_content_encoding(headers, "read").map_err(ReadError::UnsupportedMediaType)?;
     if let Some(proto) = content_type_proto(headers) {
         if !READ_PROTOS.iter().any(|p| proto.eq_ignore_ascii_case(p)) {
             return Err(ReadError::UnsupportedMediaType(format!(
@@ -112,10 +97,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ReadError> {
 const READ_PROTOS: [&str; 2] = ["prometheus.ReadRequest", "prometheus.ChunkedReadResponse"];
 
 fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
-    let raw = decompress(body, limit).map_err(|e| match codec_error(e) {
-        ApiError::PayloadTooLarge(m) => ReadError::TooLarge(m),
-        other => ReadError::Decode(other.to_string()),
-    })?;
+    let raw = decompress(body, limit)?;
     // Validated and counted before prost decodes anything: prost allocates ~100× the bytes
     // of empty queries or matchers, so a 3 MiB body could otherwise cost gigabytes; and a
     // body prost would refuse is refused here, with the field and offset, so prost never
@@ -215,20 +197,7 @@ async fn serve(
         crate::read::sql::check_matcher_sizes(q)?;
     }
     let cfg = &state.config;
-    let client = state
-        .clients
-        .get(creds)
-        .query_client()
-        .await
-        .map_err(|f| match f.kind {
-            crate::timestream::error::FailureKind::Transient => {
-                ReadError::Unavailable(f.to_string())
-            }
-            crate::timestream::error::FailureKind::AccessDenied => {
-                ReadError::AccessDenied(f.to_string())
-            }
-            _ => ReadError::Validation(f.to_string()),
-        })?;
+    let client = state.clients.get(creds).query_client().await?;
     let reader = Reader {
         client,
         identity: creds.cache_key(),
@@ -318,7 +287,7 @@ async fn serve(
             // Wait for the first frame: errors before it still get a proper status.
             let first = match rx.next().await {
                 // Already counted by the task.
-                Some(Err(e)) => return Ok(api_error(&e).into_response()),
+                Some(Err(e)) => return Ok(ApiError::from(e).into_response()),
                 Some(Ok(f)) => Some(f),
                 None => None,
             };

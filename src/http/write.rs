@@ -34,7 +34,7 @@ use axum::Extension;
 use super::auth::Creds;
 use super::limits::{self, Limits};
 use super::AppState;
-use crate::error::{ApiError, PermanentKind};
+use crate::error::ApiError;
 use crate::remote::codec::{
     decode_write_request_v2, decode_write_request_view, decompress, CodecError,
 };
@@ -174,7 +174,7 @@ async fn write(
 ) -> Result<StatusCode, ApiError> {
     let refuse = |e: CodecError| {
         tracing::info!(error = %e, bytes = body.len(), protocol = protocol.as_str(), "undecodable write request");
-        limits::codec_error(e)
+        ApiError::from(e)
     };
     let limit = state.config.max_decompressed_bytes;
     let large = limits::decode_off_worker(&body);
@@ -206,9 +206,10 @@ async fn write(
             let received = req.sample_count() as u64;
             metrics.received_samples.inc_by(received);
             tracing::info!(error = %e, "write request refused");
-            return Err(ApiError::BadRequest(format!(
-                "{e}; none of the {received} samples were written"
-            )));
+            return Err(ApiError::WriteRefused {
+                reason: e,
+                received,
+            });
         }
     };
     metrics.received_samples.inc_by(plan.stats.received);
@@ -297,7 +298,10 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
             first.table,
             first.failure
         );
-        return Err(ApiError::BackendTransient(msg));
+        return Err(ApiError::Backend {
+            kind: FailureKind::Transient,
+            message: msg,
+        });
     }
     // All permanent: the clearest status for the most telling cause.
     let kind = if outcome
@@ -305,15 +309,15 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
         .iter()
         .any(|f| f.failure.kind == FailureKind::AccessDenied)
     {
-        PermanentKind::AccessDenied
+        FailureKind::AccessDenied
     } else if outcome
         .failures
         .iter()
         .any(|f| f.failure.kind == FailureKind::NotFound)
     {
-        PermanentKind::NotFound
+        FailureKind::NotFound
     } else {
-        PermanentKind::Invalid
+        FailureKind::Invalid
     };
     for f in outcome.failures.iter().take(3) {
         let _ = write!(
@@ -333,7 +337,7 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
     if outcome.failures.len() > 3 {
         let _ = write!(msg, "{} more failed calls.", outcome.failures.len() - 3);
     }
-    Err(ApiError::BackendPermanent {
+    Err(ApiError::Backend {
         kind,
         message: msg.trim_end().to_string(),
     })

@@ -5,13 +5,15 @@
 
 use axum::body::Body as AxumBody;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::StreamExt;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use tower::ServiceExt;
+
+use crate::error::ApiError;
 
 /// Header Prometheus sets on every remote-write request.
 pub const WRITE_VERSION_HEADER: &str = "x-prometheus-remote-write-version";
@@ -37,7 +39,7 @@ pub fn dispatching_router(inner: Router) -> Router {
 pub fn misconfigured_router(message: String) -> Router {
     Router::new().fallback(move || {
         let message = message.clone();
-        async move { text(StatusCode::BAD_REQUEST, format!("{message}\n")) }
+        async move { ApiError::BadRequest(message) }
     })
 }
 
@@ -50,19 +52,17 @@ async fn dispatch_by_header(target: Router, mut req: Request) -> Response {
     } else if headers.contains_key(READ_VERSION_HEADER) {
         "/read"
     } else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} is not a known path and the request carries neither the \
-                 {WRITE_VERSION_HEADER} nor the {READ_VERSION_HEADER} header, so it is \
-                 neither a Prometheus remote write nor a remote read; send it to /write or /read\n",
-                req.uri().path()
-            ),
-        );
+        return ApiError::BadRequest(format!(
+            "{} is not a known path and the request carries neither the \
+             {WRITE_VERSION_HEADER} nor the {READ_VERSION_HEADER} header, so it is \
+             neither a Prometheus remote write nor a remote read; send it to /write or /read",
+            req.uri().path()
+        ))
+        .into_response();
     };
     match with_path(req.uri(), path) {
         Ok(uri) => *req.uri_mut() = uri,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad request URI: {e}\n")),
+        Err(e) => return ApiError::BadRequest(format!("bad request URI: {e}")).into_response(),
     }
     match target.oneshot(req).await {
         Ok(r) => r,
@@ -118,10 +118,9 @@ pub async fn handle(router: Router, req: lambda_http::Request) -> Response<lambd
         match with_path(&parts.uri, &path) {
             Ok(uri) => parts.uri = uri,
             Err(e) => {
-                return into_lambda(text(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad request URI: {e}\n"),
-                ))
+                return into_lambda(
+                    ApiError::BadRequest(format!("bad request URI: {e}")).into_response(),
+                )
                 .await
             }
         }
@@ -154,30 +153,22 @@ async fn into_lambda(resp: Response) -> Response<lambda_http::Body> {
                 if buf.len() + chunk.len() > MAX_RESPONSE_BODY_BYTES {
                     tracing::warn!(status = %parts.status, limit = MAX_RESPONSE_BODY_BYTES,
                         "answer too large for a Lambda response");
-                    break Some(text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!(
-                            "the answer exceeds {MAX_RESPONSE_BODY_BYTES} bytes, more than an \
-                             AWS Lambda response can carry; ask for a shorter time range or \
-                             fewer series, or run the connector as a server\n"
-                        ),
-                    ));
+                    break Some(ApiError::LambdaResponseTooLarge {
+                        limit: MAX_RESPONSE_BODY_BYTES,
+                    });
                 }
                 buf.extend_from_slice(&chunk);
             }
             Some(Err(e)) => {
                 tracing::warn!(status = %parts.status, error = %e, "answer failed part-way");
-                break Some(text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the answer failed part-way: {e}; retry the request\n"),
-                ));
+                break Some(ApiError::FailedPartWay(e.to_string()));
             }
         }
     };
     let (parts, bytes) = match failure {
         None => (parts, buf),
-        Some(r) => {
-            let (p, b) = r.into_parts();
+        Some(e) => {
+            let (p, b) = e.into_response().into_parts();
             let bytes = axum::body::to_bytes(b, usize::MAX)
                 .await
                 .unwrap_or_default();
@@ -187,15 +178,6 @@ async fn into_lambda(resp: Response) -> Response<lambda_http::Body> {
     // Binary variant: lambda_http still decides text or base64 from Content-Type and
     // Content-Encoding (text/* stays text; snappy protobuf goes out base64-encoded).
     Response::from_parts(parts, lambda_http::Body::Binary(bytes))
-}
-
-fn text(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! The read layer's error enum. The HTTP layer maps it to a status with
-//! [`ReadError::status`]; `code` labels the by-error-code metric.
+//! The read layer's error enum. It knows no HTTP: `crate::error::ApiError::answer` decides
+//! the status of each variant; `code` labels the by-error-code metric.
+
+use crate::remote::codec::CodecError;
 
 /// Everything that can make a remote-read request fail.
 #[derive(Debug, thiserror::Error)]
@@ -49,26 +51,6 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    /// HTTP status for this error: the client's fault → 4xx, transient → 503.
-    pub fn status(&self) -> u16 {
-        match self {
-            ReadError::InvalidMatcher(_)
-            | ReadError::InvalidRegex { .. }
-            | ReadError::UnsupportedRegex { .. }
-            | ReadError::QueryTooLarge { .. }
-            | ReadError::UnsupportedResponseType(_)
-            | ReadError::Decode(_)
-            | ReadError::Validation(_) => 400,
-            ReadError::TooLarge(_) => 413,
-            ReadError::UnsupportedMediaType(_) => 415,
-            ReadError::AccessDenied(_) => 403,
-            ReadError::Unavailable(_) => 503,
-            ReadError::Internal(_) | ReadError::SeriesCollision(_) => 500,
-            // Nobody reads the status; 499 in nginx's tradition for logs.
-            ReadError::ClientGone => 499,
-        }
-    }
-
     /// Short stable code for metrics and logs.
     pub fn code(&self) -> &'static str {
         match self {
@@ -86,6 +68,18 @@ impl ReadError {
             ReadError::SeriesCollision(_) => "series_collision",
             ReadError::ClientGone => "client_gone",
             ReadError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A body that does not decompress: too large (by its declared size) or not snappy/protobuf.
+impl From<CodecError> for ReadError {
+    fn from(e: CodecError) -> ReadError {
+        match e {
+            CodecError::TooLarge { .. } => ReadError::TooLarge(e.to_string()),
+            CodecError::Snappy(_) | CodecError::Protobuf { .. } | CodecError::RemoteWrite2(_) => {
+                ReadError::Decode(e.to_string())
+            }
         }
     }
 }

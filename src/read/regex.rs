@@ -950,7 +950,11 @@ mod tests {
                 e => panic!("{p}: {e:?}"),
             }
         }
-        assert_eq!(err("\\C").status(), 400);
+        assert!(
+            matches!(err("\\C"), ReadError::InvalidRegex { .. }),
+            "{:?}",
+            err("\\C")
+        );
     }
 
     #[test]

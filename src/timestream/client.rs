@@ -1,8 +1,9 @@
 //! AWS SDK client construction and the per-credential client cache.
 //!
 //! One `Clients` (a Timestream write client and a query client) is built per distinct
-//! credential and kept in a bounded LRU cache; the key is the whole credential (access key id,
-//! secret AND session token), so one caller's clients never serve a request signed with other
+//! credential and kept in a bounded LRU cache (`moka`, `--aws.client-cache-size` entries);
+//! the key is the whole credential (access key id, secret AND session token, as a
+//! [`CredentialKey`]), so one caller's clients never serve a request signed with other
 //! keys. Every client shares the HTTP connector of one base `SdkConfig`, so connections are
 //! pooled.
 //!
@@ -13,9 +14,8 @@
 //! data-plane client against `https://<Address>`. The SDK's own discovery is not used
 //! because it binds one credential per client and panics on an empty endpoint list.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
@@ -308,16 +308,14 @@ fn pick_endpoint<'a>(
     }
 }
 
-struct Entry {
-    clients: Arc<Clients>,
-    last_used: u64,
-}
-
 /// Bounded cache of `Clients` per credential.
 pub struct ClientCache {
     base: SdkConfig,
     config: ClientCacheConfig,
-    entries: Mutex<(u64, HashMap<CredentialKey, Entry>)>,
+    /// Lookups take no global lock; recency and eviction are applied in batches (moka's
+    /// housekeeping, on a cache call once 64 operations are pending or 300 ms have passed),
+    /// so the bound can be passed briefly, by at most a few hundred entries.
+    entries: moka::sync::Cache<CredentialKey, Arc<Clients>>,
 }
 
 impl ClientCache {
@@ -329,20 +327,23 @@ impl ClientCache {
             .app_name(AppName::new("timestream-prometheus-connector").expect("valid app name"))
             .load()
             .await;
+        // LRU rather than moka's default TinyLFU, whose admission filter would keep a new
+        // credential out of a full cache and rebuild its clients on every request.
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(config.capacity.max(1) as u64)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .build();
         ClientCache {
             base,
             config,
-            entries: Mutex::new((0, HashMap::new())),
+            entries,
         }
     }
 
-    /// Number of credentials currently cached.
+    /// Number of credentials currently cached (pending evictions applied first).
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .len()
+        self.entries.run_pending_tasks();
+        self.entries.entry_count() as usize
     }
 
     /// Whether nothing is cached.
@@ -350,36 +351,11 @@ impl ClientCache {
         self.len() == 0
     }
 
-    /// The clients for `creds`, built on first use.
+    /// The clients for `creds`, built on first use (concurrent first requests of one
+    /// credential build them once).
     pub fn get(&self, creds: &RequestCredentials) -> Arc<Clients> {
-        let key = creds.cache_key();
-        let mut guard = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (tick, map) = &mut *guard;
-        *tick += 1;
-        let now = *tick;
-        if let Some(e) = map.get_mut(&key) {
-            e.last_used = now;
-            return e.clients.clone();
-        }
-        if map.len() >= self.config.capacity {
-            // O(n) only on eviction; the cache is small and evictions are rare.
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        let clients = Arc::new(self.build(creds));
-        map.insert(
-            key,
-            Entry {
-                clients: clients.clone(),
-                last_used: now,
-            },
-        );
-        clients
+        self.entries
+            .get_with(creds.cache_key(), || Arc::new(self.build(creds)))
     }
 
     fn build(&self, creds: &RequestCredentials) -> Clients {
@@ -497,12 +473,31 @@ mod tests {
     #[tokio::test]
     async fn least_recently_used_is_evicted() {
         let cache = ClientCache::new(cfg(2)).await;
+        // moka applies recency in batches (see `ClientCache::entries`); settling after each
+        // step stands for requests that do not all fall into one batch.
+        let settle = || cache.entries.run_pending_tasks();
         let a = cache.get(&creds("A", "s"));
-        let _b = cache.get(&creds("B", "s"));
+        settle();
+        let b = cache.get(&creds("B", "s"));
+        settle();
         let _ = cache.get(&creds("A", "s"));
+        settle();
         let _c = cache.get(&creds("C", "s"));
         assert_eq!(cache.len(), 2);
         assert!(Arc::ptr_eq(&a, &cache.get(&creds("A", "s"))));
+        assert!(
+            !Arc::ptr_eq(&b, &cache.get(&creds("B", "s"))),
+            "B, the least recently used, was evicted and is built anew"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bound_holds_under_many_credentials() {
+        let cache = ClientCache::new(cfg(4)).await;
+        for i in 0..200 {
+            let _ = cache.get(&creds(&format!("AKID{i}"), "s"));
+        }
+        assert_eq!(cache.len(), 4);
     }
 
     #[test]

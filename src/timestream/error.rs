@@ -49,6 +49,19 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// A failed query, as the read layer reports it: a missing database or table is a query
+/// naming something that does not exist, reported like any invalid query.
+impl From<Failure> for crate::read::error::ReadError {
+    fn from(f: Failure) -> Self {
+        use crate::read::error::ReadError;
+        match f.kind {
+            FailureKind::Transient => ReadError::Unavailable(f.to_string()),
+            FailureKind::Invalid | FailureKind::NotFound => ReadError::Validation(f.to_string()),
+            FailureKind::AccessDenied => ReadError::AccessDenied(f.to_string()),
+        }
+    }
+}
+
 /// Maps a Timestream error code to its kind.
 pub fn kind_of_code(code: &str, http_status: Option<u16>) -> FailureKind {
     match code {

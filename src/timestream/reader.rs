@@ -41,7 +41,7 @@ use crate::remote::chunked::FrameBuilder;
 use crate::remote::pb::{label_matcher::Type as MatcherType, Query, QueryResult};
 use crate::special;
 use crate::timestream::client::CredentialKey;
-use crate::timestream::error::{classify, Failure, FailureKind};
+use crate::timestream::error::classify;
 
 /// Column lists older than this are fetched again before use.
 pub const COLUMNS_TTL: Duration = Duration::from_secs(60);
@@ -197,14 +197,6 @@ fn refresh_reason(e: &Entry, wanted: &[&str], force: bool, now: Instant) -> Opti
     (unknown && on_demand_allowed(e, now)).then_some(Refresh::OnDemand)
 }
 
-fn failure(f: Failure) -> ReadError {
-    match f.kind {
-        FailureKind::Transient => ReadError::Unavailable(f.to_string()),
-        FailureKind::Invalid | FailureKind::NotFound => ReadError::Validation(f.to_string()),
-        FailureKind::AccessDenied => ReadError::AccessDenied(f.to_string()),
-    }
-}
-
 fn column_missing(e: &ReadError) -> bool {
     matches!(e, ReadError::Validation(m) if m.contains("Column") && m.contains("does not exist"))
 }
@@ -263,7 +255,7 @@ impl Pager<'_> {
             .set_next_token(self.token.take())
             .send()
             .await
-            .map_err(|e| failure(classify(&e)))?;
+            .map_err(|e| ReadError::from(classify(&e)))?;
         self.reader.pages.inc();
         match out.next_token() {
             Some(t) if !t.is_empty() => self.token = Some(t.to_string()),
