@@ -124,6 +124,7 @@ fn bench(c: &mut Criterion) {
         fail_on_long_label: false,
         fail_on_invalid_sample_value: false,
         special_values: true,
+        native_histograms: true,
     };
     let samples = req
         .timeseries

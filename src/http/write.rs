@@ -199,6 +199,7 @@ async fn write(
         fail_on_long_label: cfg.write.fail_on_long_label,
         fail_on_invalid_sample_value: cfg.write.fail_on_invalid_sample_value,
         special_values: cfg.write.special_values,
+        native_histograms: cfg.write.native_histograms,
     };
     let plan = match limits::cpu_heavy(large, || plan_write(&req, &opts)) {
         Ok(p) => p,
@@ -259,9 +260,10 @@ async fn write(
     )
     .await;
     written.samples += outcome.samples_written;
-    if plan.stats.specials.iter().any(|&n| n > 0) && outcome.samples_written > 0 {
-        // The first special value of a table creates its `__name__` column: reads in this
-        // process look for it now instead of after the column cache expires.
+    let varchar = plan.stats.specials.iter().sum::<u64>() + plan.stats.histograms;
+    if varchar > 0 && outcome.samples_written > 0 {
+        // The first special value or histogram of a table creates its `__name__` column:
+        // reads in this process look for it now instead of after the column cache expires.
         for d in &plan.destinations {
             note_special_values_written(d.database, d.table);
         }

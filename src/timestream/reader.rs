@@ -242,6 +242,15 @@ pub struct Prepared {
     order: Order,
 }
 
+impl Prepared {
+    /// Whether the query can return native histograms: its table has the `__name__`
+    /// dimension of special-value and histogram records (`crate::histogram`). XOR chunks
+    /// cannot carry histograms, so a client that also accepts SAMPLES gets SAMPLES.
+    pub fn may_return_histograms(&self) -> bool {
+        matches!(&self.plan, Plan::Select(s) if s.specials)
+    }
+}
+
 /// Follows NextToken to the end of one query (pages may be empty).
 struct Pager<'r> {
     reader: &'r Reader,

@@ -11,9 +11,10 @@ use aws_sdk_timestreamwrite::types::{Dimension, MeasureValueType, Record, TimeUn
 use futures::stream::{self, StreamExt};
 
 use super::error::{classify, Failure, FailureKind};
+use crate::histogram;
 use crate::metrics::Metrics;
 use crate::special;
-use crate::write::{own_dims, Batch, Dim, WritePlan};
+use crate::write::{own_dims, Batch, Dim, RecordValue, WritePlan};
 
 /// Writer settings.
 #[derive(Debug, Clone, Copy)]
@@ -88,13 +89,22 @@ pub fn format_value(v: f64, buf: &mut ryu::Buffer) -> &str {
     buf.format_finite(v)
 }
 
-/// The measure value text and type of a sample: the shortest round-trip decimal as DOUBLE,
-/// or a special value's text (`crate::special`) as VARCHAR.
-fn measure_value(v: f64, buf: &mut ryu::Buffer) -> (std::borrow::Cow<'_, str>, MeasureValueType) {
-    if v.is_finite() {
-        (format_value(v, buf).into(), MeasureValueType::Double)
-    } else {
-        (special::encode(v), MeasureValueType::Varchar)
+/// The measure value text and type of a record: the shortest round-trip decimal as DOUBLE,
+/// or a special value's (`crate::special`) or native histogram's (`crate::histogram`) text
+/// as VARCHAR.
+fn measure_value<'b>(
+    v: RecordValue<'_>,
+    buf: &'b mut ryu::Buffer,
+) -> (std::borrow::Cow<'b, str>, MeasureValueType) {
+    match v {
+        RecordValue::Number(v) if v.is_finite() => {
+            (format_value(v, buf).into(), MeasureValueType::Double)
+        }
+        RecordValue::Number(v) => (special::encode(v), MeasureValueType::Varchar),
+        RecordValue::Histogram(h) => (
+            histogram::encode(&histogram::parse(h)).into(),
+            MeasureValueType::Varchar,
+        ),
     }
 }
 
@@ -110,15 +120,15 @@ pub fn build_records(
     let mut records = Vec::with_capacity(refs.len());
     if !common_attributes {
         for r in refs {
-            let (name, dims, sample) = plan.record_parts(*r);
-            let (value, ty) = measure_value(sample.value, &mut vbuf);
+            let p = plan.record_parts(*r);
+            let (value, ty) = measure_value(p.value, &mut vbuf);
             let mut b = Record::builder()
-                .measure_name(name)
+                .measure_name(p.measure_name)
                 .measure_value(value)
                 .measure_value_type(ty)
-                .time(tbuf.format(sample.timestamp))
+                .time(tbuf.format(p.timestamp))
                 .time_unit(TimeUnit::Milliseconds);
-            for d in dims {
+            for d in p.dims {
                 b = b.dimensions(dimension(d));
             }
             records.push(b.build());
@@ -141,19 +151,19 @@ pub fn build_records(
         common = common.dimensions(dimension(d));
     }
     for r in refs {
-        let (name, dims, sample) = plan.record_parts(*r);
-        let (value, ty) = measure_value(sample.value, &mut vbuf);
+        let p = plan.record_parts(*r);
+        let (value, ty) = measure_value(p.value, &mut vbuf);
         let mut b = Record::builder().measure_value(value);
         if batch.common_special.is_none() {
             b = b.measure_value_type(ty);
         }
         if batch.common_name.is_none() {
-            b = b.measure_name(name);
+            b = b.measure_name(p.measure_name);
         }
         if batch.common_time.is_none() {
-            b = b.time(tbuf.format(sample.timestamp));
+            b = b.time(tbuf.format(p.timestamp));
         }
-        for d in own_dims(dims, &batch.common_dims) {
+        for d in own_dims(p.dims, &batch.common_dims) {
             b = b.dimensions(dimension(d));
         }
         records.push(b.build());
@@ -214,10 +224,10 @@ async fn send_batch(
                         continue;
                     }
                     let rec = plan.records[batch.records.start + idx as usize];
-                    let (s, sample) = plan.record(rec);
+                    let (metric, timestamp_ms) = plan.record(rec);
                     rejected.push(RejectedSample {
-                        metric: s.name.to_string(),
-                        timestamp_ms: sample.timestamp,
+                        metric: metric.to_string(),
+                        timestamp_ms,
                         reason: r.reason().unwrap_or("no reason given").to_string(),
                     });
                 }
@@ -342,6 +352,7 @@ mod tests {
                 fail_on_long_label: false,
                 fail_on_invalid_sample_value: false,
                 special_values: true,
+                native_histograms: true,
             },
         )
         .unwrap();
