@@ -227,7 +227,8 @@ async fn write(
         );
     }
     // Settled by a skip rule whatever happens to the rest.
-    let histograms = plan.stats.ignored[IgnoreReason::NativeHistogram as usize];
+    let histograms = plan.stats.ignored[IgnoreReason::NativeHistogram as usize]
+        + plan.stats.ignored[IgnoreReason::HistogramTooLarge as usize];
     *written = Written {
         samples: plan.stats.ignored_total() - histograms,
         histograms,
@@ -259,7 +260,13 @@ async fn write(
         metrics,
     )
     .await;
-    written.samples += outcome.samples_written;
+    // Histograms stored count as histograms (2.0 headers); copies of a histogram that were
+    // one record count once that record is stored.
+    written.samples += outcome.samples_written - outcome.histograms_written;
+    written.histograms += outcome.histograms_written;
+    if outcome.histograms_written > 0 && outcome.failures.is_empty() {
+        written.histograms += plan.stats.accepted - plan.records.len() as u64;
+    }
     let varchar = plan.stats.specials.iter().sum::<u64>() + plan.stats.histograms;
     if varchar > 0 && outcome.samples_written > 0 {
         // The first special value or histogram of a table creates its `__name__` column:
