@@ -17,6 +17,12 @@ pub const MEASURE_NAME: &str = "__native_histogram__";
 /// First character of every stored histogram text: the empty histogram's encoding is zero
 /// bytes, and Timestream refuses an empty measure value.
 pub const PREFIX: &str = "H";
+/// Dimension every histogram record carries (value [`KIND_VALUE`]), so the read path knows
+/// from a table's columns alone whether it can hold histograms (`http::read` answers SAMPLES
+/// then). Not a label: reads never return it.
+pub const KIND_DIMENSION: &str = "__histogram__";
+/// Value of [`KIND_DIMENSION`].
+pub const KIND_VALUE: &str = "native";
 /// Longest VARCHAR measure value Timestream stores (characters).
 pub const MAX_VALUE_CHARS: usize = 2048;
 
@@ -97,5 +103,37 @@ mod tests {
         assert_eq!(back.encode_to_vec(), h.encode_to_vec());
         assert_eq!(decode("+Inf", 0), None);
         assert_eq!(decode("StaleNaN", 0), None);
+    }
+
+    /// The example of documentation/native-histograms.md ("Size and cost"): a client_golang
+    /// histogram of schema 3 with 12 buckets in 2 spans is 51 bytes of protobuf, 69 stored
+    /// characters.
+    #[test]
+    fn documented_size_of_a_typical_histogram() {
+        let h = Histogram {
+            count: Some(Count::CountInt(1000)),
+            sum: 123.456,
+            schema: 3,
+            zero_threshold: 2.938735877055719e-39,
+            zero_count: Some(ZeroCount::ZeroCountInt(2)),
+            positive_spans: vec![
+                BucketSpan {
+                    offset: -5,
+                    length: 8,
+                },
+                BucketSpan {
+                    offset: 2,
+                    length: 4,
+                },
+            ],
+            positive_deltas: vec![3, 10, 25, 40, 12, -30, -20, -5, 1, -8, -2, 1],
+            timestamp: 1_700_000_000_000,
+            ..Default::default()
+        };
+        let mut bare = h.clone();
+        bare.timestamp = 0;
+        assert_eq!(bare.encoded_len(), 51);
+        assert_eq!(stored_len(&h), 69);
+        assert_eq!(encode(&h).len(), 69);
     }
 }

@@ -209,7 +209,7 @@ fn sample_histogram(t: i64) -> Histogram {
 
 /// Prometheus 3.x asks for [STREAMED_XOR_CHUNKS, SAMPLES]: a table that can hold histograms
 /// answers SAMPLES with them; a client that accepts only streamed chunks gets the floats.
-/// A table that never held a histogram or special value still streams.
+/// A table that never held a histogram still streams, special values included.
 #[tokio::test]
 async fn streamed_requests_that_accept_samples_get_histograms_as_samples() {
     let env = start_with(EnvOptions {
@@ -223,7 +223,7 @@ async fn streamed_requests_that_accept_samples_get_histograms_as_samples() {
     ts.histograms = vec![sample_histogram(t0 + 1), sample_histogram(t0 + 2)];
     let plain = series(
         &[("__name__", "up"), ("job", "a"), ("tbl", "plain")],
-        &[(1.0, t0)],
+        &[(1.0, t0), (f64::NAN, t0 + 1)],
     );
     let (st, body) = env.write(&request(vec![ts, plain])).await;
     assert_eq!(st, 200, "{body}");
@@ -233,6 +233,12 @@ async fn streamed_requests_that_accept_samples_get_histograms_as_samples() {
     assert_eq!(ct, "application/x-protobuf", "fell back to SAMPLES");
     let got = samples_response(&body);
     assert_eq!(got.len(), 1);
+    let names: Vec<&str> = got[0].labels.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["__name__", "job"],
+        "the marker dimension is not a label"
+    );
     assert_eq!(got[0].samples.len(), 1);
     assert_eq!(
         bytes_of(&got[0].histograms),
@@ -291,12 +297,13 @@ async fn limits_flag_and_sql_view() {
     let rows = query_rows(
         &env.store.url(),
         &format!(
-            "SELECT \"__name__\", measure_value::varchar FROM \"{DB}\".\"{TABLE}\" WHERE measure_name = '__native_histogram__'"
+            "SELECT \"__name__\", \"__histogram__\", measure_value::varchar FROM \"{DB}\".\"{TABLE}\" WHERE measure_name = '__native_histogram__'"
         ),
     )
     .await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["__name__"], "lat");
+    assert_eq!(rows[0]["__histogram__"], "native");
     let text = &rows[0]["measure_value::varchar"];
     assert!(text.starts_with('H'), "{text}");
     let (ct, body) = post_read(&env, vec![by_name("lat", t0, t0 + 10)], vec![]).await;

@@ -41,7 +41,7 @@ use crate::remote::codec::{
 use crate::special;
 use crate::timestream::client::RequestCredentials;
 use crate::timestream::error::FailureKind;
-use crate::timestream::reader::note_special_values_written;
+use crate::timestream::reader::{note_histograms_written, note_special_values_written};
 use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
 use crate::write::{plan_write, IgnoreReason, PlanOptions};
 
@@ -266,6 +266,11 @@ async fn write(
     written.histograms += outcome.histograms_written;
     if outcome.histograms_written > 0 && outcome.failures.is_empty() {
         written.histograms += plan.stats.accepted - plan.records.len() as u64;
+    }
+    if outcome.histograms_written > 0 {
+        for d in &plan.destinations {
+            note_histograms_written(d.database, d.table);
+        }
     }
     let varchar = plan.stats.specials.iter().sum::<u64>() + plan.stats.histograms;
     if varchar > 0 && outcome.samples_written > 0 {

@@ -713,12 +713,12 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
         let mut hist_offsets = Vec::new();
         let mut hist_dims = Vec::new();
         if hist.count > 0 {
-            if dims.len() >= MAX_DIMENSIONS {
+            if dims.len() + 2 > MAX_DIMENSIONS {
                 if opts.fail_on_long_label {
                     return Err(PlanError::Unstorable {
                         series: labels_to_string(labels),
                         detail: format!(
-                            "its native histograms need a dimension more than its {} labels; Timestream's limit is {MAX_DIMENSIONS}",
+                            "its native histograms need two dimensions more than its {} labels; Timestream's limit is {MAX_DIMENSIONS}",
                             dims.len()
                         ),
                     });
@@ -726,6 +726,15 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                 plan.stats.ignored[IgnoreReason::TooManyLabels as usize] += u64::from(hist.count);
             } else {
                 hist_dims = with_name_dimension(&dims, name);
+                // `__histogram__` sorts before `__name__`; both before any label but `_*`.
+                let at = hist_dims.partition_point(|x| x.name < histogram::KIND_DIMENSION);
+                hist_dims.insert(
+                    at,
+                    Dim {
+                        name: histogram::KIND_DIMENSION,
+                        value: histogram::KIND_VALUE,
+                    },
+                );
                 // Timestream's record size: 8 bytes of time, the names and values of the
                 // dimensions, the measure name and the value.
                 let fixed = 8
@@ -1146,7 +1155,10 @@ mod tests {
             assert_eq!(x.measure_name, histogram::MEASURE_NAME);
             assert_eq!(x.timestamp, t);
             let names: Vec<_> = x.dims.iter().map(|d| (d.name, d.value)).collect();
-            assert_eq!(names, [("__name__", "h"), ("job", "a")]);
+            assert_eq!(
+                names,
+                [("__histogram__", "native"), ("__name__", "h"), ("job", "a")]
+            );
             let RecordValue::Histogram(b) = x.value else {
                 unreachable!()
             };
