@@ -34,6 +34,34 @@ pub fn parse(wire: &[u8]) -> Histogram {
     Histogram::decode(wire).unwrap_or_default()
 }
 
+/// Prometheus' schema of native histograms with custom buckets.
+pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
+/// Whether a reader can interpret `h`: a custom-bucket histogram must carry the bound of
+/// every bucket it has (bucket `i` ends at `custom_values[i]`, the last at +Inf) and no
+/// negative buckets. Prometheus 3.5's remote write 1.0 sends such histograms without their
+/// bounds; stored, they would make every Prometheus that reads them back panic serving the
+/// query, so they are skipped and counted instead.
+pub fn interpretable(h: &Histogram) -> bool {
+    if h.schema != CUSTOM_BUCKETS_SCHEMA {
+        return true;
+    }
+    if !h.negative_spans.is_empty() {
+        return false;
+    }
+    // Highest bucket index: spans are offsets from the end of the previous span.
+    let mut next = 0i64;
+    let mut highest: Option<i64> = None;
+    for s in &h.positive_spans {
+        let start = next + i64::from(s.offset);
+        if s.length > 0 {
+            highest = Some(start + i64::from(s.length) - 1);
+        }
+        next = start + i64::from(s.length);
+    }
+    highest.is_none_or(|i| i >= 0 && i <= h.custom_values.len() as i64)
+}
+
 /// Length in characters of the stored text of `h` (without building it).
 pub fn stored_len(h: &Histogram) -> usize {
     let n = without_timestamp_len(h);
@@ -103,6 +131,28 @@ mod tests {
         assert_eq!(back.encode_to_vec(), h.encode_to_vec());
         assert_eq!(decode("+Inf", 0), None);
         assert_eq!(decode("StaleNaN", 0), None);
+    }
+
+    #[test]
+    fn custom_bucket_histograms_need_their_bounds() {
+        let span = |offset, length| BucketSpan { offset, length };
+        let nhcb = |spans: Vec<BucketSpan>, bounds: Vec<f64>| Histogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            positive_spans: spans,
+            custom_values: bounds,
+            ..Default::default()
+        };
+        // What Prometheus 3.5.3 sends over remote write 1.0: 4 buckets, no bounds.
+        assert!(!interpretable(&nhcb(vec![span(0, 4)], vec![])));
+        // Buckets 0..=3: three bounds and +Inf.
+        assert!(interpretable(&nhcb(vec![span(0, 4)], vec![1.0, 5.0, 10.0])));
+        assert!(!interpretable(&nhcb(
+            vec![span(0, 2), span(1, 2)],
+            vec![1.0, 5.0, 10.0]
+        )));
+        assert!(interpretable(&nhcb(vec![span(0, 1)], vec![])));
+        assert!(interpretable(&nhcb(vec![], vec![])));
+        assert!(interpretable(&Histogram::default()));
     }
 
     /// The example of documentation/native-histograms.md ("Size and cost"): a client_golang

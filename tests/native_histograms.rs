@@ -114,8 +114,19 @@ fn histogram() -> impl Strategy<Value = Histogram> {
                     ..Default::default()
                 };
                 if schema == -53 {
-                    // Custom buckets: no negative side, no zero bucket; one bound per bucket.
-                    h.custom_values = (0..np).map(|i| pool[i % pool.len()] as f64 * 0.5).collect();
+                    // Custom buckets: no negative side, no zero bucket; bucket indices from 0
+                    // and a bound for every bucket but the last (+Inf).
+                    for s in &mut h.positive_spans {
+                        s.offset = s.offset.abs();
+                    }
+                    let extent: i64 = h
+                        .positive_spans
+                        .iter()
+                        .map(|s| i64::from(s.offset) + i64::from(s.length))
+                        .sum();
+                    h.custom_values = (0..extent.max(0) as usize)
+                        .map(|i| i as f64 * 0.5 + pool[i % pool.len()] as f64 * 1e-3)
+                        .collect();
                 } else {
                     h.zero_threshold = zt.abs();
                     h.negative_spans = neg;

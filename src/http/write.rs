@@ -228,7 +228,8 @@ async fn write(
     }
     // Settled by a skip rule whatever happens to the rest.
     let histograms = plan.stats.ignored[IgnoreReason::NativeHistogram as usize]
-        + plan.stats.ignored[IgnoreReason::HistogramTooLarge as usize];
+        + plan.stats.ignored[IgnoreReason::HistogramTooLarge as usize]
+        + plan.stats.ignored[IgnoreReason::InvalidHistogram as usize];
     *written = Written {
         samples: plan.stats.ignored_total() - histograms,
         histograms,

@@ -83,11 +83,14 @@ pub enum IgnoreReason {
     ReservedMetricName,
     /// A native histogram whose stored text or record exceeds Timestream's 2 KiB limits.
     HistogramTooLarge,
+    /// A custom-bucket native histogram without the bounds of its buckets (no reader could
+    /// interpret it: Prometheus panics on one).
+    InvalidHistogram,
 }
 
 impl IgnoreReason {
     /// Every reason, in index order.
-    pub const ALL: [IgnoreReason; 10] = [
+    pub const ALL: [IgnoreReason; 11] = [
         IgnoreReason::NonFinite,
         IgnoreReason::StaleMarker,
         IgnoreReason::LongMetricName,
@@ -98,6 +101,7 @@ impl IgnoreReason {
         IgnoreReason::NativeHistogram,
         IgnoreReason::ReservedMetricName,
         IgnoreReason::HistogramTooLarge,
+        IgnoreReason::InvalidHistogram,
     ];
 
     /// Metric label value.
@@ -113,6 +117,7 @@ impl IgnoreReason {
             IgnoreReason::NativeHistogram => "native_histogram",
             IgnoreReason::ReservedMetricName => "reserved_metric_name",
             IgnoreReason::HistogramTooLarge => "histogram_too_large",
+            IgnoreReason::InvalidHistogram => "invalid_histogram",
         }
     }
 }
@@ -751,7 +756,12 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                         dup_histograms += 1;
                         continue;
                     }
-                    let len = histogram::stored_len(&histogram::parse(bytes));
+                    let parsed = histogram::parse(bytes);
+                    if !histogram::interpretable(&parsed) {
+                        plan.stats.ignored[IgnoreReason::InvalidHistogram as usize] += 1;
+                        continue;
+                    }
+                    let len = histogram::stored_len(&parsed);
                     if len > histogram::MAX_VALUE_CHARS || fixed + len > MAX_RECORD_BYTES {
                         if opts.fail_on_long_label {
                             return Err(PlanError::Unstorable {
