@@ -12,13 +12,17 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use timestream_prometheus_connector::config::DestinationConfig;
+use timestream_prometheus_connector::histogram;
 use timestream_prometheus_connector::remote::codec::{
     decode_write_request, decode_write_request_v2, decode_write_request_view, decompress,
     encode_write_request, encode_write_request_v2,
 };
-use timestream_prometheus_connector::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
+use timestream_prometheus_connector::remote::pb::histogram::{Count, ZeroCount};
+use timestream_prometheus_connector::remote::pb::{
+    BucketSpan, Histogram, Label, Sample, TimeSeries, WriteRequest,
+};
 use timestream_prometheus_connector::timestream::writer::build_records;
-use timestream_prometheus_connector::write::{plan_write, PlanOptions};
+use timestream_prometheus_connector::write::{plan_write, PlanOptions, RecordValue};
 
 const SERIES: usize = 2_500;
 
@@ -110,6 +114,58 @@ fn payload() -> WriteRequest {
     }
 }
 
+/// 2,500 series of one native histogram each (client_golang-like: schema 3, 12 buckets in 2
+/// spans, the example of documentation/native-histograms.md), as Prometheus 3.x sends them.
+fn histogram_payload() -> WriteRequest {
+    let t = 1_700_000_000_000i64;
+    let timeseries = (0..SERIES)
+        .map(|i| {
+            let label = |n: &str, v: String| Label {
+                name: n.into(),
+                value: v,
+            };
+            let n = i as i64;
+            TimeSeries {
+                labels: vec![
+                    label(
+                        "__name__",
+                        format!("http_request_duration_seconds_{}", i % 10),
+                    ),
+                    label("handler", format!("/api/v1/h{}", i % 50)),
+                    label("instance", format!("10.0.{}.{}:9100", i / 250, i % 250)),
+                    label("job", "api".into()),
+                    label("method", ["GET", "POST"][i % 2].into()),
+                ],
+                histograms: vec![Histogram {
+                    count: Some(Count::CountInt(1000 + i as u64)),
+                    sum: 123.456 + n as f64,
+                    schema: 3,
+                    zero_threshold: 2.938735877055719e-39,
+                    zero_count: Some(ZeroCount::ZeroCountInt(2)),
+                    positive_spans: vec![
+                        BucketSpan {
+                            offset: -5,
+                            length: 8,
+                        },
+                        BucketSpan {
+                            offset: 2,
+                            length: 4,
+                        },
+                    ],
+                    positive_deltas: vec![3, 10, 25, 40, 12, -30, -20, -5, 1, -8, -2, 1 + n % 3],
+                    timestamp: t + n,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let req = payload();
     let body = encode_write_request(&req);
@@ -124,6 +180,7 @@ fn bench(c: &mut Criterion) {
         fail_on_long_label: false,
         fail_on_invalid_sample_value: false,
         special_values: true,
+        native_histograms: true,
     };
     let samples = req
         .timeseries
@@ -201,6 +258,54 @@ fn bench(c: &mut Criterion) {
             let raw = decompress(&body_v2, 64 << 20).unwrap();
             let req = decode_write_request_v2(&raw).unwrap();
             plan_write(&req.view, &opts).unwrap().records.len()
+        })
+    });
+    g.finish();
+
+    // Native histograms: decode, plan (each histogram parsed for its size) and build the
+    // records (each histogram's stored text), per histogram sample.
+    let hreq = histogram_payload();
+    let hbody = encode_write_request(&hreq);
+    let hraw = decompress(&hbody, 64 << 20).unwrap();
+    {
+        let view = decode_write_request_view(&hraw).unwrap();
+        let plan = plan_write(&view, &opts).unwrap();
+        let bytes: usize = plan
+            .records
+            .iter()
+            .map(|r| {
+                let p = plan.record_parts(*r);
+                let RecordValue::Histogram(h) = p.value else {
+                    unreachable!()
+                };
+                8 + p.measure_name.len()
+                    + p.dims
+                        .iter()
+                        .map(|d| d.name.len() + d.value.len())
+                        .sum::<usize>()
+                    + histogram::stored_len(&histogram::parse(h))
+            })
+            .sum();
+        eprintln!(
+            "native histograms: {} records, {:.1} bytes written per histogram sample (Timestream's metering), body {} bytes ({} decompressed)",
+            plan.records.len(),
+            bytes as f64 / plan.records.len() as f64,
+            hbody.len(),
+            hraw.len()
+        );
+    }
+    let mut g = c.benchmark_group("remote_write_histograms");
+    g.throughput(Throughput::Elements(SERIES as u64));
+    g.bench_function("decode_plan_build", |b| {
+        b.iter(|| {
+            let raw = decompress(&hbody, 64 << 20).unwrap();
+            let req = decode_write_request_view(&raw).unwrap();
+            let plan = plan_write(&req, &opts).unwrap();
+            let mut n = 0;
+            for batch in &plan.batches {
+                n += build_records(&plan, batch, true).1.len();
+            }
+            n
         })
     });
     g.finish();

@@ -15,6 +15,7 @@ mod harness;
 
 mod configs;
 mod durability;
+mod native_histograms;
 mod promql;
 mod read_options;
 mod rw2;

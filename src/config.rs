@@ -209,6 +209,11 @@ pub struct Cli {
     #[arg(long = "write.special-values", value_name = "BOOL", default_value = "true",
           num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub write_special_values: bool,
+    /// Store native histogram samples exactly as `__native_histogram__` records
+    /// (documentation/native-histograms.md); false skips and counts them, as upstream.
+    #[arg(long = "write.native-histograms", value_name = "BOOL", default_value = "true",
+          num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub write_native_histograms: bool,
     /// Distinct credentials whose AWS SDK clients are kept for reuse.
     #[arg(long = "aws.client-cache-size", default_value_t = DEFAULT_CLIENT_CACHE_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -292,6 +297,8 @@ pub struct WriteConfig {
     pub fail_on_invalid_sample_value: bool,
     /// `--write.special-values`: store NaN/±Inf as special-value records.
     pub special_values: bool,
+    /// `--write.native-histograms`: store native histograms as `__native_histogram__` records.
+    pub native_histograms: bool,
     /// Concurrent WriteRecords calls per request.
     pub concurrency: usize,
     /// Use CommonAttributes.
@@ -505,6 +512,7 @@ impl TryFrom<Cli> for Config {
                 fail_on_long_label: cli.fail_on_long_label,
                 fail_on_invalid_sample_value: cli.fail_on_invalid_sample_value,
                 special_values: cli.write_special_values,
+                native_histograms: cli.write_native_histograms,
                 concurrency: cli.write_concurrency as usize,
                 common_attributes: cli.write_common_attributes,
             },

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod histogram;
 pub mod http;
 pub mod lambda;
 pub mod metrics;

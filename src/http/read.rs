@@ -222,6 +222,24 @@ async fn serve(
     for q in &req.queries {
         prepared.push(reader.prepare(q, order).await?);
     }
+    // XOR chunks hold floats only: when a query's table can hold native histograms and the
+    // client also accepts SAMPLES (Prometheus 3.x lists both), it gets SAMPLES, which carry
+    // them (documentation/native-histograms.md). Decided before any row is read.
+    let samples_accepted = req
+        .accepted_response_types
+        .contains(&(ResponseType::Samples as i32));
+    let kind = if kind == ResponseType::StreamedXorChunks
+        && samples_accepted
+        && prepared.iter().any(|p| p.may_return_histograms())
+    {
+        prepared.clear();
+        for q in &req.queries {
+            prepared.push(reader.prepare(q, Order::None).await?);
+        }
+        ResponseType::Samples
+    } else {
+        kind
+    };
     match kind {
         ResponseType::Samples => {
             // One budget for every query of the request, taken as rows arrive.

@@ -41,7 +41,7 @@ use crate::remote::codec::{
 use crate::special;
 use crate::timestream::client::RequestCredentials;
 use crate::timestream::error::FailureKind;
-use crate::timestream::reader::note_special_values_written;
+use crate::timestream::reader::{note_histograms_written, note_special_values_written};
 use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
 use crate::write::{plan_write, IgnoreReason, PlanOptions};
 
@@ -199,6 +199,7 @@ async fn write(
         fail_on_long_label: cfg.write.fail_on_long_label,
         fail_on_invalid_sample_value: cfg.write.fail_on_invalid_sample_value,
         special_values: cfg.write.special_values,
+        native_histograms: cfg.write.native_histograms,
     };
     let plan = match limits::cpu_heavy(large, || plan_write(&req, &opts)) {
         Ok(p) => p,
@@ -227,7 +228,9 @@ async fn write(
         );
     }
     // Settled by a skip rule whatever happens to the rest.
-    let histograms = plan.stats.ignored[IgnoreReason::NativeHistogram as usize];
+    let histograms = plan.stats.ignored[IgnoreReason::NativeHistogram as usize]
+        + plan.stats.ignored[IgnoreReason::HistogramTooLarge as usize]
+        + plan.stats.ignored[IgnoreReason::InvalidHistogram as usize];
     *written = Written {
         samples: plan.stats.ignored_total() - histograms,
         histograms,
@@ -259,10 +262,22 @@ async fn write(
         metrics,
     )
     .await;
-    written.samples += outcome.samples_written;
-    if plan.stats.specials.iter().any(|&n| n > 0) && outcome.samples_written > 0 {
-        // The first special value of a table creates its `__name__` column: reads in this
-        // process look for it now instead of after the column cache expires.
+    // Histograms stored count as histograms (2.0 headers); copies of a histogram that were
+    // one record count once that record is stored.
+    written.samples += outcome.samples_written - outcome.histograms_written;
+    written.histograms += outcome.histograms_written;
+    if outcome.histograms_written > 0 && outcome.failures.is_empty() {
+        written.histograms += plan.stats.accepted - plan.records.len() as u64;
+    }
+    if outcome.histograms_written > 0 {
+        for d in &plan.destinations {
+            note_histograms_written(d.database, d.table);
+        }
+    }
+    let varchar = plan.stats.specials.iter().sum::<u64>() + plan.stats.histograms;
+    if varchar > 0 && outcome.samples_written > 0 {
+        // The first special value or histogram of a table creates its `__name__` column:
+        // reads in this process look for it now instead of after the column cache expires.
         for d in &plan.destinations {
             note_special_values_written(d.database, d.table);
         }

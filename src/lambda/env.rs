@@ -32,6 +32,8 @@ pub const FAIL_ON_LONG_LABEL: &str = "fail_on_long_label";
 pub const FAIL_ON_INVALID_SAMPLE_VALUE: &str = "fail_on_invalid_sample_value";
 /// `write_special_values`: Go ParseBool; `--write.special-values` (ours; default true).
 pub const WRITE_SPECIAL_VALUES: &str = "write_special_values";
+/// `write_native_histograms`: Go ParseBool; `--write.native-histograms` (ours; default true).
+pub const WRITE_NATIVE_HISTOGRAMS: &str = "write_native_histograms";
 /// `log_level`: debug, info, warn or error.
 pub const LOG_LEVEL: &str = "log_level";
 /// `log_format`: logfmt or json.
@@ -56,6 +58,7 @@ pub const VARIABLES: &[&str] = &[
     FAIL_ON_LONG_LABEL,
     FAIL_ON_INVALID_SAMPLE_VALUE,
     WRITE_SPECIAL_VALUES,
+    WRITE_NATIVE_HISTOGRAMS,
     LOG_LEVEL,
     LOG_FORMAT,
     ENABLE_SIGV4_AUTH,
@@ -190,6 +193,7 @@ impl Config {
         cli.fail_on_long_label = bool_var(&get, FAIL_ON_LONG_LABEL, false)?;
         cli.fail_on_invalid_sample_value = bool_var(&get, FAIL_ON_INVALID_SAMPLE_VALUE, false)?;
         cli.write_special_values = bool_var(&get, WRITE_SPECIAL_VALUES, true)?;
+        cli.write_native_histograms = bool_var(&get, WRITE_NATIVE_HISTOGRAMS, true)?;
         cli.enable_sigv4_auth = bool_var(&get, ENABLE_SIGV4_AUTH, true)?;
         if let Some(v) = read(&get, LOG_LEVEL) {
             cli.log_level = log_level(&v).ok_or_else(|| {

@@ -19,7 +19,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use super::error::ReadError;
 use super::sql::METRIC_NAME_LABEL;
-use crate::remote::pb::{Label, Sample, TimeSeries};
+use crate::histogram;
+use crate::remote::pb::{Histogram, Label, Sample, TimeSeries};
 use crate::special;
 
 /// Where a label's value comes from.
@@ -143,7 +144,7 @@ impl Layout {
         row[c].filter(|v| !v.is_empty())
     }
 
-    fn sample(&self, row: &[Option<&str>], times: &mut TimeCache) -> Result<Sample, ReadError> {
+    fn point(&self, row: &[Option<&str>], times: &mut TimeCache) -> Result<Point, ReadError> {
         if row.len() != self.columns {
             return Err(ReadError::Internal(format!(
                 "row has {} cells, expected {}",
@@ -152,21 +153,38 @@ impl Layout {
             )));
         }
         let t = row[self.time].ok_or_else(|| ReadError::Internal("NULL time".into()))?;
+        let timestamp = times
+            .parse(t)
+            .ok_or_else(|| ReadError::Internal(format!("unparsable time {t:?}")))?;
         let value = match (row[self.value], self.special.and_then(|c| row[c])) {
             (Some(v), _) => parse_value(v)
                 .ok_or_else(|| ReadError::Internal(format!("unparsable value {v:?}")))?,
-            (None, Some(v)) => special::decode(v)
-                .ok_or_else(|| ReadError::Internal(format!("unknown special value {v:?}")))?,
+            (None, Some(v)) => match special::decode(v) {
+                Some(v) => v,
+                // Native histograms share the special values' column (`crate::histogram`).
+                None => {
+                    return histogram::decode(v, timestamp)
+                        .map(|h| Point::Histogram(Box::new(h)))
+                        .ok_or_else(|| {
+                            let shown: String = v.chars().take(40).collect();
+                            ReadError::Internal(format!("unknown VARCHAR value {shown:?}"))
+                        })
+                }
+            },
             (None, None) => return Err(ReadError::Internal("NULL measure value".into())),
         };
-        Ok(Sample {
-            timestamp: times
-                .parse(t)
-                .ok_or_else(|| ReadError::Internal(format!("unparsable time {t:?}")))?,
-            value,
-        })
+        Ok(Point::Sample(Sample { timestamp, value }))
     }
 }
+
+/// One row's value: a sample, or a native histogram.
+enum Point {
+    Sample(Sample),
+    /// Boxed: rows are mostly samples.
+    Histogram(Box<Histogram>),
+}
+
+impl Layout {}
 
 /// [`parse_time_ms`] with the start of the last minute seen remembered: rows of a
 /// page mostly share `YYYY-MM-DD HH:MM`, so only seconds and fraction are parsed.
@@ -299,6 +317,8 @@ struct Buf {
     /// Values of the layout's key columns (None = absent).
     values: LabelValues,
     samples: Vec<Sample>,
+    /// Native histograms (`crate::histogram`), in row order.
+    histograms: Vec<Histogram>,
     sorted: bool,
     /// Holds a special value (then equal timestamps are resolved in `finish`).
     special: bool,
@@ -363,7 +383,7 @@ impl Grouper {
 
     /// Add one row.
     pub fn push(&mut self, row: &[Option<&str>]) -> Result<(), ReadError> {
-        let sample = self.layout.sample(row, &mut self.times)?;
+        let point = self.layout.point(row, &mut self.times)?;
         let keys = &self.layout.keys;
         let id = match self.series.get(self.last as usize) {
             Some(b) if Grouper::same(keys, b, row) => self.last,
@@ -371,6 +391,13 @@ impl Grouper {
         };
         self.last = id;
         let buf = &mut self.series[id as usize];
+        let sample = match point {
+            Point::Sample(s) => s,
+            Point::Histogram(h) => {
+                buf.histograms.push(*h);
+                return Ok(());
+            }
+        };
         if let Some(last) = buf.samples.last() {
             buf.sorted &= last.timestamp <= sample.timestamp;
         }
@@ -402,6 +429,7 @@ impl Grouper {
         self.series.push(Buf {
             values,
             samples: Vec::new(),
+            histograms: Vec::new(),
             sorted: true,
             special: false,
             next: head,
@@ -423,9 +451,14 @@ impl Grouper {
                 if b.special {
                     b.samples.dedup_by(|later, kept| keep_number(kept, later));
                 }
+                // Stable: of two histograms at one timestamp (a re-sent sample that
+                // Timestream kept under another series' record), the first row wins.
+                b.histograms.sort_by_key(|h| h.timestamp);
+                b.histograms.dedup_by_key(|h| h.timestamp);
                 TimeSeries {
                     labels: layout.labels_from_keys(&b.values),
                     samples: b.samples,
+                    histograms: b.histograms,
                     ..Default::default()
                 }
             })
@@ -481,7 +514,13 @@ impl OrderedGrouper {
     /// Add one row; returns a segment when the previous series is complete or
     /// the current one reached `max_samples`.
     pub fn push(&mut self, row: &[Option<&str>]) -> Result<Option<Segment>, ReadError> {
-        let sample = self.layout.sample(row, &mut self.times)?;
+        let sample = match self.layout.point(row, &mut self.times)? {
+            Point::Sample(s) => s,
+            // XOR chunks hold floats only. Clients that also accept SAMPLES get SAMPLES for
+            // tables that can hold histograms (`http::read`); a client that accepts only
+            // streamed chunks gets the series' floats (documentation/native-histograms.md).
+            Point::Histogram(_) => return Ok(None),
+        };
         let n = self.layout.slots.len();
         if let Some((values, labels, samples)) = &mut self.current {
             if (0..n).all(|j| values[j].as_deref() == self.layout.cell(row, j)) {

@@ -9,6 +9,7 @@ use regex_syntax::hir::{Class, HirKind};
 
 use super::error::ReadError;
 use super::regex::{self, RegexOptions};
+use crate::histogram;
 use crate::remote::pb::{label_matcher::Type as MatcherType, LabelMatcher, Query};
 use crate::special;
 
@@ -469,10 +470,11 @@ pub fn plan(
     // and once on the `__name__` dimension (special rows).
     let (mut ordinary, mut specials) = (
         vec![Predicate::IsNotNull(Column::MeasureValueDouble)],
-        vec![Predicate::Eq(
-            Column::MeasureName,
-            special::MEASURE_NAME.to_string(),
-        )],
+        // Native histograms (`crate::histogram`) are named like special values.
+        vec![Predicate::Or(vec![
+            Predicate::Eq(Column::MeasureName, special::MEASURE_NAME.to_string()),
+            Predicate::Eq(Column::MeasureName, histogram::MEASURE_NAME.to_string()),
+        ])],
     );
     let mut never = false;
     // The SQL is bounded by Timestream's limit as it is planned: the SELECT, FROM and
@@ -770,7 +772,7 @@ mod tests {
             "SELECT \"job\", coalesce(\"__name__\", measure_name) AS measure_name, time, \
              \"measure_value::double\", \"measure_value::varchar\" FROM \"db\".\"t\" WHERE \
              ((\"measure_value::double\" IS NOT NULL AND NOT (regexp_like(measure_name, '\\A(?:a(?:(?s:.))*)\\z'))) \
-             OR (measure_name = '__special_value__' AND NOT (regexp_like(\"__name__\", '\\A(?:a(?:(?s:.))*)\\z')))) \
+             OR ((measure_name = '__special_value__' OR measure_name = '__native_histogram__') AND NOT (regexp_like(\"__name__\", '\\A(?:a(?:(?s:.))*)\\z')))) \
              AND \"job\" = 'x' AND time >= from_milliseconds(1000) AND time <= from_milliseconds(2500) \
              ORDER BY coalesce(\"__name__\", measure_name), \
              CASE WHEN \"job\" IS NOT NULL THEN 1 ELSE 0 END, \"job\", time"
@@ -783,7 +785,7 @@ mod tests {
             panic!("empty plan");
         };
         assert!(render(&s).contains(
-            "WHERE ((\"measure_value::double\" IS NOT NULL) OR (measure_name = '__special_value__')) AND time"
+            "WHERE ((\"measure_value::double\" IS NOT NULL) OR ((measure_name = '__special_value__' OR measure_name = '__native_histogram__'))) AND time"
         ));
         let none = q(vec![m(MatcherType::Eq, "__name__", "")]);
         assert_eq!(

@@ -33,9 +33,137 @@ pub struct LabelRef<'a> {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Span {
+pub(super) struct Span<'a> {
     pub(super) labels: (u32, u32),
     pub(super) samples: (u32, u32),
+    pub(super) histograms: HistogramsRef<'a>,
+}
+
+/// The native histograms of one series, kept as the series message they are in (no
+/// allocation per histogram: a 2-byte empty histogram must not cost more than its bytes).
+/// The message was validated by the decoder, so walking it again cannot fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistogramsRef<'a> {
+    /// The whole `TimeSeries` message.
+    pub series: &'a [u8],
+    /// Field number of `histograms` in that message (4 in 1.0, 3 in 2.0).
+    pub field: u32,
+    /// How many histograms the series holds.
+    pub count: u32,
+}
+
+impl<'a> HistogramsRef<'a> {
+    /// Each histogram as (offset of its field key in the series message, message bytes).
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [u8])> + 'a {
+        let field = self.field;
+        let count = self.count;
+        Fields::new(self.series)
+            .filter(move |f| count > 0 && f.tag == field && f.wire_type == LEN)
+            .map(|f| (f.at as u32, f.bytes))
+    }
+
+    /// The histogram message whose field key is at `offset` (from [`HistogramsRef::iter`]).
+    pub fn at(&self, offset: u32) -> &'a [u8] {
+        Fields::new(&self.series[offset as usize..])
+            .next()
+            .map_or(&[][..], |f| f.bytes)
+    }
+}
+
+/// One field of a validated message: tag, wire type, where its key starts, and its
+/// payload (the bytes of a LEN field, empty otherwise) or varint value.
+pub(crate) struct Field<'a> {
+    pub(crate) tag: u32,
+    pub(crate) wire_type: u8,
+    pub(crate) at: usize,
+    pub(crate) bytes: &'a [u8],
+    pub(crate) varint: u64,
+}
+
+/// Top-level fields of a message the decoder already validated (groups skipped whole).
+/// Stops at the first malformed byte instead of failing: it is never given unchecked input.
+pub(crate) struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Fields { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = *self.buf.get(self.pos)?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len())?;
+        let b = &self.buf[self.pos..end];
+        self.pos = end;
+        Some(b)
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        let mut depth = 0u32;
+        loop {
+            if self.pos >= self.buf.len() {
+                return None;
+            }
+            let at = self.pos;
+            let key = self.varint()?;
+            let (tag, wire_type) = ((key >> 3) as u32, (key & 7) as u8);
+            let (mut bytes, mut varint) = (&[][..], 0);
+            match wire_type {
+                VARINT => varint = self.varint()?,
+                FIXED64 => varint = u64::from_le_bytes(self.take(8)?.try_into().ok()?),
+                LEN => {
+                    let n = self.varint()?;
+                    bytes = self.take(usize::try_from(n).ok()?)?;
+                }
+                FIXED32 => varint = u64::from(u32::from_le_bytes(self.take(4)?.try_into().ok()?)),
+                SGROUP => {
+                    depth += 1;
+                    continue;
+                }
+                EGROUP => {
+                    depth = depth.checked_sub(1)?;
+                    continue;
+                }
+                _ => return None,
+            }
+            if depth == 0 {
+                return Some(Field {
+                    tag,
+                    wire_type,
+                    at,
+                    bytes,
+                    varint,
+                });
+            }
+        }
+    }
+}
+
+/// The `timestamp` (field 15) of a validated `Histogram` message (the last one wins, as in
+/// prost; 0 when absent).
+pub fn histogram_timestamp(h: &[u8]) -> i64 {
+    Fields::new(h)
+        .filter(|f| f.tag == 15 && f.wire_type == VARINT)
+        .last()
+        .map_or(0, |f| f.varint as i64)
 }
 
 /// A decoded `WriteRequest` whose strings borrow the body it was decoded from. The
@@ -45,7 +173,7 @@ pub(super) struct Span {
 pub struct WriteRequestView<'a> {
     pub(super) labels: Vec<LabelRef<'a>>,
     pub(super) samples: Vec<Sample>,
-    pub(super) series: Vec<Span>,
+    pub(super) series: Vec<Span<'a>>,
     pub(super) histograms: u64,
 }
 
@@ -56,6 +184,8 @@ pub struct SeriesView<'v, 'a> {
     pub labels: &'v [LabelRef<'a>],
     /// Samples in wire order.
     pub samples: &'v [Sample],
+    /// Native histograms.
+    pub histograms: HistogramsRef<'a>,
 }
 
 /// Why the view refused a body: what was wrong, where (byte offset in the uncompressed
@@ -307,6 +437,7 @@ impl<'a> WriteRequestView<'a> {
     fn decode_series(&mut self, mut r: Reader<'a>) -> R<()> {
         const CTX: u32 = RECURSION_LIMIT - 1;
         let (l0, s0) = (self.labels.len(), self.samples.len());
+        let mut histograms = 0u32;
         while !r.done() {
             let (tag, wire_type) = within(r.key(), "TimeSeries")?;
             match tag {
@@ -327,13 +458,14 @@ impl<'a> WriteRequestView<'a> {
                 4 => {
                     check_histogram(within(r.message(), "TimeSeries.histograms")?)?;
                     self.histograms += 1;
+                    histograms = histograms.saturating_add(1);
                 }
                 _ => within(r.skip(wire_type, tag, CTX), "TimeSeries")?,
             }
         }
-        // A series without samples writes nothing (its histograms are counted above):
-        // not kept, so 2-byte empty series cost nothing.
-        if self.samples.len() == s0 {
+        // A series without samples or histograms writes nothing: not kept, so 2-byte empty
+        // series cost nothing.
+        if self.samples.len() == s0 && histograms == 0 {
             self.labels.truncate(l0);
             return Ok(());
         }
@@ -347,6 +479,11 @@ impl<'a> WriteRequestView<'a> {
         self.series.push(Span {
             labels: (n(l0)?, n(self.labels.len())?),
             samples: (n(s0)?, n(self.samples.len())?),
+            histograms: HistogramsRef {
+                series: r.buf,
+                field: 4,
+                count: histograms,
+            },
         });
         Ok(())
     }
@@ -379,6 +516,7 @@ impl<'a> WriteRequestView<'a> {
         SeriesView {
             labels: &self.labels[s.labels.0 as usize..s.labels.1 as usize],
             samples: &self.samples[s.samples.0 as usize..s.samples.1 as usize],
+            histograms: s.histograms,
         }
     }
 
@@ -521,6 +659,9 @@ fn check_hints(r: Reader<'_>) -> R<()> {
 /// Wire types of the scalar fields below.
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
+const SGROUP: u8 = 3;
+const EGROUP: u8 = 4;
+const FIXED32: u8 = 5;
 
 /// A scalar field (or one element of an unpacked repeated field) as prost reads it.
 #[inline]
@@ -660,14 +801,15 @@ mod tests {
     use prost::Message;
 
     /// What the write path reads of a prost request: labels and samples of every series.
-    type Flat = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
+    /// Histograms as prost's canonical encoding of their decoded message.
+    type Flat = Vec<(Vec<(String, String)>, Vec<(u64, i64)>, Vec<Vec<u8>>)>;
 
     /// (Series without samples and labels with empty values are left out, as the view
     /// does not keep them.)
     fn flat_prost(req: &WriteRequest) -> Flat {
         req.timeseries
             .iter()
-            .filter(|t| !t.samples.is_empty())
+            .filter(|t| !t.samples.is_empty() || !t.histograms.is_empty())
             .map(|t| {
                 (
                     t.labels
@@ -680,6 +822,7 @@ mod tests {
                         .iter()
                         .map(|s| (s.value.to_bits(), s.timestamp))
                         .collect(),
+                    t.histograms.iter().map(|h| h.encode_to_vec()).collect(),
                 )
             })
             .collect()
@@ -696,6 +839,14 @@ mod tests {
                     t.samples
                         .iter()
                         .map(|s| (s.value.to_bits(), s.timestamp))
+                        .collect(),
+                    t.histograms
+                        .iter()
+                        .map(|(_, h)| {
+                            let parsed = crate::histogram::parse(h);
+                            assert_eq!(parsed.timestamp, histogram_timestamp(h));
+                            parsed.encode_to_vec()
+                        })
                         .collect(),
                 )
             })
@@ -993,12 +1144,13 @@ mod tests {
         let s = v.series(0);
         assert_eq!((s.samples[0].value, s.samples[0].timestamp), (2.0, 7));
         assert_eq!(s.labels[0].name, "b");
-        // A series with only a (valid, empty) histogram: decoded and counted, not kept
-        // (it writes nothing).
+        // A series with only a (valid, empty) histogram: kept, its histogram in place.
         let req = len_field(1, &[len_field(1, &label), len_field(4, &[])].concat());
         check_agree(&req).unwrap();
         let v = WriteRequestView::decode(&req).unwrap();
-        assert!(v.is_empty());
+        assert_eq!(v.len(), 1);
+        assert!(v.series(0).samples.is_empty());
+        assert_eq!(v.series(0).histograms.iter().count(), 1);
         assert_eq!(v.histogram_count(), 1);
     }
 

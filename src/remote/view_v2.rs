@@ -25,7 +25,7 @@
 //! of empty series costs no memory per series.
 
 use super::pb::Sample;
-use super::view::{LabelRef, Span, WriteRequestView};
+use super::view::{HistogramsRef, LabelRef, Span, WriteRequestView};
 
 /// prost's recursion budget at the top message (`prost::RECURSION_LIMIT`).
 const RECURSION_LIMIT: u32 = 100;
@@ -398,6 +398,7 @@ impl<'a> Decoder<'a> {
         const CTX: u32 = RECURSION_LIMIT - 1;
         let start = r.pos;
         let (l0, s0) = (self.out.view.labels.len(), self.out.view.samples.len());
+        let mut histograms = 0u32;
         let mut pairs = Pairs {
             name: None,
             count: 0,
@@ -423,6 +424,7 @@ impl<'a> Decoder<'a> {
                     const F: &str = "TimeSeries.histograms";
                     histogram(r.message(wire_type).at(F)?).at(F)?;
                     self.out.view.histograms += 1;
+                    histograms = histograms.saturating_add(1);
                 }
                 4 => {
                     const F: &str = "TimeSeries.exemplars";
@@ -469,7 +471,7 @@ impl<'a> Decoder<'a> {
             }
         }
         let view = &mut self.out.view;
-        if view.samples.len() == s0 {
+        if view.samples.len() == s0 && histograms == 0 {
             // Nothing for the planner: keep no span and drop the labels.
             view.labels.truncate(l0);
             return Ok(());
@@ -482,6 +484,11 @@ impl<'a> Decoder<'a> {
         view.series.push(Span {
             labels: (n(l0)?, n(view.labels.len())?),
             samples: (n(s0)?, n(view.samples.len())?),
+            histograms: HistogramsRef {
+                series: &r.buf[start..r.end],
+                field: 3,
+                count: histograms,
+            },
         });
         Ok(())
     }
@@ -642,7 +649,12 @@ mod tests {
 
     /// What the planner reads: labels and samples of every series with samples, plus the
     /// counts of histograms and exemplars.
-    type Flat = (Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>, u64, u64);
+    #[allow(clippy::type_complexity)]
+    type Flat = (
+        Vec<(Vec<(String, String)>, Vec<(u64, i64)>, Vec<Vec<u8>>)>,
+        u64,
+        u64,
+    );
 
     /// The contract, stated on prost's decoding: the 2.0 rules on top of prost's, and what
     /// the view must then hold.
@@ -678,13 +690,23 @@ mod tests {
             }
             histograms += ts.histograms.len() as u64;
             exemplars += ts.exemplars.len() as u64;
-            if !ts.samples.is_empty() {
+            if !ts.samples.is_empty() || !ts.histograms.is_empty() {
                 let samples = ts
                     .samples
                     .iter()
                     .map(|s| (s.value.to_bits(), s.timestamp))
                     .collect();
-                series.push((labels, samples));
+                // As 1.0 histograms (the write path drops 2.0's start_timestamp).
+                let hists = ts
+                    .histograms
+                    .iter()
+                    .map(|h| {
+                        crate::remote::pb::Histogram::decode(h.encode_to_vec().as_slice())
+                            .unwrap()
+                            .encode_to_vec()
+                    })
+                    .collect();
+                series.push((labels, samples, hists));
             }
         }
         Some((series, histograms, exemplars))
@@ -703,6 +725,10 @@ mod tests {
                     t.samples
                         .iter()
                         .map(|s| (s.value.to_bits(), s.timestamp))
+                        .collect(),
+                    t.histograms
+                        .iter()
+                        .map(|(_, h)| crate::histogram::parse(h).encode_to_vec())
                         .collect(),
                 )
             })
@@ -1080,13 +1106,12 @@ mod tests {
         .concat();
         check_agree(&body).unwrap();
         let v = decode(&body).unwrap();
-        assert_eq!(
-            v.view.len(),
-            2,
-            "the histogram-only series holds no float sample"
-        );
+        assert_eq!(v.view.len(), 3, "the histogram-only series is kept");
         assert_eq!(v.view.sample_count(), 2);
         assert_eq!(v.view.histogram_count(), 1);
+        let h: Vec<_> = v.view.series(2).histograms.iter().collect();
+        assert_eq!(h.len(), 1);
+        assert_eq!(crate::remote::view::histogram_timestamp(h[0].1), 9);
         assert_eq!(v.exemplars, 1);
         // Wrong wire types for the timestamps are refused like prost refuses them.
         for bad in [

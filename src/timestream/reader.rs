@@ -33,6 +33,7 @@ use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::SinkExt;
 
+use crate::histogram;
 use crate::read::assemble::{Grouper, Layout, OrderedGrouper};
 use crate::read::error::ReadError;
 use crate::read::regex::RegexOptions;
@@ -160,6 +161,34 @@ pub fn note_special_values_written(database: &str, table: &str) {
     }
 }
 
+/// (database, table) pairs this process wrote native histograms to.
+fn histogram_tables() -> &'static Mutex<HashSet<(String, String)>> {
+    static TABLES: OnceLock<Mutex<HashSet<(String, String)>>> = OnceLock::new();
+    TABLES.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// Records that `database.table` now holds native histograms (after a successful write):
+/// reads of that table refresh a column list that lacks `__histogram__`.
+pub fn note_histograms_written(database: &str, table: &str) {
+    note_special_values_written(database, table);
+    let Ok(mut t) = histogram_tables().lock() else {
+        return;
+    };
+    let key = (database.to_string(), table.to_string());
+    if !t.contains(&key) {
+        if t.len() >= MAX_TABLES {
+            t.clear();
+        }
+        t.insert(key);
+    }
+}
+
+fn histograms_written(database: &str, table: &str) -> bool {
+    histogram_tables()
+        .lock()
+        .is_ok_and(|t| t.contains(&(database.to_string(), table.to_string())))
+}
+
 fn special_values_written(database: &str, table: &str) -> bool {
     special_tables()
         .lock()
@@ -232,6 +261,17 @@ pub struct Prepared {
     constants: Vec<(String, String)>,
     plan: Plan,
     order: Order,
+    /// The table has the `__histogram__` dimension of histogram records.
+    histograms: bool,
+}
+
+impl Prepared {
+    /// Whether the query can return native histograms: its table has the `__histogram__`
+    /// dimension that only histogram records carry (`crate::histogram`). XOR chunks cannot
+    /// carry histograms, so a client that also accepts SAMPLES gets SAMPLES.
+    pub fn may_return_histograms(&self) -> bool {
+        self.histograms && matches!(&self.plan, Plan::Select(s) if s.specials)
+    }
 }
 
 /// Follows NextToken to the end of one query (pages may be empty).
@@ -469,11 +509,16 @@ impl Reader {
         if special_values_written(&key.2, &key.3) {
             wanted.push(special::NAME_DIMENSION);
         }
+        if histograms_written(&key.2, &key.3) {
+            wanted.push(histogram::KIND_DIMENSION);
+        }
         let mut known = (*self.columns(&key, &wanted, false).await?).clone();
         for r in &routing {
             known.remove(r.as_str());
         }
         let specials = known.remove(special::NAME_DIMENSION);
+        // A marker of histogram records, not a label.
+        let histograms = known.remove(histogram::KIND_DIMENSION);
         let opts = PlanOptions {
             regex: o.regex,
             order: Some(order),
@@ -490,6 +535,7 @@ impl Reader {
             constants,
             plan,
             order,
+            histograms,
         })
     }
 
@@ -501,6 +547,7 @@ impl Reader {
             known.remove(r.as_str());
         }
         let specials = known.remove(special::NAME_DIMENSION);
+        known.remove(histogram::KIND_DIMENSION);
         let opts = PlanOptions {
             regex: self.options.regex,
             order: Some(p.order),

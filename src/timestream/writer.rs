@@ -11,9 +11,10 @@ use aws_sdk_timestreamwrite::types::{Dimension, MeasureValueType, Record, TimeUn
 use futures::stream::{self, StreamExt};
 
 use super::error::{classify, Failure, FailureKind};
+use crate::histogram;
 use crate::metrics::Metrics;
 use crate::special;
-use crate::write::{own_dims, Batch, Dim, WritePlan};
+use crate::write::{own_dims, Batch, Dim, RecordValue, WritePlan};
 
 /// Writer settings.
 #[derive(Debug, Clone, Copy)]
@@ -51,9 +52,21 @@ pub struct BatchFailure {
     pub samples_in_call: u64,
     /// Samples of the call that were not stored.
     pub samples_not_written: u64,
+    /// Native histograms among `samples_not_written`.
+    pub histograms_not_written: u64,
     /// The first [`MAX_REJECTED_KEPT`] rejected records (empty unless the error is
     /// RejectedRecordsException); `samples_not_written` counts them all.
     pub rejected: Vec<RejectedSample>,
+    /// Index of the call's batch in the plan.
+    pub batch: usize,
+}
+
+/// Native histogram records in a batch.
+fn histograms_in(plan: &WritePlan<'_>, batch: &Batch<'_>) -> u64 {
+    plan.records[batch.records.clone()]
+        .iter()
+        .filter(|r| plan.series[r.series as usize].is_histograms())
+        .count() as u64
 }
 
 /// What happened to a request's samples.
@@ -61,8 +74,10 @@ pub struct BatchFailure {
 pub struct WriteOutcome {
     /// Samples sent.
     pub samples_attempted: u64,
-    /// Samples Timestream stored.
+    /// Samples Timestream stored (native histograms included).
     pub samples_written: u64,
+    /// Native histograms among `samples_written`.
+    pub histograms_written: u64,
     /// Calls that failed (after SDK retries).
     pub failures: Vec<BatchFailure>,
 }
@@ -88,13 +103,22 @@ pub fn format_value(v: f64, buf: &mut ryu::Buffer) -> &str {
     buf.format_finite(v)
 }
 
-/// The measure value text and type of a sample: the shortest round-trip decimal as DOUBLE,
-/// or a special value's text (`crate::special`) as VARCHAR.
-fn measure_value(v: f64, buf: &mut ryu::Buffer) -> (std::borrow::Cow<'_, str>, MeasureValueType) {
-    if v.is_finite() {
-        (format_value(v, buf).into(), MeasureValueType::Double)
-    } else {
-        (special::encode(v), MeasureValueType::Varchar)
+/// The measure value text and type of a record: the shortest round-trip decimal as DOUBLE,
+/// or a special value's (`crate::special`) or native histogram's (`crate::histogram`) text
+/// as VARCHAR.
+fn measure_value<'b>(
+    v: RecordValue<'_>,
+    buf: &'b mut ryu::Buffer,
+) -> (std::borrow::Cow<'b, str>, MeasureValueType) {
+    match v {
+        RecordValue::Number(v) if v.is_finite() => {
+            (format_value(v, buf).into(), MeasureValueType::Double)
+        }
+        RecordValue::Number(v) => (special::encode(v), MeasureValueType::Varchar),
+        RecordValue::Histogram(h) => (
+            histogram::encode(&histogram::parse(h)).into(),
+            MeasureValueType::Varchar,
+        ),
     }
 }
 
@@ -110,15 +134,15 @@ pub fn build_records(
     let mut records = Vec::with_capacity(refs.len());
     if !common_attributes {
         for r in refs {
-            let (name, dims, sample) = plan.record_parts(*r);
-            let (value, ty) = measure_value(sample.value, &mut vbuf);
+            let p = plan.record_parts(*r);
+            let (value, ty) = measure_value(p.value, &mut vbuf);
             let mut b = Record::builder()
-                .measure_name(name)
+                .measure_name(p.measure_name)
                 .measure_value(value)
                 .measure_value_type(ty)
-                .time(tbuf.format(sample.timestamp))
+                .time(tbuf.format(p.timestamp))
                 .time_unit(TimeUnit::Milliseconds);
-            for d in dims {
+            for d in p.dims {
                 b = b.dimensions(dimension(d));
             }
             records.push(b.build());
@@ -141,19 +165,19 @@ pub fn build_records(
         common = common.dimensions(dimension(d));
     }
     for r in refs {
-        let (name, dims, sample) = plan.record_parts(*r);
-        let (value, ty) = measure_value(sample.value, &mut vbuf);
+        let p = plan.record_parts(*r);
+        let (value, ty) = measure_value(p.value, &mut vbuf);
         let mut b = Record::builder().measure_value(value);
         if batch.common_special.is_none() {
             b = b.measure_value_type(ty);
         }
         if batch.common_name.is_none() {
-            b = b.measure_name(name);
+            b = b.measure_name(p.measure_name);
         }
         if batch.common_time.is_none() {
-            b = b.time(tbuf.format(sample.timestamp));
+            b = b.time(tbuf.format(p.timestamp));
         }
-        for d in own_dims(dims, &batch.common_dims) {
+        for d in own_dims(p.dims, &batch.common_dims) {
             b = b.dimensions(dimension(d));
         }
         records.push(b.build());
@@ -164,12 +188,14 @@ pub fn build_records(
 async fn send_batch(
     client: &aws_sdk_timestreamwrite::Client,
     plan: &WritePlan<'_>,
-    batch: &Batch<'_>,
+    batch_index: usize,
     opts: WriterOptions,
     metrics: &Metrics,
-) -> Result<u64, BatchFailure> {
+) -> Result<(u64, u64), BatchFailure> {
+    let batch = &plan.batches[batch_index];
     let dest = plan.destinations[batch.destination as usize];
     let n = batch.records.len() as u64;
+    let h = histograms_in(plan, batch);
     let (common, records) = build_records(plan, batch, opts.common_attributes);
     metrics.write_requests.inc();
     metrics.batch_records.observe(n as f64);
@@ -188,7 +214,7 @@ async fn send_batch(
     match result {
         Ok(_) => {
             metrics.records_written.inc_by(n);
-            Ok(n)
+            Ok((n, h))
         }
         Err(err) => {
             let failure = classify(&err);
@@ -198,7 +224,9 @@ async fn send_batch(
                 .inc();
             let mut rejected = Vec::new();
             let mut not_written = n;
+            let mut hist_not_written = h;
             let mut not_written_listed = 0u64;
+            let mut hist_not_written_listed = 0u64;
             if let Some(WriteRecordsError::RejectedRecordsException(rr)) = err.as_service_error() {
                 // Partial success: the records not listed were stored (SPEC §2.3).
                 for r in rr.rejected_records() {
@@ -207,6 +235,10 @@ async fn send_batch(
                         continue;
                     }
                     not_written_listed += 1;
+                    let rec = plan.records[batch.records.start + idx as usize];
+                    if plan.series[rec.series as usize].is_histograms() {
+                        hist_not_written_listed += 1;
+                    }
                     // Only a few are kept for the answer (it shows three per call): a
                     // batch of 100 rejected records must not hold 100 owned reasons, nor
                     // a request of 10^5 rejected samples 10^5 of them.
@@ -214,15 +246,16 @@ async fn send_batch(
                         continue;
                     }
                     let rec = plan.records[batch.records.start + idx as usize];
-                    let (s, sample) = plan.record(rec);
+                    let (metric, timestamp_ms) = plan.record(rec);
                     rejected.push(RejectedSample {
-                        metric: s.name.to_string(),
-                        timestamp_ms: sample.timestamp,
+                        metric: metric.to_string(),
+                        timestamp_ms,
                         reason: r.reason().unwrap_or("no reason given").to_string(),
                     });
                 }
                 if not_written_listed > 0 {
                     not_written = not_written_listed;
+                    hist_not_written = hist_not_written_listed;
                     metrics.records_written.inc_by(n - not_written);
                 }
             }
@@ -232,6 +265,8 @@ async fn send_batch(
                 table: dest.table.to_string(),
                 samples_in_call: n,
                 samples_not_written: not_written,
+                histograms_not_written: hist_not_written,
+                batch: batch_index,
                 rejected,
             };
             if f.failure.kind == FailureKind::Transient {
@@ -259,13 +294,18 @@ pub async fn write_plan(
     };
     // Indices, not references, keep the closure free of higher-ranked lifetimes.
     let mut results = stream::iter(0..plan.batches.len())
-        .map(|i| send_batch(client, plan, &plan.batches[i], opts, metrics))
+        .map(|i| send_batch(client, plan, i, opts, metrics))
         .buffer_unordered(opts.concurrency.max(1));
     while let Some(r) = results.next().await {
         match r {
-            Ok(n) => outcome.samples_written += n,
+            Ok((n, h)) => {
+                outcome.samples_written += n;
+                outcome.histograms_written += h;
+            }
             Err(f) => {
                 outcome.samples_written += f.samples_in_call - f.samples_not_written;
+                outcome.histograms_written +=
+                    histograms_in(plan, &plan.batches[f.batch]) - f.histograms_not_written;
                 outcome.failures.push(f);
             }
         }
@@ -342,6 +382,7 @@ mod tests {
                 fail_on_long_label: false,
                 fail_on_invalid_sample_value: false,
                 special_values: true,
+                native_histograms: true,
             },
         )
         .unwrap();

@@ -20,8 +20,9 @@ use std::hash::BuildHasher;
 use std::ops::Range;
 
 use crate::config::DestinationConfig;
+use crate::histogram;
 use crate::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
-use crate::remote::view::{LabelRef, WriteRequestView};
+use crate::remote::view::{histogram_timestamp, HistogramsRef, LabelRef, WriteRequestView};
 use crate::special;
 
 /// Prometheus' metric-name label.
@@ -36,6 +37,24 @@ pub const MAX_MEASURE_NAME_BYTES: usize = 256;
 pub const MAX_DIMENSION_VALUE_BYTES: usize = 2048;
 /// Most dimensions per record.
 pub const MAX_DIMENSIONS: usize = 128;
+/// Largest record Timestream stores (bytes, as its write metering counts them).
+pub const MAX_RECORD_BYTES: usize = 2048;
+
+/// `dims` plus `__name__` = the metric name, sorted by name: the dimensions of a series'
+/// special-value and histogram records.
+fn with_name_dimension<'a>(dims: &[Dim<'a>], name: &'a str) -> Vec<Dim<'a>> {
+    let mut d = Vec::with_capacity(dims.len() + 1);
+    d.extend_from_slice(dims);
+    let at = d.partition_point(|x| x.name < special::NAME_DIMENSION);
+    d.insert(
+        at,
+        Dim {
+            name: special::NAME_DIMENSION,
+            value: name,
+        },
+    );
+    d
+}
 /// Prometheus' stale-marker NaN (`value.StaleNaN`).
 pub const STALE_NAN_BITS: u64 = special::STALE_NAN_BITS;
 
@@ -56,17 +75,22 @@ pub enum IgnoreReason {
     ReservedLabelName,
     /// More than 128 labels.
     TooManyLabels,
-    /// A native histogram sample: Timestream records hold one double, and upstream never
-    /// stored these either (classic histograms arrive as ordinary series and are stored).
+    /// A native histogram sample with `--write.native-histograms=false` (upstream never
+    /// stored these; classic histograms arrive as ordinary series and are stored).
     NativeHistogram,
-    /// The metric is named like the measure that holds special values (`__special_value__`);
-    /// only while special values are written.
+    /// The metric is named like the measure that holds special values (`__special_value__`)
+    /// or native histograms (`__native_histogram__`); only while those are written.
     ReservedMetricName,
+    /// A native histogram whose stored text or record exceeds Timestream's 2 KiB limits.
+    HistogramTooLarge,
+    /// A custom-bucket native histogram without the bounds of its buckets (no reader could
+    /// interpret it: Prometheus panics on one).
+    InvalidHistogram,
 }
 
 impl IgnoreReason {
     /// Every reason, in index order.
-    pub const ALL: [IgnoreReason; 9] = [
+    pub const ALL: [IgnoreReason; 11] = [
         IgnoreReason::NonFinite,
         IgnoreReason::StaleMarker,
         IgnoreReason::LongMetricName,
@@ -76,6 +100,8 @@ impl IgnoreReason {
         IgnoreReason::TooManyLabels,
         IgnoreReason::NativeHistogram,
         IgnoreReason::ReservedMetricName,
+        IgnoreReason::HistogramTooLarge,
+        IgnoreReason::InvalidHistogram,
     ];
 
     /// Metric label value.
@@ -90,6 +116,8 @@ impl IgnoreReason {
             IgnoreReason::TooManyLabels => "too_many_labels",
             IgnoreReason::NativeHistogram => "native_histogram",
             IgnoreReason::ReservedMetricName => "reserved_metric_name",
+            IgnoreReason::HistogramTooLarge => "histogram_too_large",
+            IgnoreReason::InvalidHistogram => "invalid_histogram",
         }
     }
 }
@@ -105,6 +133,8 @@ pub struct PlanOptions<'c> {
     pub fail_on_invalid_sample_value: bool,
     /// Write NaN (stale markers included) and ±Inf as special-value records.
     pub special_values: bool,
+    /// Write native histogram samples as `__native_histogram__` records (`crate::histogram`).
+    pub native_histograms: bool,
 }
 
 /// Why a request is refused as a whole (→ 400).
@@ -195,24 +225,79 @@ pub struct PlannedSeries<'a> {
     pub special_dims: Vec<Dim<'a>>,
     /// All samples of the series (records reference the ones written).
     pub samples: &'a [Sample],
+    /// The native histograms of the series. A series' histograms are planned as a series of
+    /// their own (no samples; `dims` then holds `__name__`); records of such a series refer
+    /// to a histogram by the offset of its field in the series message.
+    pub histograms: HistogramsRef<'a>,
+    /// The histograms written, as offsets for [`HistogramsRef::at`] (records of a histogram
+    /// series index this list).
+    pub hist_offsets: Vec<u32>,
+}
+
+/// The value of one record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RecordValue<'a> {
+    /// A sample value: a DOUBLE when finite, a special value's text otherwise.
+    Number(f64),
+    /// A native histogram's wire message (stored as `crate::histogram` text).
+    Histogram(&'a [u8]),
+}
+
+impl RecordValue<'_> {
+    /// Whether the record is written as VARCHAR (special values and histograms).
+    pub fn is_varchar(&self) -> bool {
+        match self {
+            RecordValue::Number(v) => !v.is_finite(),
+            RecordValue::Histogram(_) => true,
+        }
+    }
+}
+
+/// A record as it is written.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'p, 'a> {
+    /// Measure name.
+    pub measure_name: &'a str,
+    /// Dimensions, sorted by name.
+    pub dims: &'p [Dim<'a>],
+    /// Time, milliseconds.
+    pub timestamp: i64,
+    /// Value.
+    pub value: RecordValue<'a>,
 }
 
 impl<'a> PlannedSeries<'a> {
-    /// The measure name of a record of this series with value `v`.
-    pub fn measure_name(&self, v: f64) -> &'a str {
-        if v.is_finite() {
-            self.name
-        } else {
-            special::MEASURE_NAME
-        }
+    /// Whether this is the histogram part of a series.
+    pub fn is_histograms(&self) -> bool {
+        !self.hist_offsets.is_empty()
     }
 
-    /// The dimensions of a record of this series with value `v`.
-    pub fn dims_for(&self, v: f64) -> &[Dim<'a>] {
-        if v.is_finite() {
-            &self.dims
-        } else {
-            &self.special_dims
+    /// The record of sample (or histogram offset) `i` of this series.
+    pub fn parts(&self, i: u32) -> RecordParts<'_, 'a> {
+        if self.is_histograms() {
+            let h = self.histograms.at(self.hist_offsets[i as usize]);
+            return RecordParts {
+                measure_name: histogram::MEASURE_NAME,
+                dims: &self.dims,
+                timestamp: histogram_timestamp(h),
+                value: RecordValue::Histogram(h),
+            };
+        }
+        let s = &self.samples[i as usize];
+        let finite = s.value.is_finite();
+        RecordParts {
+            measure_name: if finite {
+                self.name
+            } else {
+                special::MEASURE_NAME
+            },
+            dims: if finite {
+                &self.dims
+            } else {
+                &self.special_dims
+            },
+            timestamp: s.timestamp,
+            value: RecordValue::Number(s.value),
         }
     }
 }
@@ -255,6 +340,9 @@ pub struct PlanStats {
     pub ignored: [u64; IgnoreReason::ALL.len()],
     /// Samples written as special values, by `special::Kind as usize` (part of `accepted`).
     pub specials: [u64; special::Kind::ALL.len()],
+    /// Native histogram samples written (part of `accepted`; a histogram repeated
+    /// byte for byte right after itself in a series is one record, counted once per copy).
+    pub histograms: u64,
 }
 
 impl PlanStats {
@@ -280,10 +368,10 @@ pub struct WritePlan<'a> {
 }
 
 impl<'a> WritePlan<'a> {
-    /// The series and sample a record refers to.
-    pub fn record(&self, r: RecordRef) -> (&PlannedSeries<'a>, &'a Sample) {
+    /// The metric name and timestamp of a record, for error messages.
+    pub fn record(&self, r: RecordRef) -> (&'a str, i64) {
         let s = &self.series[r.series as usize];
-        (s, &s.samples[r.sample as usize])
+        (s.name, s.parts(r.sample).timestamp)
     }
 
     /// The metric name of a record, for error messages.
@@ -291,15 +379,9 @@ impl<'a> WritePlan<'a> {
         self.series[self.records[index].series as usize].name
     }
 
-    /// The measure name, dimensions and sample of a record as it is written.
-    pub fn record_parts(&self, r: RecordRef) -> (&'a str, &[Dim<'a>], &'a Sample) {
-        let s = &self.series[r.series as usize];
-        let sample = &s.samples[r.sample as usize];
-        (
-            s.measure_name(sample.value),
-            s.dims_for(sample.value),
-            sample,
-        )
+    /// The measure name, dimensions, time and value of a record as it is written.
+    pub fn record_parts(&self, r: RecordRef) -> RecordParts<'_, 'a> {
+        self.series[r.series as usize].parts(r.sample)
     }
 }
 
@@ -339,8 +421,13 @@ pub trait WriteInput {
     fn series_labels(&self, i: usize) -> &[Self::Label];
     /// Samples of series `i`.
     fn series_samples(&self, i: usize) -> &[Sample];
-    /// Native histogram samples in the whole request (not written; counted as skipped).
+    /// Native histogram samples in the whole request.
     fn histogram_count(&self) -> u64;
+    /// Native histograms of series `i`, as wire bytes (none for inputs that do not keep
+    /// them: their histograms are counted as skipped, `native_histogram`).
+    fn series_histograms(&self, _i: usize) -> HistogramsRef<'_> {
+        HistogramsRef::default()
+    }
 }
 
 impl WriteInput for WriteRequest {
@@ -375,6 +462,9 @@ impl<'b> WriteInput for WriteRequestView<'b> {
     }
     fn histogram_count(&self) -> u64 {
         WriteRequestView::histogram_count(self)
+    }
+    fn series_histograms(&self, i: usize) -> HistogramsRef<'_> {
+        self.series(i).histograms
     }
 }
 
@@ -513,14 +603,24 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
     let mut total_records = 0usize;
     let histograms = req.histogram_count();
     plan.stats.received += histograms;
-    plan.stats.ignored[IgnoreReason::NativeHistogram as usize] += histograms;
+    // What is not planned below (the flag is off, or the input does not keep them).
+    let mut unplanned_histograms = histograms;
+    let mut dup_histograms = 0u64;
 
     for i in 0..req.series_count() {
         let labels = req.series_labels(i);
         let samples = req.series_samples(i);
+        let hist = if opts.native_histograms {
+            req.series_histograms(i)
+        } else {
+            HistogramsRef::default()
+        };
+        unplanned_histograms -= u64::from(hist.count).min(unplanned_histograms);
         let n_samples = samples.len() as u64;
         plan.stats.received += n_samples;
-        if n_samples == 0 {
+        // Skips and refusals of the whole series count its histograms too.
+        let n_all = n_samples + u64::from(hist.count);
+        if n_all == 0 {
             continue;
         }
         let mut name: Option<&'a str> = None;
@@ -569,7 +669,7 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                 });
             }
             tracing::debug!(series = %labels_to_string(labels), reason = reason.as_str(), %detail, "series skipped");
-            plan.stats.ignored[reason as usize] += n_samples;
+            plan.stats.ignored[reason as usize] += n_all;
             continue;
         }
         let database = match database {
@@ -594,20 +694,94 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                 })
             }
         };
-        if opts.special_values && name == special::MEASURE_NAME {
-            // Its numbers would share a measure with the VARCHAR special values, which
-            // Timestream refuses (one type per measure name and table).
-            let detail = format!(
-                "the metric name {name:?} is reserved for NaN/±Inf samples (--write.special-values)"
-            );
+        let reserved = if opts.special_values && name == special::MEASURE_NAME {
+            Some("NaN/±Inf samples (--write.special-values)")
+        } else if opts.native_histograms && name == histogram::MEASURE_NAME {
+            Some("native histograms (--write.native-histograms)")
+        } else {
+            None
+        };
+        if let Some(what) = reserved {
+            // Its numbers would share a measure with VARCHAR records, which Timestream
+            // refuses (one type per measure name and table).
+            let detail = format!("the metric name {name:?} is reserved for {what}");
             if opts.fail_on_long_label {
                 return Err(PlanError::Unstorable {
                     series: labels_to_string(labels),
                     detail,
                 });
             }
-            plan.stats.ignored[IgnoreReason::ReservedMetricName as usize] += n_samples;
+            plan.stats.ignored[IgnoreReason::ReservedMetricName as usize] += n_all;
             continue;
+        }
+        // Native histograms: one VARCHAR record each, with the `__name__` dimension.
+        let mut hist_offsets = Vec::new();
+        let mut hist_dims = Vec::new();
+        if hist.count > 0 {
+            if dims.len() + 2 > MAX_DIMENSIONS {
+                if opts.fail_on_long_label {
+                    return Err(PlanError::Unstorable {
+                        series: labels_to_string(labels),
+                        detail: format!(
+                            "its native histograms need two dimensions more than its {} labels; Timestream's limit is {MAX_DIMENSIONS}",
+                            dims.len()
+                        ),
+                    });
+                }
+                plan.stats.ignored[IgnoreReason::TooManyLabels as usize] += u64::from(hist.count);
+            } else {
+                hist_dims = with_name_dimension(&dims, name);
+                // `__histogram__` sorts before `__name__`; both before any label but `_*`.
+                let at = hist_dims.partition_point(|x| x.name < histogram::KIND_DIMENSION);
+                hist_dims.insert(
+                    at,
+                    Dim {
+                        name: histogram::KIND_DIMENSION,
+                        value: histogram::KIND_VALUE,
+                    },
+                );
+                // Timestream's record size: 8 bytes of time, the names and values of the
+                // dimensions, the measure name and the value.
+                let fixed = 8
+                    + histogram::MEASURE_NAME.len()
+                    + hist_dims
+                        .iter()
+                        .map(|d| d.name.len() + d.value.len())
+                        .sum::<usize>();
+                let mut last: Option<&[u8]> = None;
+                for (offset, bytes) in hist.iter() {
+                    if last == Some(bytes) {
+                        // The same histogram again: the same record, written once.
+                        plan.stats.histograms += 1;
+                        dup_histograms += 1;
+                        continue;
+                    }
+                    let parsed = histogram::parse(bytes);
+                    if !histogram::interpretable(&parsed) {
+                        plan.stats.ignored[IgnoreReason::InvalidHistogram as usize] += 1;
+                        continue;
+                    }
+                    let len = histogram::stored_len(&parsed);
+                    if len > histogram::MAX_VALUE_CHARS || fixed + len > MAX_RECORD_BYTES {
+                        if opts.fail_on_long_label {
+                            return Err(PlanError::Unstorable {
+                                series: labels_to_string(labels),
+                                detail: format!(
+                                    "a native histogram at {} ms is {len} characters stored, in a record of {} bytes; Timestream's limits are {} characters and {MAX_RECORD_BYTES} bytes",
+                                    histogram_timestamp(bytes),
+                                    fixed + len,
+                                    histogram::MAX_VALUE_CHARS
+                                ),
+                            });
+                        }
+                        plan.stats.ignored[IgnoreReason::HistogramTooLarge as usize] += 1;
+                        continue;
+                    }
+                    last = Some(bytes);
+                    plan.stats.histograms += 1;
+                    hist_offsets.push(offset);
+                }
+            }
         }
         let mut finite = 0usize;
         let mut specials = 0usize;
@@ -643,10 +817,10 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
                 plan.stats.ignored[IgnoreReason::NonFinite as usize] += 1;
             }
         }
-        if finite + specials == 0 {
+        if finite + specials + hist_offsets.len() == 0 {
             continue;
         }
-        total_records += finite + specials;
+        total_records += finite + specials + hist_offsets.len();
         let d = Destination { database, table };
         let destination = match plan.destinations.iter().position(|x| *x == d) {
             Some(i) => i,
@@ -669,30 +843,38 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
             KEY_HASHER.hash_one(&dims),
         ];
         let special_dims = if specials > 0 {
-            let mut d = Vec::with_capacity(dims.len() + 1);
-            d.extend_from_slice(&dims);
-            let at = d.partition_point(|x| x.name < special::NAME_DIMENSION);
-            d.insert(
-                at,
-                Dim {
-                    name: special::NAME_DIMENSION,
-                    value: name,
-                },
-            );
-            d
+            with_name_dimension(&dims, name)
         } else {
             Vec::new()
         };
-        plan.series.push(PlannedSeries {
-            destination,
-            name,
-            target,
-            key,
-            dims,
-            special_dims,
-            samples,
-        });
+        if !hist_offsets.is_empty() {
+            plan.series.push(PlannedSeries {
+                destination,
+                name,
+                target,
+                key,
+                dims: hist_dims,
+                special_dims: Vec::new(),
+                samples: &[],
+                histograms: hist,
+                hist_offsets,
+            });
+        }
+        if finite + specials > 0 {
+            plan.series.push(PlannedSeries {
+                destination,
+                name,
+                target,
+                key,
+                dims,
+                special_dims,
+                samples,
+                histograms: HistogramsRef::default(),
+                hist_offsets: Vec::new(),
+            });
+        }
     }
+    plan.stats.ignored[IgnoreReason::NativeHistogram as usize] += unplanned_histograms;
 
     plan.series.sort_unstable_by(cmp_series);
     plan.records.reserve_exact(total_records);
@@ -709,6 +891,17 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
         for special in [false, true] {
             for si in from..to {
                 let s = &plan.series[si];
+                if s.is_histograms() {
+                    // VARCHAR records: they go with the special values.
+                    if special {
+                        plan.records
+                            .extend((0..s.hist_offsets.len()).map(|i| RecordRef {
+                                series: si as u32,
+                                sample: i as u32,
+                            }));
+                    }
+                    continue;
+                }
                 if special && s.special_dims.is_empty() {
                     continue;
                 }
@@ -726,7 +919,7 @@ pub fn plan_write<'a, R: WriteInput + ?Sized>(
         }
         from = to;
     }
-    plan.stats.accepted = plan.records.len() as u64;
+    plan.stats.accepted = plan.records.len() as u64 + dup_histograms;
     plan.batches = cut_batches(&plan.series, &plan.records);
     Ok(plan)
 }
@@ -745,16 +938,16 @@ fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<B
     while start < records.len() {
         let first = records[start];
         let s0 = &series[first.series as usize];
-        let v0 = s0.samples[first.sample as usize].value;
+        let p0 = s0.parts(first.sample);
         let mut b = Batch {
             destination: s0.destination,
             records: start..start + 1,
-            common_name: Some(s0.measure_name(v0)),
-            common_time: Some(s0.samples[first.sample as usize].timestamp),
-            common_dims: s0.dims_for(v0).to_vec(),
-            common_special: Some(!v0.is_finite()),
+            common_name: Some(p0.measure_name),
+            common_time: Some(p0.timestamp),
+            common_dims: p0.dims.to_vec(),
+            common_special: Some(p0.value.is_varchar()),
         };
-        let mut last_special = !v0.is_finite();
+        let mut last_special = p0.value.is_varchar();
         let mut last_series = first.series;
         let mut end = start + 1;
         while end < records.len() && end - start < MAX_RECORDS_PER_CALL {
@@ -763,9 +956,9 @@ fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<B
             if s.destination != b.destination {
                 break;
             }
-            let sample = &s.samples[r.sample as usize];
-            let (t, special) = (sample.timestamp, !sample.value.is_finite());
-            let (name, dims) = (s.measure_name(sample.value), s.dims_for(sample.value));
+            let p = s.parts(r.sample);
+            let (t, special) = (p.timestamp, p.value.is_varchar());
+            let (name, dims) = (p.measure_name, p.dims);
             let name_lost = b.common_name.is_some_and(|n| n != name);
             let time_lost = b.common_time.is_some_and(|x| x != t);
             let dims_lost = (r.series != last_series || special != last_special)
@@ -872,6 +1065,7 @@ mod tests {
             fail_on_long_label: false,
             fail_on_invalid_sample_value: false,
             special_values: false,
+            native_histograms: true,
         }
     }
 
@@ -918,15 +1112,79 @@ mod tests {
             &[(1.0, 1)],
         )]);
         r.timeseries[0].histograms = vec![Default::default(); 3];
-        let p = plan_write(&r, &opts(&d)).unwrap();
+        let off = PlanOptions {
+            native_histograms: false,
+            ..opts(&d)
+        };
+        let p = plan_write(&r, &off).unwrap();
         assert_eq!(p.stats.received, 4);
         assert_eq!(p.stats.accepted, 1);
         assert_eq!(p.stats.ignored[IgnoreReason::NativeHistogram as usize], 3);
         let bytes = prost::Message::encode_to_vec(&r);
         let view = WriteRequestView::decode(&bytes).unwrap();
-        let pv = plan_write(&view, &opts(&d)).unwrap();
+        let pv = plan_write(&view, &off).unwrap();
         assert_eq!(pv.stats, p.stats);
+        // prost's owned request keeps no wire bytes: its histograms stay skipped.
+        assert_eq!(plan_write(&r, &opts(&d)).unwrap().stats, p.stats);
         assert_eq!(IgnoreReason::NativeHistogram.as_str(), "native_histogram");
+    }
+
+    #[test]
+    fn native_histograms_become_one_varchar_record_each_and_oversized_ones_are_counted() {
+        use crate::remote::pb::histogram::Count;
+        use crate::remote::pb::Histogram;
+        let d = dest();
+        let mut r = req(vec![series(
+            &[("__name__", "h"), ("job", "a")],
+            &[(1.0, 1)],
+        )]);
+        let h = |t: i64, buckets: usize| Histogram {
+            count: Some(Count::CountInt(buckets as u64)),
+            positive_deltas: vec![1; buckets],
+            timestamp: t,
+            ..Default::default()
+        };
+        // 5: a copy of 4 (one record); 6: a 1,600-byte message, over 2,048 characters.
+        r.timeseries[0].histograms = vec![h(2, 3), h(3, 0), h(4, 10), h(4, 10), h(6, 1600)];
+        let bytes = prost::Message::encode_to_vec(&r);
+        let view = WriteRequestView::decode(&bytes).unwrap();
+        let p = plan_write(&view, &opts(&d)).unwrap();
+        assert_eq!(p.stats.received, 6);
+        assert_eq!(p.stats.accepted, 5);
+        assert_eq!(p.stats.histograms, 4);
+        assert_eq!(p.stats.ignored[IgnoreReason::HistogramTooLarge as usize], 1);
+        assert_eq!(p.records.len(), 4);
+        let hist: Vec<_> = p
+            .records
+            .iter()
+            .map(|r| p.record_parts(*r))
+            .filter(|x| matches!(x.value, RecordValue::Histogram(_)))
+            .collect();
+        assert_eq!(hist.len(), 3);
+        for (x, (t, n)) in hist.iter().zip([(2, 3), (3, 0), (4, 10)]) {
+            assert_eq!(x.measure_name, histogram::MEASURE_NAME);
+            assert_eq!(x.timestamp, t);
+            let names: Vec<_> = x.dims.iter().map(|d| (d.name, d.value)).collect();
+            assert_eq!(
+                names,
+                [("__histogram__", "native"), ("__name__", "h"), ("job", "a")]
+            );
+            let RecordValue::Histogram(b) = x.value else {
+                unreachable!()
+            };
+            assert_eq!(histogram::parse(b), h(t, n));
+        }
+        // Refused with --fail-on-long-label, naming the limit.
+        let strict = PlanOptions {
+            fail_on_long_label: true,
+            ..opts(&d)
+        };
+        let e = plan_write(&view, &strict).unwrap_err().to_string();
+        assert!(e.contains("native histogram at 6 ms"), "{e}");
+        assert_eq!(
+            IgnoreReason::HistogramTooLarge.as_str(),
+            "histogram_too_large"
+        );
     }
 
     #[test]
@@ -1096,14 +1354,14 @@ mod tests {
             .find(|b| {
                 p.records[b.records.clone()]
                     .iter()
-                    .any(|r| p.record(*r).0.name == "up")
+                    .any(|r| p.record(*r).0 == "up")
             })
             .unwrap();
         assert_eq!(up.common_time, None, "two timestamps");
         // Every record's own dims + common dims = its series' dims.
         for b in &p.batches {
             for r in &p.records[b.records.clone()] {
-                let (s, _) = p.record(*r);
+                let s = &p.series[r.series as usize];
                 let own: Vec<_> = own_dims(&s.dims, &b.common_dims).copied().collect();
                 let mut all = own.clone();
                 all.extend(b.common_dims.iter().copied());
@@ -1222,6 +1480,7 @@ mod tests {
     fn with_specials(d: &DestinationConfig) -> PlanOptions<'_> {
         PlanOptions {
             special_values: true,
+            native_histograms: true,
             ..opts(d)
         }
     }
@@ -1255,9 +1514,12 @@ mod tests {
             .records
             .iter()
             .map(|r| {
-                let (name, dims, sample) = p.record_parts(*r);
-                let dims = dims.iter().map(|d| (d.name, d.value)).collect();
-                (name, dims, sample.value.to_bits())
+                let parts = p.record_parts(*r);
+                let dims = parts.dims.iter().map(|d| (d.name, d.value)).collect();
+                let RecordValue::Number(v) = parts.value else {
+                    panic!("no histogram here")
+                };
+                (parts.measure_name, dims, v.to_bits())
             })
             .collect();
         // The numbers come first, then the special values of the same destination.
@@ -1329,7 +1591,7 @@ mod tests {
         let r = req(vec![series(&labels, &[(1.0, 1), (f64::NAN, 2)])]);
         let p = plan_write(&r, &with_specials(&d)).unwrap();
         assert_eq!(p.records.len(), 1);
-        assert!(p.record(p.records[0]).1.value.is_finite());
+        assert!(!p.record_parts(p.records[0]).value.is_varchar());
         assert_eq!(p.stats.ignored[IgnoreReason::TooManyLabels as usize], 1);
         assert_eq!(p.stats.specials, [0; 4]);
         let strict = PlanOptions {
