@@ -2,7 +2,7 @@
 //! a body whose snappy header declares more than the cap is refused, and the borrowing
 //! decoder `/write` uses (`decode_write_request_view`) accepts exactly what prost accepts
 //! and reads the same labels, samples and histogram count. The view keeps only what the
-//! write path uses: series with samples, labels with a non-empty value (Prometheus treats
+//! write path uses: series with samples or native histograms, labels with a non-empty value (Prometheus treats
 //! an empty value as an absent label); prost's answer is filtered the same way.
 #![no_main]
 
@@ -35,7 +35,7 @@ fn differential(raw: &[u8]) {
     let kept: Vec<_> = full
         .timeseries
         .iter()
-        .filter(|t| !t.samples.is_empty())
+        .filter(|t| !t.samples.is_empty() || !t.histograms.is_empty())
         .collect();
     assert_eq!(view.len(), kept.len());
     for (v, f) in view.iter().zip(kept) {
@@ -58,6 +58,7 @@ fn differential(raw: &[u8]) {
             .map(|s| (s.timestamp, s.value.to_bits()))
             .collect();
         assert_eq!(vs, fs);
+        assert_eq!(v.histograms.iter().count(), f.histograms.len());
     }
     assert_eq!(view.histogram_count(), histograms);
 }
