@@ -14,7 +14,8 @@ use timestream_prometheus_connector::remote::view_v2;
 
 const LIMIT: usize = 1 << 20;
 
-type Series<'a> = Vec<(Vec<(&'a str, &'a str)>, Vec<(i64, u64)>)>;
+/// Per kept series: labels, samples, number of native histograms.
+type Series<'a> = Vec<(Vec<(&'a str, &'a str)>, Vec<(i64, u64)>, usize)>;
 
 /// The contract on prost's output: `None` where the 2.0 rules refuse the request.
 fn reference(req: &Request) -> Option<(Series<'_>, u64, u64)> {
@@ -42,9 +43,10 @@ fn reference(req: &Request) -> Option<(Series<'_>, u64, u64)> {
         }
         histograms += ts.histograms.len() as u64;
         exemplars += ts.exemplars.len() as u64;
-        if !ts.samples.is_empty() {
+        // The view keeps series that carry samples or native histograms.
+        if !ts.samples.is_empty() || !ts.histograms.is_empty() {
             let samples = ts.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect();
-            series.push((labels, samples));
+            series.push((labels, samples, ts.histograms.len()));
         }
     }
     Some((series, histograms, exemplars))
@@ -66,6 +68,7 @@ fn differential(raw: &[u8]) {
                     (
                         s.labels.iter().map(|l| (l.name, l.value)).collect(),
                         s.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect(),
+                        s.histograms.iter().count(),
                     )
                 })
                 .collect();
