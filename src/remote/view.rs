@@ -792,7 +792,7 @@ fn check_histogram(r: Reader<'_>) -> R<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::remote::pb::histogram::{Count, ZeroCount};
     use crate::remote::pb::WriteRequest;
@@ -877,6 +877,26 @@ mod tests {
         })
     }
 
+    /// `bytes` with each edit applied: (where, byte, 0 = overwrite / 1 = insert / 2 = cut).
+    pub(in crate::remote) fn damage(
+        mut bytes: Vec<u8>,
+        edits: &[(prop::sample::Index, u8, u8)],
+    ) -> Vec<u8> {
+        for (at, byte, op) in edits {
+            if bytes.is_empty() {
+                bytes.push(*byte);
+                continue;
+            }
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = *byte,
+                1 => bytes.insert(i, *byte),
+                _ => bytes.truncate(i),
+            }
+        }
+        bytes
+    }
+
     fn spans() -> impl Strategy<Value = Vec<BucketSpan>> {
         prop::collection::vec(
             (any::<i32>(), any::<u32>()).prop_map(|(offset, length)| BucketSpan { offset, length }),
@@ -885,7 +905,7 @@ mod tests {
     }
 
     /// Every field of a native histogram, so damaged bytes reach each branch of the checks.
-    fn histogram() -> impl Strategy<Value = Histogram> {
+    pub(in crate::remote) fn histogram() -> impl Strategy<Value = Histogram> {
         (
             (any::<bool>(), any::<u64>(), any::<f64>(), any::<i32>()),
             (spans(), prop::collection::vec(any::<i64>(), 0..3)),
@@ -992,19 +1012,7 @@ mod tests {
             req in request(),
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
         ) {
-            let mut bytes = req.encode_to_vec();
-            for (at, byte, op) in edits {
-                if bytes.is_empty() {
-                    bytes.push(byte);
-                    continue;
-                }
-                let i = at.index(bytes.len());
-                match op {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-            }
+            let bytes = damage(req.encode_to_vec(), &edits);
             check_agree(&bytes)?;
         }
     }
@@ -1328,19 +1336,7 @@ mod tests {
             req in read_request(),
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..4),
         ) {
-            let mut bytes = req.encode_to_vec();
-            for (at, byte, op) in edits {
-                if bytes.is_empty() {
-                    bytes.push(byte);
-                    continue;
-                }
-                let i = at.index(bytes.len());
-                match op {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-            }
+            let bytes = damage(req.encode_to_vec(), &edits);
             check_read_agree(&bytes)?;
         }
 

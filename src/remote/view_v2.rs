@@ -641,8 +641,7 @@ pub fn decode(buf: &[u8]) -> Result<RequestV2<'_>, DecodeError> {
 mod tests {
     use super::*;
     use crate::remote::pb_v2::{
-        histogram::{Count, ZeroCount},
-        BucketSpan, Exemplar, Histogram, Metadata, Request, Sample as Sample2, TimeSeries,
+        Exemplar, Histogram, Metadata, Request, Sample as Sample2, TimeSeries,
     };
     use proptest::prelude::*;
     use prost::Message;
@@ -758,50 +757,13 @@ mod tests {
         })
     }
 
-    fn spans() -> impl Strategy<Value = Vec<BucketSpan>> {
-        prop::collection::vec(
-            (any::<i32>(), any::<u32>()).prop_map(|(offset, length)| BucketSpan { offset, length }),
-            0..3,
-        )
-    }
-
+    /// The 1.0 generator's histograms (the message is the same on the wire), with the
+    /// rc.4 `start_timestamp` set.
     fn histogram() -> impl Strategy<Value = Histogram> {
-        (
-            (any::<bool>(), any::<u64>(), any::<f64>(), any::<i32>()),
-            (spans(), prop::collection::vec(any::<i64>(), 0..3)),
-            (spans(), prop::collection::vec(any::<f64>(), 0..3)),
-            (
-                any::<i32>(),
-                any::<i64>(),
-                prop::collection::vec(any::<f64>(), 0..2),
-            ),
-        )
-            .prop_map(
-                |((int, n, f, schema), (ns, nd), (ps, pc), (hint, ts, custom))| Histogram {
-                    count: Some(if int {
-                        Count::CountInt(n)
-                    } else {
-                        Count::CountFloat(f)
-                    }),
-                    sum: f,
-                    schema,
-                    zero_threshold: f,
-                    zero_count: Some(if int {
-                        ZeroCount::ZeroCountFloat(f)
-                    } else {
-                        ZeroCount::ZeroCountInt(n)
-                    }),
-                    negative_spans: ns,
-                    negative_deltas: nd,
-                    positive_spans: ps,
-                    positive_counts: pc,
-                    reset_hint: hint,
-                    timestamp: ts,
-                    custom_values: custom,
-                    start_timestamp: ts,
-                    ..Default::default()
-                },
-            )
+        crate::remote::view::tests::histogram().prop_map(|h| Histogram {
+            start_timestamp: h.timestamp,
+            ..Histogram::decode(h.encode_to_vec().as_slice()).unwrap()
+        })
     }
 
     /// Refs mostly in range of `n` symbols, sometimes one past it; lengths sometimes odd.
@@ -888,19 +850,7 @@ mod tests {
             req in request(),
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
         ) {
-            let mut bytes = req.encode_to_vec();
-            for (at, byte, op) in edits {
-                if bytes.is_empty() {
-                    bytes.push(byte);
-                    continue;
-                }
-                let i = at.index(bytes.len());
-                match op {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-            }
+            let bytes = crate::remote::view::tests::damage(req.encode_to_vec(), &edits);
             check_agree(&bytes)?;
         }
     }
