@@ -232,9 +232,8 @@ async fn serve(
         && samples_accepted
         && prepared.iter().any(|p| p.may_return_histograms())
     {
-        prepared.clear();
-        for q in &req.queries {
-            prepared.push(reader.prepare(q, Order::None).await?);
+        for p in &mut prepared {
+            p.reorder(Order::None);
         }
         ResponseType::Samples
     } else {

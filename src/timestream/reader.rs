@@ -272,6 +272,15 @@ impl Prepared {
     pub fn may_return_histograms(&self) -> bool {
         self.histograms && matches!(&self.plan, Plan::Select(s) if s.specials)
     }
+
+    /// The same query answered in another row order (no new planning or column lookup:
+    /// the order only changes the ORDER BY).
+    pub fn reorder(&mut self, order: Order) {
+        self.order = order;
+        if let Plan::Select(s) = &mut self.plan {
+            s.order = order;
+        }
+    }
 }
 
 /// Follows NextToken to the end of one query (pages may be empty).
