@@ -256,12 +256,7 @@ async fn histograms(rw2: bool) {
     });
 
     let store_port = free_port();
-    let args = vec![
-        format!("--local-store={}", d.join("store").display()),
-        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
-        format!("--default-database={DATABASE}"),
-        format!("--default-table={TABLE}"),
-    ];
+    let args = local_store_args(d, store_port, &[]);
     let connector = Connector::start("connector", free_port(), &args, None, d).await;
     let auth =
         format!("    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n");

@@ -92,13 +92,7 @@ async fn parity(major: u32) {
     let exporter = Exporter::start().await;
 
     let store_port = free_port();
-    let mut args = vec![
-        format!("--local-store={}", d.join("store").display()),
-        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
-        format!("--default-database={DATABASE}"),
-        format!("--default-table={TABLE}"),
-        "--log.level=debug".to_string(),
-    ];
+    let mut args = local_store_args(d, store_port, &["--log.level=debug"]);
     if major < 3 {
         // Prometheus 2.x regexes: `.` does not match a newline.
         args.push("--read.dot-matches-newline=false".to_string());

@@ -92,12 +92,7 @@ async fn read_options(major: u32) {
     let dir = TestDir::new(&format!("read-options{major}"));
     let d = dir.path();
     let store_port = free_port();
-    let args = vec![
-        format!("--local-store={}", d.join("store").display()),
-        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
-        format!("--default-database={DATABASE}"),
-        format!("--default-table={TABLE}"),
-    ];
+    let args = local_store_args(d, store_port, &[]);
     let connector = Connector::start("connector", free_port(), &args, None, d).await;
     let now = now_ms();
     let (from, to) = (now - 20 * 60_000, now + 10 * 60_000);

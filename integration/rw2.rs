@@ -112,13 +112,7 @@ async fn prometheus_3_remote_write_2_0_is_stored_exactly_and_answered_with_the_w
     let d = dir.path();
     let exporter = Exporter::start().await;
     let store_port = free_port();
-    let args = vec![
-        format!("--local-store={}", d.join("store").display()),
-        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
-        format!("--default-database={DATABASE}"),
-        format!("--default-table={TABLE}"),
-        "--log.level=debug".to_string(),
-    ];
+    let args = local_store_args(d, store_port, &["--log.level=debug"]);
     let connector = Connector::start("connector", free_port(), &args, None, d).await;
     let proxy = Proxy {
         target: connector.url(""),

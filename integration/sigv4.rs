@@ -156,14 +156,11 @@ async fn prometheus_3_signs_remote_write_for_api_gateway_and_older_signing_is_re
     let d = dir.path();
     let exporter = Exporter::start().await;
     let store_port = free_port();
-    let args = vec![
-        format!("--local-store={}", d.join("store").display()),
-        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
-        format!("--default-database={DATABASE}"),
-        format!("--default-table={TABLE}"),
-        "--enable-sigv4-auth=true".to_string(),
-        "--log.level=debug".to_string(),
-    ];
+    let args = local_store_args(
+        d,
+        store_port,
+        &["--enable-sigv4-auth=true", "--log.level=debug"],
+    );
     // The connector's own keys (its role, on Lambda), not the callers'.
     let env = [
         ("AWS_ACCESS_KEY_ID", "AKIDCONNECTORROLE000"),

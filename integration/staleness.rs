@@ -83,12 +83,7 @@ async fn specials(major: u32) {
     });
 
     let store_port = free_port();
-    let mut args = vec![
-        format!("--local-store={}", d.join("store").display()),
-        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
-        format!("--default-database={DATABASE}"),
-        format!("--default-table={TABLE}"),
-    ];
+    let mut args = local_store_args(d, store_port, &[]);
     if major < 3 {
         args.push("--read.dot-matches-newline=false".to_string());
     }

@@ -27,13 +27,7 @@ async fn vmagent_falls_back_from_zstd_to_snappy_and_loses_nothing() {
     let exporter = Exporter::start().await;
 
     let store_port = free_port();
-    let args = vec![
-        format!("--local-store={}", d.join("store").display()),
-        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
-        format!("--default-database={DATABASE}"),
-        format!("--default-table={TABLE}"),
-        "--log.level=debug".to_string(),
-    ];
+    let args = local_store_args(d, store_port, &["--log.level=debug"]);
     let connector = Connector::start("connector", free_port(), &args, None, d).await;
 
     let scrape = d.join("vmagent-scrape.yml");

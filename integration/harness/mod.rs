@@ -536,3 +536,17 @@ pub fn normalise(data: &Value) -> Value {
 pub fn is_empty(data: &Value) -> bool {
     data["result"].as_array().is_some_and(|a| a.is_empty())
 }
+
+/// Connector arguments for the embedded local store in `dir` (its Timestream API on
+/// `store_port`, for counting what was stored) with the suite's database and table, then
+/// `extra`.
+pub fn local_store_args(dir: &Path, store_port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        format!("--local-store={}", dir.join("store").display()),
+        format!("--local-store.listen-address=127.0.0.1:{store_port}"),
+        format!("--default-database={DATABASE}"),
+        format!("--default-table={TABLE}"),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
