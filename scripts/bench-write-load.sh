@@ -11,7 +11,11 @@
 #
 # Environment: LATENCIES (ms per WriteRecords, space separated, default "0 20"), DURATION (30s),
 # WARMUP (5s), SERIES per request (2500), LABELS per series (8), SENDERS in flight (4),
-# CONNECTOR_ARGS (extra connector flags). Ports 19201 (connector) and 18787 (store).
+# CONNECTOR_ARGS (extra connector flags), LOADGEN_ARGS (extra `remote-write-load` flags, e.g.
+# `--heavy-senders 1`: see scripts/bench-heavy-latency.sh), CONNECTOR_BIN (a connector binary
+# to measure instead of this tree's, e.g. an older build for a before/after comparison).
+# Ports CONNECTOR_PORT (19201) and STORE_PORT (18787); the run stops if either is taken, so
+# two benchmarks on one machine never measure each other's processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +26,13 @@ SERIES=${SERIES:-2500}
 LABELS=${LABELS:-8}
 SENDERS=${SENDERS:-4}
 CONNECTOR_ARGS=${CONNECTOR_ARGS:-}
-STORE=127.0.0.1:18787
-CONNECTOR=127.0.0.1:19201
+LOADGEN_ARGS=${LOADGEN_ARGS:-}
+STORE=127.0.0.1:${STORE_PORT:-18787}
+CONNECTOR=127.0.0.1:${CONNECTOR_PORT:-19201}
 
 cargo build --release --locked -q -p timestream-prometheus-connector -p timestream-local -p remote-write-load
 bin=${CARGO_TARGET_DIR:-target}/release
+connector_bin=${CONNECTOR_BIN:-$bin/timestream-prometheus-connector}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -50,6 +56,13 @@ api() { # operation, JSON body: the awsJson1_0 protocol the SDKs speak
     -H "X-Amz-Target: Timestream_20181101.$1" -d "$2" >/dev/null
 }
 
+for addr in "$STORE" "$CONNECTOR"; do
+  if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then
+    echo "$addr is already in use (another benchmark?); set STORE_PORT / CONNECTOR_PORT" >&2
+    exit 1
+  fi
+done
+
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
 for latency in $LATENCIES; do
   "$bin/timestream-local" --data-dir "$work/store-$latency" --listen-address "$STORE" \
@@ -63,7 +76,7 @@ for latency in $LATENCIES; do
 
   # shellcheck disable=SC2086
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
-    "$bin/timestream-prometheus-connector" --web.listen-address="$CONNECTOR" \
+    "$connector_bin" --web.listen-address="$CONNECTOR" \
     --region=us-east-1 --write-base-endpoint="http://$STORE" --query-base-endpoint="http://$STORE" \
     --default-database=prometheusDatabase --default-table=prometheusMetricsTable --log.level=warn $CONNECTOR_ARGS \
     2>"$work/connector.log" >/dev/null &
@@ -73,7 +86,8 @@ for latency in $LATENCIES; do
 
   echo
   echo "== WriteRecords latency ${latency} ms =="
-  "$bin/remote-write-load" --url "http://$CONNECTOR/write" --series "$SERIES" --labels "$LABELS" \
+  # shellcheck disable=SC2086
+  "$bin/remote-write-load" $LOADGEN_ARGS --url "http://$CONNECTOR/write" --series "$SERIES" --labels "$LABELS" \
     --concurrency "$SENDERS" --duration "$DURATION" --warmup "$WARMUP" \
     --connector-pid "$connector_pid" --backend-pid "$store_pid" \
     --metrics-url "http://$CONNECTOR/metrics"

@@ -11,6 +11,12 @@
 //! time per sample and its resident memory (from /proc), with `--metrics-url` the
 //! WriteRecords bytes per sample (from the connector's own metrics); all measured after
 //! `--warmup`.
+//!
+//! With `--heavy-senders` it also keeps that many requests of one large body (`--heavy-mib`
+//! decompressed, default just under the connector's 64 MiB cap) in flight the whole time,
+//! reported apart: the light requests' latency then shows what a large decode does to other
+//! requests (issue 13). `--heavy-kind malformed` ends the body with a truncated field, so the
+//! connector decodes all of it and answers 400 (decode cost only); `valid` writes it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,6 +66,15 @@ struct Args {
     /// The connector's /metrics URL: report WriteRecords JSON bytes per sample.
     #[arg(long)]
     metrics_url: Option<String>,
+    /// Extra senders that post one large body over and over (reported apart).
+    #[arg(long, default_value_t = 0)]
+    heavy_senders: usize,
+    /// Decompressed size of the large body, in MiB.
+    #[arg(long, default_value_t = 63)]
+    heavy_mib: usize,
+    /// `malformed` (truncated at the very end: decoded in full, then 400) or `valid`.
+    #[arg(long, default_value = "malformed", value_parser = ["malformed", "valid"])]
+    heavy_kind: String,
 }
 
 const NAMES: [&str; 6] = [
@@ -162,6 +177,48 @@ fn build_body(series: &[Vec<u8>], raw: &mut Vec<u8>, value_base: f64, t: i64) ->
         raw.extend_from_slice(&sample);
     }
     compress(raw)
+}
+
+/// The large body of `--heavy-senders`: distinct series (their own `instance`) with one
+/// sample each, up to `mib` MiB decompressed; `malformed` appends the key of a `timeseries`
+/// field that claims more bytes than follow, which the decoder finds only at the end.
+fn heavy_body(mib: usize, labels: usize, malformed: bool) -> Vec<u8> {
+    let want = mib << 20;
+    let mut raw = Vec::with_capacity(want + 64);
+    let mut sample = Vec::with_capacity(24);
+    let t = now_ms();
+    let mut i = 0usize;
+    loop {
+        let mut ls = label_sets(1000 + i / 100_000, 1, labels).remove(0);
+        for l in &mut ls {
+            if l.name == "series" {
+                l.value = i.to_string();
+            }
+        }
+        let labels = encode_labels(&ls);
+        sample.clear();
+        Sample {
+            value: i as f64,
+            timestamp: t,
+        }
+        .encode(&mut sample)
+        .expect("Vec grows");
+        let len = labels.len() + 2 + sample.len();
+        if raw.len() + len + 8 > want {
+            break;
+        }
+        raw.push(TAG_TIMESERIES);
+        prost::encoding::encode_varint(len as u64, &mut raw);
+        raw.extend_from_slice(&labels);
+        raw.push(TAG_SAMPLES);
+        prost::encoding::encode_varint(sample.len() as u64, &mut raw);
+        raw.extend_from_slice(&sample);
+        i += 1;
+    }
+    if malformed {
+        raw.extend_from_slice(&[TAG_TIMESERIES, 0x7f]);
+    }
+    compress(&raw)
 }
 
 /// utime + stime of a process, in seconds.
@@ -300,6 +357,45 @@ async fn main() {
             (latencies, statuses)
         }));
     }
+    let heavy = (args.heavy_senders > 0).then(|| {
+        let body = bytes::Bytes::from(heavy_body(
+            args.heavy_mib,
+            args.labels,
+            args.heavy_kind == "malformed",
+        ));
+        let mut tasks = Vec::new();
+        for _ in 0..args.heavy_senders {
+            let (client, args, body) = (client.clone(), args.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut done: Vec<(u16, Duration)> = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let code = match client
+                        .post(&args.url)
+                        .basic_auth(&args.username, Some(&args.password))
+                        .header("Content-Encoding", "snappy")
+                        .header("Content-Type", "application/x-protobuf")
+                        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) => {
+                            let c = r.status().as_u16();
+                            let _ = r.bytes().await;
+                            c
+                        }
+                        Err(_) => 0,
+                    };
+                    if sent >= measure_from {
+                        done.push((code, sent.elapsed()));
+                    }
+                }
+                done
+            }));
+        }
+        (body.len(), tasks)
+    });
     // Measured window: snapshots at its start and end, RSS sampled every second.
     tokio::time::sleep_until(measure_from.into()).await;
     let first = snapshot(&args, &client, &ok_samples).await;
@@ -382,6 +478,27 @@ async fn main() {
     let per_sample = |a: Option<f64>, b: Option<f64>| {
         a.zip(b).map(|(a, b)| (b - a) / samples.max(1) as f64 * 1e6)
     };
+    if let Some((compressed, tasks)) = heavy {
+        let mut done = Vec::new();
+        for t in tasks {
+            done.extend(t.await.expect("heavy sender task"));
+        }
+        let mut codes: Vec<u16> = done.iter().map(|(c, _)| *c).collect();
+        codes.sort();
+        codes.dedup();
+        let mean =
+            done.iter().map(|(_, d)| d.as_secs_f64()).sum::<f64>() / done.len().max(1) as f64;
+        println!(
+            "heavy: {} senders × {} MiB decompressed ({:.1} MiB snappy, {}), {} requests in the window, statuses {:?}, mean {:.0} ms each",
+            args.heavy_senders,
+            args.heavy_mib,
+            compressed as f64 / (1 << 20) as f64,
+            args.heavy_kind,
+            done.len(),
+            codes,
+            mean * 1e3
+        );
+    }
     if let Some(us) = per_sample(first.connector_cpu, last.connector_cpu) {
         println!(
             "connector CPU: {:.2} s = {us:.2} µs per sample ({us:.2} CPU-s per million samples), {:.2} cores",
