@@ -2,7 +2,8 @@
 //! nothing a 2xx acknowledged is lost; WriteRecords calls are bounded across requests; a
 //! slow store yields 503 at the request timeout; store 5xx and throttling bursts are retried
 //! by the SDK and counted; a store that is down and comes back is recovered from. After
-//! every recovery each sample is stored exactly once (rows counted).
+//! every recovery each sample is stored exactly once (rows counted). A streamed read counts
+//! in `requests_in_flight` until its body ends, not only until its headers go out.
 
 mod common;
 
