@@ -2,7 +2,8 @@
 //! nothing a 2xx acknowledged is lost; WriteRecords calls are bounded across requests; a
 //! slow store yields 503 at the request timeout; store 5xx and throttling bursts are retried
 //! by the SDK and counted; a store that is down and comes back is recovered from. After
-//! every recovery each sample is stored exactly once (rows counted).
+//! every recovery each sample is stored exactly once (rows counted). A streamed read counts
+//! in `requests_in_flight` until its body ends, not only until its headers go out.
 
 mod common;
 
@@ -467,5 +468,72 @@ async fn a_slow_remote_read_is_503_at_the_request_timeout() {
         ),
         1.0
     );
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_read_counts_as_in_flight_until_its_body_ends() {
+    use prost::Message;
+    use timestream_prometheus_connector::remote::pb::{
+        label_matcher::Type, read_request::ResponseType, LabelMatcher, Query, ReadRequest,
+    };
+    let env = start().await;
+    let t = now_ms() - 10_000;
+    assert_eq!(
+        post(&env.http, &env.url, &one("in_flight", 1, t))
+            .await
+            .status,
+        200
+    );
+    // Three queries of 700 ms each: the headers go out with the first frame (~0.7 s), the
+    // body ends after the third (~2.1 s).
+    let query = Query {
+        start_timestamp_ms: t - 1_000,
+        end_timestamp_ms: t + 1_000,
+        matchers: vec![LabelMatcher {
+            r#type: Type::Eq as i32,
+            name: "__name__".into(),
+            value: "in_flight".into(),
+        }],
+        hints: None,
+    };
+    let req = ReadRequest {
+        queries: vec![query; 3],
+        accepted_response_types: vec![ResponseType::StreamedXorChunks as i32],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    env.faults().set(FaultOptions {
+        latency_ms: 700,
+        operations: vec!["Query".into()],
+        ..Default::default()
+    });
+    let in_flight = || async {
+        metric_value(
+            &env.metrics_text().await,
+            "timestream_connector_requests_in_flight",
+        )
+    };
+    let resp = env
+        .http
+        .post(format!("{}/read", env.url))
+        .basic_auth(AKID, Some(SECRET))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        in_flight().await,
+        1.0,
+        "the headers are out, the body is still being sent"
+    );
+    let body = resp.bytes().await.expect("the whole body");
+    assert!(!body.is_empty());
+    assert_eq!(in_flight().await, 0.0, "the body has ended");
+    env.faults().clear();
     env.shutdown().await;
 }

@@ -2,8 +2,10 @@
 //! the Lambda adapter and the tests), the shared `AppState`, health and metrics endpoints,
 //! request metrics. Route handlers: `write` (`/write`, `/api/v1/write`), `read` (`/read`,
 //! `/api/v1/read`); credentials come from the `auth::Creds` extractor, backpressure and
-//! timeouts from `limits`. Handlers, the limits, the fallback route and the panic handler
-//! answer with `crate::error::ApiError`, whose one exhaustive mapping decides the status.
+//! timeouts from the tower layers of `limits` (remote routes only), body size from axum's
+//! `DefaultBodyLimit`, panics from tower-http's `CatchPanicLayer`. Handlers, the limits, the
+//! fallback route and the panic handler answer with `crate::error::ApiError`, whose one
+//! exhaustive mapping decides the status.
 
 pub mod auth;
 pub mod limits;
@@ -62,7 +64,7 @@ pub fn app_with_limits(state: AppState, limits: limits::Limits) -> Router {
             axum::http::StatusCode::OK
         }),
     );
-    let remote = remote.route_layer(middleware::from_fn_with_state(limits, limits::limit));
+    let remote = limits::route_layer(remote, &limits);
     Router::new()
         .merge(remote)
         .route(&telemetry_path, get(metrics_handler))
@@ -99,7 +101,9 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Counts requests by route (never the raw URI) and status; tracks in-flight remote calls.
+/// Counts requests by route (never the raw URI) and status; tracks in-flight remote calls:
+/// a remote request counts until the last byte of its answer (a streamed read until its
+/// body ends, like its concurrency slot), not only until its headers go out.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let handler = req
         .extensions()
@@ -111,7 +115,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         "/write" | "/api/v1/write" | "/read" | "/api/v1/read"
     );
     // A guard, so a request dropped mid-way (client gone) still leaves the gauge.
-    let _in_flight = remote.then(|| InFlight::new(&state.metrics.requests_in_flight));
+    let in_flight = remote.then(|| InFlight::new(&state.metrics.requests_in_flight));
     let started = Instant::now();
     let resp = next.run(req).await;
     state
@@ -124,7 +128,10 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .http_requests
         .with_label_values(&[handler.as_str(), resp.status().as_str()])
         .inc();
-    resp
+    match in_flight {
+        Some(guard) => limits::hold_until_end(resp, guard),
+        None => resp,
+    }
 }
 
 struct InFlight(prometheus::IntGauge);
