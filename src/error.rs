@@ -4,7 +4,7 @@
 //! `timestream::error::Failure`; they convert into [`ApiError`], and the mapping matches
 //! their variants (nested, without a catch-all) so a new variant anywhere cannot compile
 //! without a decided status. The standalone server, the Lambda adapter and the limit
-//! middleware all answer through it.
+//! layers (`http::limits`) all answer through it.
 //!
 //! Remote-write senders retry 5xx and drop 4xx (except 429, which Prometheus only retries
 //! when configured to), so the status decides whether Prometheus tries again.

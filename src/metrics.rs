@@ -185,7 +185,7 @@ impl Metrics {
         .expect("valid metric");
         let request_timeouts = IntCounter::new(
             "timestream_connector_request_timeouts_total",
-            "Remote write/read requests answered 503 because they took longer than --web.request-timeout.",
+            "Remote write/read requests answered 503 because they took longer than --web.request-timeout, and streamed reads cut at --read.stream-timeout.",
         )
         .expect("valid metric");
         let requests_cut_at_shutdown = IntCounter::new(
