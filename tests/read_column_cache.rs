@@ -88,28 +88,26 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Writes one sample of `cache_probe` with `labels` at `t0`.
+async fn write_probe(env: &Env, labels: &[(&str, &str)], value: f64, t0: i64) {
+    let mut all = vec![("__name__", "cache_probe")];
+    all.extend_from_slice(labels);
+    let (s, b) = env
+        .write(&request(vec![series(&all, &[(value, t0)])]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
 /// Writes `cache_probe{job="old"}`, reads it (which caches the table's columns: job
 /// only), then writes `cache_probe{job="new", fresh="x"}`.
 async fn cached_then_new_dimension(env: &Env, t0: i64) {
-    let (s, b) = env
-        .write(&request(vec![series(
-            &[("__name__", "cache_probe"), ("job", "old")],
-            &[(1.0, t0)],
-        )]))
-        .await;
-    assert_eq!(s, 200, "{b}");
+    write_probe(env, &[("job", "old")], 1.0, t0).await;
     let before = read(env, t0, vec![m(T::Eq, "__name__", "cache_probe")]).await;
     assert_eq!(
         before,
         vec![labels(&[("__name__", "cache_probe"), ("job", "old")])]
     );
-    let (s, b) = env
-        .write(&request(vec![series(
-            &[("__name__", "cache_probe"), ("job", "new"), ("fresh", "x")],
-            &[(2.0, t0)],
-        )]))
-        .await;
-    assert_eq!(s, 200, "{b}");
+    write_probe(env, &[("job", "new"), ("fresh", "x")], 2.0, t0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,13 +231,7 @@ async fn two_apps_in_one_process_do_not_share_column_knowledge() {
     let env = start().await;
     let (other, other_url, stop) = second_app((*env.state.config).clone()).await;
     let t0 = now_ms();
-    let (s, b) = env
-        .write(&request(vec![series(
-            &[("__name__", "cache_probe"), ("job", "old")],
-            &[(1.0, t0)],
-        )]))
-        .await;
-    assert_eq!(s, 200, "{b}");
+    write_probe(&env, &[("job", "old")], 1.0, t0).await;
     let want = vec![labels(&[("__name__", "cache_probe"), ("job", "old")])];
     let sel = || vec![m(T::Eq, "__name__", "cache_probe")];
     let pages = |st: &AppState| st.metrics.read_requests.get();
