@@ -1,7 +1,9 @@
 //! Criterion benchmarks of the CPU part of the remote-read path:
-//! - rows → series: Timestream SDK rows (5 dimensions, some sparse, Timestream's
-//!   time and double renderings) grouped by the hash-indexed `Grouper` (SAMPLES)
-//!   and by the `OrderedGrouper` (streamed), in rows per second;
+//! - rows → series: Timestream SDK pages of 1,000 rows (5 dimensions, some sparse,
+//!   Timestream's time and double renderings), handed over as the read service gets them
+//!   (`Page::each_row` of `timestream::query::TimestreamPage`: borrowed cells, no copy) and
+//!   grouped by the hash-indexed `Grouper` (SAMPLES) and by the `OrderedGrouper`
+//!   (streamed), in rows per second;
 //! - series → XOR chunks → frames (streamed encoding), in samples per second;
 //! - matchers → SQL (planning and rendering with a regex translation).
 //!
@@ -14,16 +16,19 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_timestreamquery::types::{Datum, Row};
+use aws_sdk_timestreamquery::operation::query::QueryOutput;
+use aws_sdk_timestreamquery::types::{ColumnInfo, Datum, Row};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use timestream_prometheus_connector::read::assemble::{
     compare_labels, Grouper, Layout, OrderedGrouper,
 };
 use timestream_prometheus_connector::read::sql::{plan, render, Plan, PlanOptions};
+use timestream_prometheus_connector::read::storage::Page;
 use timestream_prometheus_connector::remote::chunked::FrameBuilder;
 use timestream_prometheus_connector::remote::pb::{
     label_matcher::Type, Label, LabelMatcher, Query, Sample,
 };
+use timestream_prometheus_connector::timestream::query::TimestreamPage;
 
 const SERIES: usize = 10_000;
 const SAMPLES: usize = 100;
@@ -126,6 +131,30 @@ fn rows(interleaved: bool) -> Vec<Row> {
     out
 }
 
+/// Rows on one page (Timestream pages hold up to 1 MB; these rows are ~150 bytes).
+const PAGE_ROWS: usize = 1000;
+
+/// `rows` as the SDK's pages.
+fn pages(rows: Vec<Row>) -> Vec<TimestreamPage> {
+    let columns: Vec<ColumnInfo> = COLUMNS
+        .iter()
+        .map(|c| ColumnInfo::builder().name(*c).build())
+        .collect();
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let page: Vec<Row> = rows.by_ref().take(PAGE_ROWS).collect();
+        let q = QueryOutput::builder()
+            .query_id("bench")
+            .set_rows(Some(page))
+            .set_column_info(Some(columns.clone()))
+            .build()
+            .unwrap();
+        out.push(TimestreamPage::new(q));
+    }
+    out
+}
+
 /// CPU time this thread has run, in ns (Linux schedstat; 0 where unavailable).
 fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -147,16 +176,13 @@ fn rows_to_series(c: &mut Criterion) {
     let mut g = c.benchmark_group("rows_to_series");
     g.sample_size(10);
     g.throughput(Throughput::Elements((SERIES * SAMPLES) as u64));
-    let unordered = rows(true);
+    let unordered = pages(rows(true));
     g.bench_function("grouper_1M_rows", |b| {
         b.iter_custom(|iters| {
             cpu_time(iters, || {
-                let mut grouper = Grouper::new(Layout::new(&COLUMNS).unwrap());
-                let mut cells: Vec<Option<&str>> = Vec::with_capacity(COLUMNS.len());
-                for r in &unordered {
-                    cells.clear();
-                    cells.extend(r.data().iter().map(|d| d.scalar_value()));
-                    grouper.push(&cells).unwrap();
+                let mut grouper = Grouper::new(Layout::new(unordered[0].columns()).unwrap());
+                for p in &unordered {
+                    p.each_row(|cells| grouper.push(cells)).unwrap();
                 }
                 let series = grouper.finish();
                 assert_eq!(series.len(), SERIES);
@@ -165,17 +191,19 @@ fn rows_to_series(c: &mut Criterion) {
         })
     });
     drop(unordered);
-    let ordered = rows(false);
+    let ordered = pages(rows(false));
     g.bench_function("ordered_grouper_1M_rows", |b| {
         b.iter_custom(|iters| {
             cpu_time(iters, || {
-                let mut grouper = OrderedGrouper::new(Layout::new(&COLUMNS).unwrap(), 960);
-                let mut cells: Vec<Option<&str>> = Vec::with_capacity(COLUMNS.len());
+                let mut grouper =
+                    OrderedGrouper::new(Layout::new(ordered[0].columns()).unwrap(), 960);
                 let mut n = 0usize;
-                for r in &ordered {
-                    cells.clear();
-                    cells.extend(r.data().iter().map(|d| d.scalar_value()));
-                    n += grouper.push(&cells).unwrap().map_or(0, |s| s.samples.len());
+                for p in &ordered {
+                    p.each_row(|cells| {
+                        n += grouper.push(cells)?.map_or(0, |s| s.samples.len());
+                        Ok(())
+                    })
+                    .unwrap();
                 }
                 n += grouper.finish().map_or(0, |s| s.samples.len());
                 assert_eq!(n, SERIES * SAMPLES);

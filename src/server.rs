@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::read::ReadService;
 use crate::timestream::client::{
     ClientCache, ClientCacheConfig, EndpointConfig, RequestCredentials,
 };
@@ -77,6 +78,7 @@ impl Runtime {
         }
         Ok(Runtime {
             state: AppState {
+                read: Arc::new(ReadService::from_config(&config)),
                 config: Arc::new(config),
                 metrics: Arc::new(metrics),
                 clients: Arc::new(clients),

@@ -1,7 +1,8 @@
 //! The read path's per-table column cache against timestream-local, through the real
 //! connector: a dimension first written after the table's columns were cached is seen
 //! by the very next read whose matchers name it, and a label that never exists does not
-//! buy a DESCRIBE per query (on-demand refreshes are rate-limited per table).
+//! buy a DESCRIBE per query (on-demand refreshes are rate-limited per table). The column
+//! knowledge belongs to one app: two apps in one process share none of it.
 mod common;
 
 use std::collections::BTreeMap;
@@ -9,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use prost::Message;
+use timestream_prometheus_connector::config::Config;
+use timestream_prometheus_connector::read::columns::MIN_REFRESH;
 use timestream_prometheus_connector::remote::pb::{
     label_matcher::Type as T, LabelMatcher, Query, ReadRequest, ReadResponse,
 };
-use timestream_prometheus_connector::timestream::reader::MIN_REFRESH;
+use timestream_prometheus_connector::server::serve;
+use timestream_prometheus_connector::{app, AppState};
 
 type Labels = BTreeMap<String, String>;
 
@@ -26,6 +30,16 @@ fn m(t: T, name: &str, value: &str) -> LabelMatcher {
 
 /// Labels of every series answered to one query (SAMPLES), sorted.
 async fn read(env: &Env, t0: i64, matchers: Vec<LabelMatcher>) -> Vec<Labels> {
+    read_at(&env.http, &env.url, t0, matchers).await
+}
+
+/// [`read`] from the connector at `url`.
+async fn read_at(
+    http: &reqwest::Client,
+    url: &str,
+    t0: i64,
+    matchers: Vec<LabelMatcher>,
+) -> Vec<Labels> {
     let req = ReadRequest {
         queries: vec![Query {
             start_timestamp_ms: t0 - 60_000,
@@ -38,9 +52,8 @@ async fn read(env: &Env, t0: i64, matchers: Vec<LabelMatcher>) -> Vec<Labels> {
     let body = snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())
         .unwrap();
-    let resp = env
-        .http
-        .post(format!("{}/read", env.url))
+    let resp = http
+        .post(format!("{url}/read"))
         .basic_auth(AKID, Some(SECRET))
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
@@ -75,28 +88,26 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Writes one sample of `cache_probe` with `labels` at `t0`.
+async fn write_probe(env: &Env, labels: &[(&str, &str)], value: f64, t0: i64) {
+    let mut all = vec![("__name__", "cache_probe")];
+    all.extend_from_slice(labels);
+    let (s, b) = env
+        .write(&request(vec![series(&all, &[(value, t0)])]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
 /// Writes `cache_probe{job="old"}`, reads it (which caches the table's columns: job
 /// only), then writes `cache_probe{job="new", fresh="x"}`.
 async fn cached_then_new_dimension(env: &Env, t0: i64) {
-    let (s, b) = env
-        .write(&request(vec![series(
-            &[("__name__", "cache_probe"), ("job", "old")],
-            &[(1.0, t0)],
-        )]))
-        .await;
-    assert_eq!(s, 200, "{b}");
+    write_probe(env, &[("job", "old")], 1.0, t0).await;
     let before = read(env, t0, vec![m(T::Eq, "__name__", "cache_probe")]).await;
     assert_eq!(
         before,
         vec![labels(&[("__name__", "cache_probe"), ("job", "old")])]
     );
-    let (s, b) = env
-        .write(&request(vec![series(
-            &[("__name__", "cache_probe"), ("job", "new"), ("fresh", "x")],
-            &[(2.0, t0)],
-        )]))
-        .await;
-    assert_eq!(s, 200, "{b}");
+    write_probe(env, &[("job", "new"), ("fresh", "x")], 2.0, t0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,5 +205,52 @@ async fn a_label_that_never_exists_does_not_buy_a_describe_per_query() {
         (1..=allowed).contains(&refreshes),
         "{refreshes} column refreshes for 16 concurrent queries in {elapsed:?} (allowed 1..={allowed})"
     );
+    env.shutdown().await;
+}
+
+/// Serves a second app (its own state, built from `config`) on a loopback port; the
+/// returned sender stops it.
+async fn second_app(config: Config) -> (AppState, String, tokio::sync::oneshot::Sender<()>) {
+    let state = state_for(config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = app(state.clone());
+    tokio::spawn(async move {
+        serve(listener, router, None, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    (state, url, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apps_in_one_process_do_not_share_column_knowledge() {
+    let env = start().await;
+    let (other, other_url, stop) = second_app((*env.state.config).clone()).await;
+    let t0 = now_ms();
+    write_probe(&env, &[("job", "old")], 1.0, t0).await;
+    let want = vec![labels(&[("__name__", "cache_probe"), ("job", "old")])];
+    let sel = || vec![m(T::Eq, "__name__", "cache_probe")];
+    let pages = |st: &AppState| st.metrics.read_requests.get();
+    // The first read of each app fetches the table's columns (one DESCRIBE page) and then
+    // runs the data query (one page); the second read of an app uses its list.
+    assert_eq!(read(&env, t0, sel()).await, want);
+    assert_eq!(pages(&env.state), 2);
+    assert_eq!(read(&env, t0, sel()).await, want);
+    assert_eq!(pages(&env.state), 3);
+    // Same store, same credential, same table: the other app still asks for itself.
+    assert_eq!(read_at(&env.http, &other_url, t0, sel()).await, want);
+    assert_eq!(
+        pages(&other),
+        2,
+        "the second app planned from the first app's column list"
+    );
+    assert_eq!(read_at(&env.http, &other_url, t0, sel()).await, want);
+    assert_eq!(pages(&other), 3);
+    assert_eq!(pages(&env.state), 3);
+    let _ = stop.send(());
     env.shutdown().await;
 }

@@ -25,7 +25,8 @@ use axum::Router;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::timestream::client::ClientCache;
+use crate::read::ReadService;
+use crate::timestream::client::{ClientCache, CredentialKey};
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -36,6 +37,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// SDK clients per credential.
     pub clients: Arc<ClientCache>,
+    /// The read service and its column knowledge (per app, keyed by credential; the write
+    /// path notes tables through it).
+    pub read: Arc<ReadService<CredentialKey>>,
 }
 
 /// The router: remote write/read, telemetry, health.

@@ -1,22 +1,23 @@
-//! `POST /read` (and `/api/v1/read`): credentials → decode (size-capped) → plan every
-//! query (all request errors answer 4xx before any byte is sent) → run → respond.
+//! `POST /read` (and `/api/v1/read`): the HTTP face of the read service
+//! (`crate::read::service`). It checks the Content-Type/Content-Encoding, decodes the body
+//! (size-capped, counted before prost sees it), picks the response type the client asked
+//! for, builds the caller's storage (`crate::timestream::query`, with the client of its
+//! credential), and hands the request to the app's `ReadService`, which plans every query
+//! (all request errors answer 4xx before any byte is sent) and reads.
 //!
-//! Response types: SAMPLES (snappy protobuf ReadResponse, one QueryResult per query in
-//! order) or STREAMED_XOR_CHUNKS when the request lists it before SAMPLES. Streamed
-//! answers are produced page by page by a task feeding a bounded channel; an error
-//! after the first frame aborts the body, so the client sees a failed transfer and
-//! never a short answer with a 200.
+//! Responses: SAMPLES as a snappy protobuf ReadResponse (one QueryResult per query, in
+//! order); STREAMED_XOR_CHUNKS as the service's frames, streamed as they come. The handler
+//! waits for the first frame, so an error before it still gets its status; an error after
+//! it aborts the body, so the client sees a failed transfer and never a short answer with
+//! a 200.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::channel::mpsc;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::StreamExt;
 use prost::Message;
 
 use super::auth::Creds;
@@ -24,20 +25,15 @@ use super::limits::{check_content_encoding, content_type_proto};
 use super::AppState;
 use crate::error::ApiError;
 use crate::read::error::ReadError;
-use crate::read::regex::RegexOptions;
-use crate::read::sql::Order;
 use crate::remote::codec::{compress, decompress};
-use crate::remote::pb::{read_request::ResponseType, ReadRequest, ReadResponse};
+use crate::remote::pb::{read_request::ResponseType, ReadRequest};
 use crate::remote::view::read_request_counts;
-use crate::timestream::client::{ClientCache, RequestCredentials};
-use crate::timestream::reader::{ReadOptions, Reader, SampleBudget};
+use crate::timestream::client::RequestCredentials;
+use crate::timestream::query::TimestreamStorage;
 
 /// Content type of a streamed remote-read answer.
 pub const STREAMED_CONTENT_TYPE: &str =
     "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
-
-/// Frames buffered between the query task and the socket (each ≤ 1 MiB).
-const CHANNEL_FRAMES: usize = 2;
 
 fn fail(state: &AppState, started: Instant, e: ReadError) -> Response {
     state
@@ -131,28 +127,6 @@ fn decode(body: &[u8], limit: usize) -> Result<ReadRequest, ReadError> {
         .map_err(|e| ReadError::Decode(format!("not a prometheus.ReadRequest: {e}")))
 }
 
-/// A number distinguishing this app's backend in the process-wide column cache, unique
-/// over the process' life: an address would be reused by the next app after this one is
-/// dropped (tests start many), which would inherit this one's cached columns and
-/// refresh rate limit.
-fn scope_of(clients: &Arc<ClientCache>) -> usize {
-    static SCOPES: Mutex<Vec<(Weak<ClientCache>, usize)>> = Mutex::new(Vec::new());
-    static NEXT: AtomicUsize = AtomicUsize::new(1);
-    // Recovered if poisoned: a fresh scope per request would miss the column cache
-    // every time (a DESCRIBE per read).
-    let mut scopes = SCOPES.lock().unwrap_or_else(PoisonError::into_inner);
-    scopes.retain(|(w, _)| w.strong_count() > 0);
-    if let Some((_, id)) = scopes
-        .iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(clients)))
-    {
-        return *id;
-    }
-    let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    scopes.push((Arc::downgrade(clients), id));
-    id
-}
-
 /// The handler.
 #[tracing::instrument(skip_all, fields(request_type = "remote_read"))]
 pub async fn handle(
@@ -191,65 +165,19 @@ async fn serve(
     } else {
         decode(&body, limit)?
     };
-    let kind = negotiate(&req)?;
+    let requested = negotiate(&req)?;
     // Before any AWS call: an oversized matcher is a 400 at once.
-    for q in &req.queries {
-        crate::read::sql::check_matcher_sizes(q)?;
-    }
-    let cfg = &state.config;
+    state.read.check(&req)?;
     let client = state.clients.get(creds).query_client().await?;
-    let reader = Reader {
-        client,
-        identity: creds.cache_key(),
-        scope: scope_of(&state.clients),
-        options: ReadOptions {
-            default_database: cfg.destination.default_database.clone(),
-            default_table: cfg.destination.default_table.clone(),
-            database_label: cfg.destination.database_label.clone(),
-            table_label: cfg.destination.table_label.clone(),
-            regex: RegexOptions {
-                dot_matches_newline: cfg.read.dot_matches_newline,
-            },
-            max_samples: cfg.read.max_samples,
-        },
-        pages: state.metrics.read_requests.clone(),
-    };
-    let order = match kind {
-        ResponseType::Samples => Order::None,
-        ResponseType::StreamedXorChunks => Order::SeriesThenTime,
-    };
-    let mut prepared = Vec::with_capacity(req.queries.len());
-    for q in &req.queries {
-        prepared.push(reader.prepare(q, order).await?);
-    }
-    // XOR chunks hold floats only: when a query's table can hold native histograms and the
-    // client also accepts SAMPLES (Prometheus 3.x lists both), it gets SAMPLES, which carry
-    // them (documentation/native-histograms.md). Decided before any row is read.
-    let samples_accepted = req
-        .accepted_response_types
-        .contains(&(ResponseType::Samples as i32));
-    let kind = if kind == ResponseType::StreamedXorChunks
-        && samples_accepted
-        && prepared.iter().any(|p| p.may_return_histograms())
-    {
-        for p in &mut prepared {
-            p.reorder(Order::None);
-        }
-        ResponseType::Samples
-    } else {
-        kind
-    };
-    match kind {
+    let storage = TimestreamStorage::new(client, state.metrics.read_requests.clone());
+    let plan = state
+        .read
+        .plan(&storage, &creds.cache_key(), &req, requested)
+        .await?;
+    match plan.response_type() {
         ResponseType::Samples => {
-            // One budget for every query of the request, taken as rows arrive.
-            let budget = SampleBudget::new(cfg.read.max_samples);
-            let concurrency = cfg.read.concurrency.max(1);
-            let mut results = Vec::with_capacity(prepared.len());
-            for group in prepared.chunks(concurrency) {
-                let runs = group.iter().map(|p| reader.samples(p, &budget));
-                results.extend(futures::future::try_join_all(runs).await?);
-            }
-            let body = compress(&ReadResponse { results }.encode_to_vec());
+            let answer = state.read.samples(&storage, &plan).await?;
+            let body = compress(&answer.encode_to_vec());
             state
                 .metrics
                 .read_duration
@@ -265,50 +193,26 @@ async fn serve(
                 .into_response())
         }
         ResponseType::StreamedXorChunks => {
-            let (tx, mut rx) = mpsc::channel::<Result<Bytes, ReadError>>(CHANNEL_FRAMES);
-            let st = state.clone();
-            tokio::spawn(async move {
-                let mut tx = tx;
-                let mut budget = if reader.options.max_samples == 0 {
-                    u64::MAX
-                } else {
-                    reader.options.max_samples
-                };
-                let work = async {
-                    for (i, p) in prepared.iter().enumerate() {
-                        reader.stream(i, p, &mut budget, &mut tx).await?;
-                    }
-                    Ok(())
-                };
-                // A panic here would close the channel like a finished answer: the client
-                // would take a short body for a whole one. It becomes an error instead.
-                let outcome = std::panic::AssertUnwindSafe(work)
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ReadError::Internal(
-                            "the streamed read task panicked".into(),
-                        ))
-                    });
-                st.metrics
+            let metrics = state.metrics.clone();
+            let mut frames = state.read.stream(storage, plan, move |failed| {
+                metrics
                     .read_duration
                     .observe(started.elapsed().as_secs_f64());
-                if let Err(e) = outcome {
-                    st.metrics.read_errors.with_label_values(&[e.code()]).inc();
+                if let Some(e) = failed {
+                    metrics.read_errors.with_label_values(&[e.code()]).inc();
                     tracing::warn!(error = %e, "streamed remote read failed");
-                    // Before the first frame this becomes the status; after it, it
-                    // aborts the body.
-                    let _ = tx.send(Err(e)).await;
                 }
             });
             // Wait for the first frame: errors before it still get a proper status.
-            let first = match rx.next().await {
-                // Already counted by the task.
+            let first = match frames.next().await {
+                // Already counted when the read ended.
                 Some(Err(e)) => return Ok(ApiError::from(e).into_response()),
                 Some(Ok(f)) => Some(f),
                 None => None,
             };
-            let stream = futures::stream::iter(first.map(Ok)).chain(rx);
+            // An error after the first frame aborts the body: the client sees a failed
+            // transfer, never a short answer with a 200.
+            let stream = futures::stream::iter(first.map(Ok)).chain(frames);
             let mut resp = Response::new(Body::from_stream(stream));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -41,7 +41,6 @@ use crate::remote::codec::{
 use crate::special;
 use crate::timestream::client::RequestCredentials;
 use crate::timestream::error::FailureKind;
-use crate::timestream::reader::{note_histograms_written, note_special_values_written};
 use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
 use crate::write::{plan_write, IgnoreReason, PlanOptions};
 
@@ -271,15 +270,15 @@ async fn write(
     }
     if outcome.histograms_written > 0 {
         for d in &plan.destinations {
-            note_histograms_written(d.database, d.table);
+            state.read.note_histograms_written(d.database, d.table);
         }
     }
     let varchar = plan.stats.specials.iter().sum::<u64>() + plan.stats.histograms;
     if varchar > 0 && outcome.samples_written > 0 {
         // The first special value or histogram of a table creates its `__name__` column:
-        // reads in this process look for it now instead of after the column cache expires.
+        // reads through this app look for it now instead of after the column cache expires.
         for d in &plan.destinations {
-            note_special_values_written(d.database, d.table);
+            state.read.note_special_values_written(d.database, d.table);
         }
     }
     outcome_to_result(&outcome, plan.stats.ignored_total())

@@ -14,6 +14,7 @@ use aws_sdk_timestreamwrite as tsw;
 use timestream_local::{FaultHandle, Options, Server};
 use timestream_prometheus_connector::config::Config;
 use timestream_prometheus_connector::metrics::Metrics;
+use timestream_prometheus_connector::read::ReadService;
 use timestream_prometheus_connector::remote::codec::encode_write_request;
 use timestream_prometheus_connector::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
 use timestream_prometheus_connector::server::serve;
@@ -140,6 +141,7 @@ pub async fn state_for(config: Config) -> AppState {
     })
     .await;
     AppState {
+        read: Arc::new(ReadService::from_config(&config)),
         config: Arc::new(config),
         metrics: Arc::new(metrics),
         clients: Arc::new(clients),
