@@ -274,10 +274,9 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
         }
     }
     let group_exprs = group_by_exprs(&q.group_by, &outs)?;
-    let aggregated = !q.group_by.is_empty()
-        || outs.iter().any(|o| contains_aggregate(&o.expr).is_some())
-        // HAVING alone makes the query an aggregation, as in Trino.
-        || q.having.is_some();
+    let select_aggregates = outs.iter().any(|o| contains_aggregate(&o.expr).is_some());
+    // HAVING alone makes the query an aggregation (all rows one group), as in Trino.
+    let aggregated = !q.group_by.is_empty() || select_aggregates || q.having.is_some();
     let keys: Vec<String> = group_exprs.iter().map(Expr::key).collect();
     if aggregated {
         for o in &outs {
@@ -301,6 +300,12 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
             name: o.name.clone(),
             ty: o.t.ty,
         });
+    }
+    if aggregated && q.group_by.is_empty() && !select_aggregates {
+        // Only HAVING aggregates, but SQLite decides by the select list alone whether a query
+        // is an aggregate (and refuses HAVING in one that is not): a trailing count(*) makes
+        // it one. No output column maps to it; the query has at most one row.
+        sql.push_str(", count(*)");
     }
     if let Some(rel) = relation {
         sql.push_str(&format!(" FROM {rel} AS {TABLE_ALIAS}"));
