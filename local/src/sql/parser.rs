@@ -572,6 +572,14 @@ impl Parser {
                 "WITH queries are not supported by timestream-local",
             ));
         }
+        // SHOW is parsed (parse_show) so that it is authorized as Timestream does, but not run:
+        // say so rather than "Expecting: 'SELECT'".
+        if self.is_kw("show") {
+            return Err(syntax_error(
+                self.pos(),
+                "SHOW statements are not supported by timestream-local",
+            ));
+        }
         self.expect_kw("select")?;
         let distinct = if self.eat_kw("distinct") {
             true

@@ -419,6 +419,14 @@ fn validation_errors() {
             "line 1:8: Column 'foo' does not exist",
         ),
         (
+            "  SHOW TABLES FROM db",
+            "line 1:3: SHOW statements are not supported by timestream-local",
+        ),
+        (
+            "show databases",
+            "line 1:1: SHOW statements are not supported by timestream-local",
+        ),
+        (
             "SELECT host\nFROM \"db\".\"metrics\"\nWHERE   \"newlabel\" = 'x'",
             "line 3:9: Column 'newlabel' does not exist",
         ),
