@@ -560,33 +560,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Ingests one WriteRecords call inside the group's transaction: each record is refused
+    /// (RejectedRecords) or stored, adding the columns it brings first.
     fn write_one(
         &mut self,
         pending: &mut HashMap<(String, String), TableMeta>,
         job: &WriteJob,
         now: i64,
     ) -> Result<WriteOutcome, ApiError> {
-        let key = (job.database.clone(), job.table.clone());
-        if !pending.contains_key(&key) {
-            let cat = self.catalog.read().unwrap_or_else(|e| e.into_inner());
-            if !cat.dbs.contains_key(&job.database) {
-                return Err(db_not_found(&job.database));
-            }
-            let t = cat
-                .tables
-                .get(&key)
-                .ok_or_else(|| table_not_found(&job.database, &job.table))?;
-            let t = (**t).clone();
-            drop(cat);
-            pending.insert(key.clone(), t);
-        }
-        let meta = pending.get_mut(&key).expect("inserted above");
-        let id = meta.id;
-        self.ensure_series_cache(id).map_err(db_err)?;
+        let meta = self.table_for_group(pending, &job.database, &job.table)?;
+        self.ensure_series_cache(meta.id).map_err(db_err)?;
         let mut out = WriteOutcome::default();
         let (lower, upper) = meta.ingestion_window(now);
         let mem_lower = now.saturating_sub(meta.mem_hours.saturating_mul(HOUR_NS));
-        let mut view_dirty = false;
         for (idx, rec) in job.records.iter().enumerate() {
             let rec = match rec {
                 Err(reason) => {
@@ -595,79 +581,12 @@ impl Writer {
                 }
                 Ok(r) => r,
             };
-            if rec.time_ns < lower || rec.time_ns > upper {
-                out.rejected.push((idx, outside_window(lower, upper), None));
-                continue;
-            }
-            // Schema checks before touching anything.
-            let new_dims: Vec<&String> = rec
-                .dims
-                .iter()
-                .map(|(n, _)| n)
-                .filter(|n| !meta.dim_idx.contains_key(*n))
-                .collect();
-            if meta.dims.len() + new_dims.len() > MAX_DIMENSIONS_PER_TABLE {
-                out.rejected.push((
-                    idx,
-                    format!(
-                        "The number of dimensions in the table would exceed the maximum of {MAX_DIMENSIONS_PER_TABLE}."
-                    ),
-                    None,
-                ));
-                continue;
-            }
-            if let Some(reason) = schema_conflict(meta, rec) {
+            // Every refusal is decided before the schema or the data is touched.
+            if let Some(reason) = table_refusal(meta, rec, lower, upper) {
                 out.rejected.push((idx, reason, None));
                 continue;
             }
-            for n in new_dims {
-                let k = meta.dims.len();
-                self.conn
-                    .execute_batch(&format!(
-                        "ALTER TABLE s_{id} ADD COLUMN d{k} TEXT; CREATE INDEX s_{id}_d{k} ON s_{id}(d{k}, measure_name);"
-                    ))
-                    .map_err(db_err)?;
-                self.conn
-                    .execute(
-                        "INSERT INTO ts_columns(table_id, kind, ord, name, ty) VALUES (?1, 'dim', ?2, ?3, NULL)",
-                        params![id, k as i64, n],
-                    )
-                    .map_err(db_err)?;
-                meta.dim_idx.insert(n.clone(), k);
-                meta.dims.push(n.clone());
-                view_dirty = true;
-            }
-            for v in &rec.values {
-                if meta.measure_idx.contains_key(&v.name) {
-                    continue;
-                }
-                let k = meta.measures.len();
-                self.conn
-                    .execute_batch(&format!(
-                        "ALTER TABLE p_{id} ADD COLUMN m{k} {}",
-                        v.ty.sql_decl()
-                    ))
-                    .map_err(db_err)?;
-                self.conn
-                    .execute(
-                        "INSERT INTO ts_columns(table_id, kind, ord, name, ty) VALUES (?1, 'measure', ?2, ?3, ?4)",
-                        params![id, k as i64, v.name, v.ty.as_str()],
-                    )
-                    .map_err(db_err)?;
-                meta.measure_idx.insert(v.name.clone(), k);
-                meta.measures.push(MeasureCol {
-                    name: v.name.clone(),
-                    ty: v.ty,
-                });
-                view_dirty = true;
-            }
-            if view_dirty {
-                // The view must be current before the next statement that might read it.
-                self.conn
-                    .execute_batch(&format!("DROP VIEW IF EXISTS v_{id}; {};", meta.view_sql()))
-                    .map_err(db_err)?;
-                view_dirty = false;
-            }
+            self.add_new_columns(meta, rec).map_err(db_err)?;
             let sid = self.series_id(meta, rec).map_err(db_err)?;
             match self.upsert_point(meta, sid, rec).map_err(db_err)? {
                 None => {
@@ -680,6 +599,81 @@ impl Writer {
             }
         }
         Ok(out)
+    }
+
+    /// The table as this write group sees it: a copy taken from the catalog at its first write
+    /// in the group, which then gains the group's new columns and replaces the catalog's entry
+    /// only when the group commits.
+    fn table_for_group<'p>(
+        &self,
+        pending: &'p mut HashMap<(String, String), TableMeta>,
+        database: &str,
+        table: &str,
+    ) -> Result<&'p mut TableMeta, ApiError> {
+        let key = (database.to_string(), table.to_string());
+        if !pending.contains_key(&key) {
+            let cat = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+            if !cat.dbs.contains_key(database) {
+                return Err(db_not_found(database));
+            }
+            let t = cat
+                .tables
+                .get(&key)
+                .ok_or_else(|| table_not_found(database, table))?;
+            let t = (**t).clone();
+            drop(cat);
+            pending.insert(key.clone(), t);
+        }
+        Ok(pending.get_mut(&key).expect("inserted above"))
+    }
+
+    /// Adds the dimension and measure columns `rec` is the first to use, and rebuilds the view
+    /// if it gained any.
+    fn add_new_columns(&mut self, meta: &mut TableMeta, rec: &NormRecord) -> rusqlite::Result<()> {
+        let id = meta.id;
+        let mut view_dirty = false;
+        for (n, _) in &rec.dims {
+            if meta.dim_idx.contains_key(n) {
+                continue;
+            }
+            let k = meta.dims.len();
+            self.conn.execute_batch(&format!(
+                "ALTER TABLE s_{id} ADD COLUMN d{k} TEXT; CREATE INDEX s_{id}_d{k} ON s_{id}(d{k}, measure_name);"
+            ))?;
+            self.conn.execute(
+                "INSERT INTO ts_columns(table_id, kind, ord, name, ty) VALUES (?1, 'dim', ?2, ?3, NULL)",
+                params![id, k as i64, n],
+            )?;
+            meta.dim_idx.insert(n.clone(), k);
+            meta.dims.push(n.clone());
+            view_dirty = true;
+        }
+        for v in &rec.values {
+            if meta.measure_idx.contains_key(&v.name) {
+                continue;
+            }
+            let k = meta.measures.len();
+            self.conn.execute_batch(&format!(
+                "ALTER TABLE p_{id} ADD COLUMN m{k} {}",
+                v.ty.sql_decl()
+            ))?;
+            self.conn.execute(
+                "INSERT INTO ts_columns(table_id, kind, ord, name, ty) VALUES (?1, 'measure', ?2, ?3, ?4)",
+                params![id, k as i64, v.name, v.ty.as_str()],
+            )?;
+            meta.measure_idx.insert(v.name.clone(), k);
+            meta.measures.push(MeasureCol {
+                name: v.name.clone(),
+                ty: v.ty,
+            });
+            view_dirty = true;
+        }
+        if view_dirty {
+            // The view must be current before the next statement that might read it.
+            self.conn
+                .execute_batch(&format!("DROP VIEW IF EXISTS v_{id}; {};", meta.view_sql()))?;
+        }
+        Ok(())
     }
 
     fn series_id(&mut self, meta: &TableMeta, rec: &NormRecord) -> rusqlite::Result<i64> {
@@ -1008,6 +1002,25 @@ impl Writer {
         self.series.remove(&id);
         Ok(())
     }
+}
+
+/// Why the table refuses `rec` (RejectedRecords), if it does: a time outside the ingestion
+/// window `[lower, upper]`, too many dimensions, or a column of another kind or type.
+fn table_refusal(meta: &TableMeta, rec: &NormRecord, lower: i64, upper: i64) -> Option<String> {
+    if rec.time_ns < lower || rec.time_ns > upper {
+        return Some(outside_window(lower, upper));
+    }
+    let new_dims = rec
+        .dims
+        .iter()
+        .filter(|(n, _)| !meta.dim_idx.contains_key(n))
+        .count();
+    if meta.dims.len() + new_dims > MAX_DIMENSIONS_PER_TABLE {
+        return Some(format!(
+            "The number of dimensions in the table would exceed the maximum of {MAX_DIMENSIONS_PER_TABLE}."
+        ));
+    }
+    schema_conflict(meta, rec)
 }
 
 /// Multi-measure attribute names share the column namespace with dimensions and must keep

@@ -259,16 +259,83 @@ fn check_dims(path: &str, dims: &[DimensionIn]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Validates record `i` (0-based) and fills in what it leaves to CommonAttributes.
+///
+/// Two kinds of failure, as in Timestream: a malformed record fails the whole request
+/// (`Err(ValidationException)`); a well-formed record that breaks a size quota is rejected alone
+/// (`Ok(Err(reason))`, reported in RejectedRecords) with the first quota it breaks.
 fn normalize(
     i: usize,
     common: &RecordIn,
     r: &RecordIn,
 ) -> Result<Result<NormRecord, String>, ApiError> {
     let path = format!("records.{}.member", i + 1);
+    let dims = merge_dimensions(i, &path, common, r)?;
+    let attrs = Attributes::merge(i, &path, common, r)?;
+
+    let mut quotas = Quotas::default();
+    let mut size = 8 + attrs.measure_name.len();
+    for (n, val) in &dims {
+        size += n.len() + val.len();
+        quotas.note(n.len() > MAX_DIM_NAME, || {
+            format!("Dimension name '{n}' exceeds the maximum length of {MAX_DIM_NAME} bytes.")
+        });
+        quotas.note(val.len() > MAX_VALUE, || {
+            format!("Value of dimension '{n}' exceeds the maximum length of {MAX_VALUE} bytes.")
+        });
+    }
+    quotas.note(attrs.measure_name.len() > MAX_MEASURE_NAME, || {
+        format!("Measure name exceeds the maximum length of {MAX_MEASURE_NAME} bytes.")
+    });
+    let (values, values_size) = match attrs.scalar {
+        None => multi_measure_values(i, &path, &attrs, &dims, &mut quotas)?,
+        Some(ty) => single_measure_value(i, ty, &attrs, &mut quotas)?,
+    };
+    size += values_size;
+    quotas.note(size > MAX_RECORD_SIZE, || {
+        format!(
+            "Record size {size} bytes exceeds the maximum record size of {MAX_RECORD_SIZE} bytes."
+        )
+    });
+    if let Some(reason) = quotas.first_broken {
+        return Ok(Err(reason));
+    }
+    Ok(Ok(NormRecord {
+        dims,
+        measure_name: attrs.measure_name,
+        time_ns: attrs.time_ns,
+        version: attrs.version,
+        multi: attrs.scalar.is_none(),
+        values,
+    }))
+}
+
+/// The first size quota a record breaks; the record is rejected with this reason only.
+#[derive(Default)]
+struct Quotas {
+    first_broken: Option<String>,
+}
+
+impl Quotas {
+    fn note(&mut self, broken: bool, reason: impl FnOnce() -> String) {
+        if broken && self.first_broken.is_none() {
+            self.first_broken = Some(reason());
+        }
+    }
+}
+
+/// CommonAttributes' dimensions followed by the record's, after checking both lists. A name
+/// may appear once in all: a record cannot override a common dimension.
+fn merge_dimensions(
+    i: usize,
+    path: &str,
+    common: &RecordIn,
+    r: &RecordIn,
+) -> Result<Vec<(String, String)>, ApiError> {
     let cdims = common.dimensions.as_deref().unwrap_or(&[]);
     let rdims = r.dimensions.as_deref().unwrap_or(&[]);
     check_dims("commonAttributes", cdims)?;
-    check_dims(&path, rdims)?;
+    check_dims(path, rdims)?;
     let mut dims: Vec<(String, String)> = Vec::with_capacity(cdims.len() + rdims.len());
     for d in cdims.iter().chain(rdims) {
         let name = d.name.clone().unwrap_or_default();
@@ -283,189 +350,195 @@ fn normalize(
         }
         dims.push((name, d.value.clone().unwrap_or_default()));
     }
+    Ok(dims)
+}
 
-    let measure_name = r
-        .measure_name
-        .clone()
-        .or_else(|| common.measure_name.clone())
-        .ok_or_else(|| v(format!("Record {i} has no MeasureName.")))?;
-    if measure_name.is_empty() {
-        return Err(v(format!("Record {i} has an empty MeasureName.")));
+/// A record's attributes other than dimensions, each taken from the record or else from
+/// CommonAttributes, then validated.
+struct Attributes<'a> {
+    measure_name: String,
+    /// The measure value type; `None` for MULTI.
+    scalar: Option<MType>,
+    /// Nanoseconds per unit of `Time` (and of TIMESTAMP measure values).
+    unit_ns: i64,
+    time_ns: i64,
+    version: i64,
+    measure_value: Option<&'a String>,
+    measure_values: Option<&'a Vec<MeasureValueIn>>,
+}
+
+impl<'a> Attributes<'a> {
+    fn merge(
+        i: usize,
+        path: &str,
+        common: &'a RecordIn,
+        r: &'a RecordIn,
+    ) -> Result<Self, ApiError> {
+        let measure_name = r
+            .measure_name
+            .clone()
+            .or_else(|| common.measure_name.clone())
+            .ok_or_else(|| v(format!("Record {i} has no MeasureName.")))?;
+        if measure_name.is_empty() {
+            return Err(v(format!("Record {i} has an empty MeasureName.")));
+        }
+        if is_reserved_name(&measure_name) {
+            return Err(v(format!(
+                "Measure name '{measure_name}' is a reserved name (time, measure_value*, measure_name*, ts_*) and cannot be used."
+            )));
+        }
+        let mvt = r
+            .measure_value_type
+            .clone()
+            .or_else(|| common.measure_value_type.clone())
+            .unwrap_or_else(|| "DOUBLE".into());
+        let scalar = if mvt == "MULTI" {
+            None
+        } else {
+            Some(MType::parse(&mvt).ok_or_else(|| v(format!("1 validation error detected: Value '{mvt}' at '{path}.measureValueType' failed to satisfy constraint: Member must satisfy enum value set: [DOUBLE, BIGINT, VARCHAR, BOOLEAN, TIMESTAMP, MULTI]")))?)
+        };
+        let unit = r
+            .time_unit
+            .clone()
+            .or_else(|| common.time_unit.clone())
+            .unwrap_or_else(|| "MILLISECONDS".into());
+        let unit_ns: i64 = match unit.as_str() {
+            "MILLISECONDS" => 1_000_000,
+            "SECONDS" => 1_000_000_000,
+            "MICROSECONDS" => 1_000,
+            "NANOSECONDS" => 1,
+            _ => return Err(v(format!("1 validation error detected: Value '{unit}' at '{path}.timeUnit' failed to satisfy constraint: Member must satisfy enum value set: [MILLISECONDS, SECONDS, MICROSECONDS, NANOSECONDS]"))),
+        };
+        let time = r
+            .time
+            .clone()
+            .or_else(|| common.time.clone())
+            .ok_or_else(|| v(format!("Record {i} has no Time.")))?;
+        let time_ns = time
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|t| t.checked_mul(unit_ns))
+            .filter(|t| *t >= 0)
+            .ok_or_else(|| {
+                v(format!(
+                    "Invalid time '{time}' for time unit {unit} in record {i}."
+                ))
+            })?;
+        let version = r.version.or(common.version).unwrap_or(1);
+        if version < 1 {
+            return Err(v(format!("1 validation error detected: Value '{version}' at '{path}.version' failed to satisfy constraint: Member must have value greater than or equal to 1")));
+        }
+        Ok(Attributes {
+            measure_name,
+            scalar,
+            unit_ns,
+            time_ns,
+            version,
+            measure_value: r.measure_value.as_ref().or(common.measure_value.as_ref()),
+            measure_values: r.measure_values.as_ref().or(common.measure_values.as_ref()),
+        })
     }
-    if is_reserved_name(&measure_name) {
+}
+
+/// The measures of a MULTI record, one column each, and the bytes they count towards the
+/// record size (name and value each).
+fn multi_measure_values(
+    i: usize,
+    path: &str,
+    attrs: &Attributes,
+    dims: &[(String, String)],
+    quotas: &mut Quotas,
+) -> Result<(Vec<MValue>, usize), ApiError> {
+    if attrs.measure_value.is_some() {
         return Err(v(format!(
-            "Measure name '{measure_name}' is a reserved name (time, measure_value*, measure_name*, ts_*) and cannot be used."
+            "Record {i}: MeasureValue cannot be used with MeasureValueType MULTI; use MeasureValues."
         )));
     }
-    let mvt = r
-        .measure_value_type
-        .clone()
-        .or_else(|| common.measure_value_type.clone())
-        .unwrap_or_else(|| "DOUBLE".into());
-    let multi = mvt == "MULTI";
-    let single_ty = if multi {
-        None
-    } else {
-        Some(MType::parse(&mvt).ok_or_else(|| v(format!("1 validation error detected: Value '{mvt}' at '{path}.measureValueType' failed to satisfy constraint: Member must satisfy enum value set: [DOUBLE, BIGINT, VARCHAR, BOOLEAN, TIMESTAMP, MULTI]")))?)
-    };
-    let unit = r
-        .time_unit
-        .clone()
-        .or_else(|| common.time_unit.clone())
-        .unwrap_or_else(|| "MILLISECONDS".into());
-    let unit_ns: i64 = match unit.as_str() {
-        "MILLISECONDS" => 1_000_000,
-        "SECONDS" => 1_000_000_000,
-        "MICROSECONDS" => 1_000,
-        "NANOSECONDS" => 1,
-        _ => return Err(v(format!("1 validation error detected: Value '{unit}' at '{path}.timeUnit' failed to satisfy constraint: Member must satisfy enum value set: [MILLISECONDS, SECONDS, MICROSECONDS, NANOSECONDS]"))),
-    };
-    let time = r
-        .time
-        .clone()
-        .or_else(|| common.time.clone())
-        .ok_or_else(|| v(format!("Record {i} has no Time.")))?;
-    let time_ns = time
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|t| t.checked_mul(unit_ns))
-        .filter(|t| *t >= 0)
-        .ok_or_else(|| {
-            v(format!(
-                "Invalid time '{time}' for time unit {unit} in record {i}."
-            ))
-        })?;
-    let version = r.version.or(common.version).unwrap_or(1);
-    if version < 1 {
-        return Err(v(format!("1 validation error detected: Value '{version}' at '{path}.version' failed to satisfy constraint: Member must have value greater than or equal to 1")));
-    }
-
-    let mvs = r.measure_values.as_ref().or(common.measure_values.as_ref());
-    let mv = r.measure_value.as_ref().or(common.measure_value.as_ref());
-    let mut values = Vec::new();
-    let mut rejection: Option<String> = None;
-    let mut size = 8 + measure_name.len();
-    for (n, val) in &dims {
-        size += n.len() + val.len();
-        if n.len() > MAX_DIM_NAME && rejection.is_none() {
-            rejection = Some(format!(
-                "Dimension name '{n}' exceeds the maximum length of {MAX_DIM_NAME} bytes."
-            ));
-        }
-        if val.len() > MAX_VALUE && rejection.is_none() {
-            rejection = Some(format!(
-                "Value of dimension '{n}' exceeds the maximum length of {MAX_VALUE} bytes."
-            ));
-        }
-    }
-    if measure_name.len() > MAX_MEASURE_NAME && rejection.is_none() {
-        rejection = Some(format!(
-            "Measure name exceeds the maximum length of {MAX_MEASURE_NAME} bytes."
-        ));
-    }
-    if multi {
-        if mv.is_some() {
+    let mvs = match attrs.measure_values {
+        Some(m) if !m.is_empty() => m,
+        _ => {
             return Err(v(format!(
-                "Record {i}: MeasureValue cannot be used with MeasureValueType MULTI; use MeasureValues."
-            )));
+                "Record {i}: MeasureValues must be provided for MeasureValueType MULTI."
+            )))
         }
-        let mvs = match mvs {
-            Some(m) if !m.is_empty() => m,
-            _ => {
-                return Err(v(format!(
-                    "Record {i}: MeasureValues must be provided for MeasureValueType MULTI."
-                )))
-            }
+    };
+    quotas.note(mvs.len() > MAX_MULTI_MEASURES, || {
+        format!("The number of measures in a multi-measure record exceeds {MAX_MULTI_MEASURES}.")
+    });
+    let mut values: Vec<MValue> = Vec::new();
+    let mut size = 0;
+    for (j, m) in mvs.iter().enumerate() {
+        let (Some(name), Some(value), Some(ty)) = (&m.name, &m.value, &m.ty) else {
+            return Err(v(format!("1 validation error detected: Value null at '{path}.measureValues.{}.member' failed to satisfy constraint: Name, Value and Type must not be null", j + 1)));
         };
-        if mvs.len() > MAX_MULTI_MEASURES && rejection.is_none() {
-            rejection = Some(format!(
-                "The number of measures in a multi-measure record exceeds {MAX_MULTI_MEASURES}."
-            ));
-        }
-        for (j, m) in mvs.iter().enumerate() {
-            let (Some(name), Some(value), Some(ty)) = (&m.name, &m.value, &m.ty) else {
-                return Err(v(format!("1 validation error detected: Value null at '{path}.measureValues.{}.member' failed to satisfy constraint: Name, Value and Type must not be null", j + 1)));
-            };
-            let ty = MType::parse(ty).ok_or_else(|| v(format!("1 validation error detected: Value '{ty}' at '{path}.measureValues.{}.member.type' failed to satisfy constraint: Member must satisfy enum value set: [DOUBLE, BIGINT, VARCHAR, BOOLEAN, TIMESTAMP]", j + 1)))?;
-            if name.is_empty() {
-                return Err(v(format!(
-                    "Record {i}: measure name in MeasureValues must not be empty."
-                )));
-            }
-            if is_reserved_name(name) {
-                return Err(v(format!(
-                    "Measure name '{name}' is a reserved name (time, measure_value*, measure_name*, ts_*) and cannot be used."
-                )));
-            }
-            if values.iter().any(|x: &MValue| x.name == *name) {
-                return Err(v(format!(
-                    "Record {i}: duplicate measure name '{name}' in MeasureValues."
-                )));
-            }
-            if dims.iter().any(|(n, _)| n == name) {
-                return Err(v(format!(
-                    "Record {i}: measure name '{name}' is also used as a dimension name."
-                )));
-            }
-            if name.len() > MAX_MEASURE_NAME && rejection.is_none() {
-                rejection = Some(format!(
-                    "Measure name '{name}' exceeds the maximum length of {MAX_MEASURE_NAME} bytes."
-                ));
-            }
-            if value.len() > MAX_VALUE && rejection.is_none() {
-                rejection = Some(format!(
-                    "Measure value exceeds the maximum length of {MAX_VALUE} bytes."
-                ));
-            }
-            let val = parse_value(ty, value, unit_ns).map_err(v)?;
-            size += name.len() + value_size(ty, value);
-            values.push(MValue {
-                name: name.clone(),
-                ty,
-                val,
-            });
-        }
-    } else {
-        let ty = single_ty.expect("non-MULTI has a scalar type");
-        if mvs.is_some_and(|m| !m.is_empty()) {
+        let ty = MType::parse(ty).ok_or_else(|| v(format!("1 validation error detected: Value '{ty}' at '{path}.measureValues.{}.member.type' failed to satisfy constraint: Member must satisfy enum value set: [DOUBLE, BIGINT, VARCHAR, BOOLEAN, TIMESTAMP]", j + 1)))?;
+        if name.is_empty() {
             return Err(v(format!(
-                "Record {i}: MeasureValues can only be used with MeasureValueType MULTI."
+                "Record {i}: measure name in MeasureValues must not be empty."
             )));
         }
-        let value = mv.ok_or_else(|| v(format!("Record {i} has no MeasureValue.")))?;
-        if value.is_empty() {
-            return Err(v(format!("Record {i} has an empty MeasureValue.")));
+        if is_reserved_name(name) {
+            return Err(v(format!(
+                "Measure name '{name}' is a reserved name (time, measure_value*, measure_name*, ts_*) and cannot be used."
+            )));
         }
-        if value.len() > MAX_VALUE && rejection.is_none() {
-            rejection = Some(format!(
-                "Measure value exceeds the maximum length of {MAX_VALUE} bytes."
-            ));
+        if values.iter().any(|x| x.name == *name) {
+            return Err(v(format!(
+                "Record {i}: duplicate measure name '{name}' in MeasureValues."
+            )));
         }
-        let val = parse_value(ty, value, unit_ns).map_err(v)?;
-        size += value_size(ty, value);
+        if dims.iter().any(|(n, _)| n == name) {
+            return Err(v(format!(
+                "Record {i}: measure name '{name}' is also used as a dimension name."
+            )));
+        }
+        quotas.note(name.len() > MAX_MEASURE_NAME, || {
+            format!("Measure name '{name}' exceeds the maximum length of {MAX_MEASURE_NAME} bytes.")
+        });
+        quotas.note(value.len() > MAX_VALUE, || {
+            format!("Measure value exceeds the maximum length of {MAX_VALUE} bytes.")
+        });
+        let val = parse_value(ty, value, attrs.unit_ns).map_err(v)?;
+        size += name.len() + value_size(ty, value);
         values.push(MValue {
-            name: format!("measure_value::{}", ty.lower()),
+            name: name.clone(),
             ty,
             val,
         });
     }
-    if size > MAX_RECORD_SIZE && rejection.is_none() {
-        rejection = Some(format!(
-            "Record size {size} bytes exceeds the maximum record size of {MAX_RECORD_SIZE} bytes."
-        ));
+    Ok((values, size))
+}
+
+/// The one measure of a single-measure record, stored in the `measure_value::<type>` column,
+/// and the bytes it counts towards the record size (the value only).
+fn single_measure_value(
+    i: usize,
+    ty: MType,
+    attrs: &Attributes,
+    quotas: &mut Quotas,
+) -> Result<(Vec<MValue>, usize), ApiError> {
+    if attrs.measure_values.is_some_and(|m| !m.is_empty()) {
+        return Err(v(format!(
+            "Record {i}: MeasureValues can only be used with MeasureValueType MULTI."
+        )));
     }
-    if let Some(reason) = rejection {
-        return Ok(Err(reason));
+    let value = attrs
+        .measure_value
+        .ok_or_else(|| v(format!("Record {i} has no MeasureValue.")))?;
+    if value.is_empty() {
+        return Err(v(format!("Record {i} has an empty MeasureValue.")));
     }
-    Ok(Ok(NormRecord {
-        dims,
-        measure_name,
-        time_ns,
-        version,
-        multi,
-        values,
-    }))
+    quotas.note(value.len() > MAX_VALUE, || {
+        format!("Measure value exceeds the maximum length of {MAX_VALUE} bytes.")
+    });
+    let val = parse_value(ty, value, attrs.unit_ns).map_err(v)?;
+    let column = MValue {
+        name: format!("measure_value::{}", ty.lower()),
+        ty,
+        val,
+    };
+    Ok((vec![column], value_size(ty, value)))
 }
 
 fn value_size(ty: MType, s: &str) -> usize {

@@ -766,71 +766,9 @@ impl P {
             'f' => '\x0C',
             'a' => '\x07',
             'e' => '\x1B',
-            '0' => {
-                let mut v = 0u32;
-                let mut n = 0;
-                while n < 3 && self.peek().is_some_and(|d| ('0'..='7').contains(&d)) {
-                    let d = self.s[self.i].to_digit(8).unwrap_or(0);
-                    if n == 2 && v / 8 > 3 {
-                        break;
-                    }
-                    v = v * 8 + d;
-                    self.i += 1;
-                    n += 1;
-                }
-                if n == 0 {
-                    return self.err("Illegal octal escape sequence");
-                }
-                char::from_u32(v).unwrap_or('\0')
-            }
-            'x' => {
-                if self.peek() == Some('{') {
-                    self.i += 1;
-                    let b = self.i;
-                    while self.peek().is_some_and(|d| d.is_ascii_hexdigit()) {
-                        self.i += 1;
-                    }
-                    let h: String = self.s[b..self.i].iter().collect();
-                    if h.is_empty() || self.peek() != Some('}') {
-                        return self.err("Unclosed hexadecimal escape sequence");
-                    }
-                    self.i += 1;
-                    u32::from_str_radix(&h, 16)
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or_else(|| {
-                            format!("Hexadecimal codepoint is too big near index {}", self.i)
-                        })?
-                } else {
-                    let h = self.hex(2)?;
-                    char::from_u32(h).unwrap_or('\0')
-                }
-            }
-            'u' => {
-                let hi = self.hex(4)?;
-                if (0xD800..0xDC00).contains(&hi)
-                    && self.peek() == Some('\\')
-                    && self.peek_at(1) == Some('u')
-                {
-                    let save = self.i;
-                    self.i += 2;
-                    let lo = self.hex(4)?;
-                    if (0xDC00..0xE000).contains(&lo) {
-                        let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                        char::from_u32(cp).unwrap_or('\0')
-                    } else {
-                        self.i = save;
-                        return self.err("lone surrogate escapes are not supported");
-                    }
-                } else {
-                    char::from_u32(hi).ok_or_else(|| {
-                        format!(
-                            "lone surrogate escapes are not supported near index {}",
-                            self.i
-                        )
-                    })?
-                }
-            }
+            '0' => self.octal_escape()?,
+            'x' => self.hex_escape()?,
+            'u' => self.unicode_escape()?,
             'c' => {
                 let Some(x) = self.peek() else {
                     return self.err("Illegal control escape sequence");
@@ -839,25 +777,7 @@ impl P {
                 char::from_u32(x as u32 ^ 64).unwrap_or('\0')
             }
             'p' | 'P' => {
-                let name: String = if self.peek() == Some('{') {
-                    self.i += 1;
-                    let b = self.i;
-                    while self.peek().is_some_and(|x| x != '}') {
-                        self.i += 1;
-                    }
-                    if self.peek() != Some('}') {
-                        return self.err("Unclosed character family");
-                    }
-                    let n = self.s[b..self.i].iter().collect();
-                    self.i += 1;
-                    n
-                } else {
-                    let Some(x) = self.peek() else {
-                        return self.err("Illegal character family");
-                    };
-                    self.i += 1;
-                    x.to_string()
-                };
+                let name = self.property_name()?;
                 return property(&name, c == 'P', self.flags.ci).map(ClassItem::Set);
             }
             '1'..='9' | 'k' => return self.err("backreferences are not supported"),
@@ -871,6 +791,94 @@ impl P {
             c => c,
         };
         Ok(ClassItem::Char(ch))
+    }
+
+    /// `\0n`, `\0nn`, `\0mnn` (m ≤ 3): at most three octal digits, value at most 0377.
+    fn octal_escape(&mut self) -> Result<char, String> {
+        let mut v = 0u32;
+        let mut n = 0;
+        while n < 3 && self.peek().is_some_and(|d| ('0'..='7').contains(&d)) {
+            let d = self.s[self.i].to_digit(8).unwrap_or(0);
+            if n == 2 && v / 8 > 3 {
+                break;
+            }
+            v = v * 8 + d;
+            self.i += 1;
+            n += 1;
+        }
+        if n == 0 {
+            return self.err("Illegal octal escape sequence");
+        }
+        Ok(char::from_u32(v).unwrap_or('\0'))
+    }
+
+    /// `\xhh` or `\x{h...h}` (any code point).
+    fn hex_escape(&mut self) -> Result<char, String> {
+        if self.peek() != Some('{') {
+            let h = self.hex(2)?;
+            return Ok(char::from_u32(h).unwrap_or('\0'));
+        }
+        self.i += 1;
+        let b = self.i;
+        while self.peek().is_some_and(|d| d.is_ascii_hexdigit()) {
+            self.i += 1;
+        }
+        let h: String = self.s[b..self.i].iter().collect();
+        if h.is_empty() || self.peek() != Some('}') {
+            return self.err("Unclosed hexadecimal escape sequence");
+        }
+        self.i += 1;
+        u32::from_str_radix(&h, 16)
+            .ok()
+            .and_then(char::from_u32)
+            .ok_or_else(|| format!("Hexadecimal codepoint is too big near index {}", self.i))
+    }
+
+    /// `\uhhhh`; a high surrogate followed by `\u` and a low one is one code point, as in Java.
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let hi = self.hex(4)?;
+        if (0xD800..0xDC00).contains(&hi)
+            && self.peek() == Some('\\')
+            && self.peek_at(1) == Some('u')
+        {
+            let save = self.i;
+            self.i += 2;
+            let lo = self.hex(4)?;
+            if (0xDC00..0xE000).contains(&lo) {
+                let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                return Ok(char::from_u32(cp).unwrap_or('\0'));
+            }
+            self.i = save;
+            return self.err("lone surrogate escapes are not supported");
+        }
+        char::from_u32(hi).ok_or_else(|| {
+            format!(
+                "lone surrogate escapes are not supported near index {}",
+                self.i
+            )
+        })
+    }
+
+    /// The name after `\p` or `\P`: `{Name}` or one letter (`\pL`).
+    fn property_name(&mut self) -> Result<String, String> {
+        if self.peek() != Some('{') {
+            let Some(x) = self.peek() else {
+                return self.err("Illegal character family");
+            };
+            self.i += 1;
+            return Ok(x.to_string());
+        }
+        self.i += 1;
+        let b = self.i;
+        while self.peek().is_some_and(|x| x != '}') {
+            self.i += 1;
+        }
+        if self.peek() != Some('}') {
+            return self.err("Unclosed character family");
+        }
+        let name = self.s[b..self.i].iter().collect();
+        self.i += 1;
+        Ok(name)
     }
 
     fn hex(&mut self, n: usize) -> Result<u32, String> {

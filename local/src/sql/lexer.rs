@@ -65,212 +65,199 @@ const OPS: &[&str] = &[
 pub fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
-    let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
-    // Advances over `n` chars keeping line/column in step.
-    let advance = |i: &mut usize, line: &mut u32, col: &mut u32, n: usize| {
-        for _ in 0..n {
-            if chars[*i] == '\n' {
-                *line += 1;
-                *col = 1;
-            } else {
-                *col += 1;
-            }
-            *i += 1;
-        }
+    let mut at = Cursor {
+        i: 0,
+        pos: Pos { line: 1, col: 1 },
     };
-    while i < chars.len() {
-        let c = chars[i];
-        let pos = Pos { line, col };
-        if c.is_whitespace() {
-            {
-                let n = 1;
-                advance(&mut i, &mut line, &mut col, n);
-            }
-            continue;
+    while at.i < chars.len() {
+        let pos = at.pos;
+        let (tok, end) = scan(&chars, at.i, pos)?;
+        at.advance_to(&chars, end);
+        if let Some(tok) = tok {
+            out.push(Token { tok, pos });
         }
-        if c == '-' && chars.get(i + 1) == Some(&'-') {
-            while i < chars.len() && chars[i] != '\n' {
-                {
-                    let n = 1;
-                    advance(&mut i, &mut line, &mut col, n);
-                }
-            }
-            continue;
-        }
-        if c == '/' && chars.get(i + 1) == Some(&'*') {
-            let mut j = i + 2;
-            while j + 1 < chars.len() && !(chars[j] == '*' && chars[j + 1] == '/') {
-                j += 1;
-            }
-            if j + 1 >= chars.len() {
-                return Err(syntax_error(pos, "unterminated comment"));
-            }
-            {
-                let n = j + 2 - i;
-                advance(&mut i, &mut line, &mut col, n);
-            }
-            continue;
-        }
-        if c == '\'' || c == '"' {
-            let mut s = String::new();
-            let mut j = i + 1;
-            loop {
-                match chars.get(j) {
-                    None => {
-                        let what = if c == '\'' {
-                            "string literal"
-                        } else {
-                            "quoted identifier"
-                        };
-                        return Err(syntax_error(pos, format!("unterminated {what}")));
-                    }
-                    Some(&ch) if ch == c => {
-                        if chars.get(j + 1) == Some(&c) {
-                            s.push(c);
-                            j += 2;
-                        } else {
-                            j += 1;
-                            break;
-                        }
-                    }
-                    Some(&ch) => {
-                        s.push(ch);
-                        j += 1;
-                    }
-                }
-            }
-            {
-                let n = j - i;
-                advance(&mut i, &mut line, &mut col, n);
-            }
-            if c == '"' && s.is_empty() {
-                return Err(syntax_error(
-                    pos,
-                    "Zero-length delimited identifier not allowed",
-                ));
-            }
-            out.push(Token {
-                tok: if c == '\'' {
-                    Tok::Str(s)
-                } else {
-                    Tok::Quoted(s)
-                },
-                pos,
-            });
-            continue;
-        }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            let start = i;
-            let mut j = i;
-            while j < chars.len() && chars[j].is_ascii_digit() {
-                j += 1;
-            }
-            let mut decimal = false;
-            if j < chars.len() && chars[j] == '.' {
-                decimal = true;
-                j += 1;
-                while j < chars.len() && chars[j].is_ascii_digit() {
-                    j += 1;
-                }
-            }
-            if j < chars.len()
-                && (chars[j] == 'e' || chars[j] == 'E')
-                && (chars.get(j + 1).is_some_and(|d| d.is_ascii_digit())
-                    || (matches!(chars.get(j + 1), Some('+' | '-'))
-                        && chars.get(j + 2).is_some_and(|d| d.is_ascii_digit())))
-            {
-                decimal = true;
-                j += 2;
-                while j < chars.len() && chars[j].is_ascii_digit() {
-                    j += 1;
-                }
-            }
-            let num: String = chars[start..j].iter().collect();
-            // A unit glued to the number makes it an interval literal (`1h`, `1.5s`, `10ms`).
-            let mut k = j;
-            while k < chars.len() && (chars[k].is_alphanumeric() || chars[k] == '_') {
-                k += 1;
-            }
-            if k > j {
-                let unit: String = chars[j..k].iter().collect();
-                let Some(mult) = unit_ns(&unit) else {
-                    return Err(syntax_error(
-                        pos,
-                        format!("mismatched input '{num}{unit}'. Invalid interval literal"),
-                    ));
-                };
-                let ns = interval_ns(&num, mult).ok_or_else(|| {
-                    syntax_error(pos, format!("interval '{num}{unit}' is out of range"))
-                })?;
-                {
-                    let n = k - i;
-                    advance(&mut i, &mut line, &mut col, n);
-                }
-                out.push(Token {
-                    tok: Tok::Interval(ns),
-                    pos,
-                });
-                continue;
-            }
-            {
-                let n = j - i;
-                advance(&mut i, &mut line, &mut col, n);
-            }
-            out.push(Token {
-                tok: if decimal {
-                    Tok::Decimal(num)
-                } else {
-                    Tok::Int(num)
-                },
-                pos,
-            });
-            continue;
-        }
-        if c.is_alphabetic() || c == '_' {
-            let mut j = i;
-            while j < chars.len()
-                && (chars[j].is_alphanumeric()
-                    || chars[j] == '_'
-                    || chars[j] == '@'
-                    || chars[j] == '$')
-            {
-                j += 1;
-            }
-            let word: String = chars[i..j].iter().collect();
-            {
-                let n = j - i;
-                advance(&mut i, &mut line, &mut col, n);
-            }
-            out.push(Token {
-                tok: Tok::Word(word),
-                pos,
-            });
-            continue;
-        }
-        let rest: String = chars[i..(i + 2).min(chars.len())].iter().collect();
-        if let Some(op) = OPS.iter().find(|op| rest.starts_with(**op)) {
-            {
-                let n = op.chars().count();
-                advance(&mut i, &mut line, &mut col, n);
-            }
-            out.push(Token {
-                tok: Tok::Op(op),
-                pos,
-            });
-            continue;
-        }
-        return Err(syntax_error(
-            pos,
-            format!("token recognition error at: '{c}'"),
-        ));
     }
     out.push(Token {
         tok: Tok::Eof,
-        pos: Pos { line, col },
+        pos: at.pos,
     });
     merge_measure_value(&mut out);
     Ok(out)
+}
+
+/// Where the lexer stands: an index into the characters and its line and column.
+struct Cursor {
+    i: usize,
+    pos: Pos,
+}
+
+impl Cursor {
+    /// Moves to `end`, keeping line and column in step with the newlines passed.
+    fn advance_to(&mut self, chars: &[char], end: usize) {
+        for &c in &chars[self.i..end] {
+            if c == '\n' {
+                self.pos.line += 1;
+                self.pos.col = 1;
+            } else {
+                self.pos.col += 1;
+            }
+        }
+        self.i = end;
+    }
+}
+
+/// The token starting at `chars[i]` (`None` for whitespace and comments) and the index just
+/// past it. The first character decides the token class.
+fn scan(chars: &[char], i: usize, pos: Pos) -> Result<(Option<Tok>, usize), QueryError> {
+    let c = chars[i];
+    let next = chars.get(i + 1).copied();
+    let token = |(tok, end)| (Some(tok), end);
+    Ok(match c {
+        c if c.is_whitespace() => (None, i + 1),
+        '-' if next == Some('-') => (None, line_comment_end(chars, i)),
+        '/' if next == Some('*') => (None, block_comment_end(chars, i, pos)?),
+        '\'' | '"' => token(quoted(chars, i, pos)?),
+        c if c.is_ascii_digit() || (c == '.' && next.is_some_and(|d| d.is_ascii_digit())) => {
+            token(number(chars, i, pos)?)
+        }
+        c if c.is_alphabetic() || c == '_' => token(word(chars, i)),
+        _ => token(operator(chars, i, pos)?),
+    })
+}
+
+/// `-- …` runs to the end of the line; the newline itself is whitespace.
+fn line_comment_end(chars: &[char], i: usize) -> usize {
+    chars[i..]
+        .iter()
+        .position(|&c| c == '\n')
+        .map_or(chars.len(), |n| i + n)
+}
+
+/// `/* … */` (not nested).
+fn block_comment_end(chars: &[char], i: usize, pos: Pos) -> Result<usize, QueryError> {
+    let mut j = i + 2;
+    while j + 1 < chars.len() && !(chars[j] == '*' && chars[j + 1] == '/') {
+        j += 1;
+    }
+    if j + 1 >= chars.len() {
+        return Err(syntax_error(pos, "unterminated comment"));
+    }
+    Ok(j + 2)
+}
+
+/// `'string'` or `"quoted identifier"`; the quote is escaped by doubling it.
+fn quoted(chars: &[char], i: usize, pos: Pos) -> Result<(Tok, usize), QueryError> {
+    let q = chars[i];
+    let mut s = String::new();
+    let mut j = i + 1;
+    loop {
+        match chars.get(j) {
+            None => {
+                let what = if q == '\'' {
+                    "string literal"
+                } else {
+                    "quoted identifier"
+                };
+                return Err(syntax_error(pos, format!("unterminated {what}")));
+            }
+            Some(&ch) if ch == q => {
+                if chars.get(j + 1) == Some(&q) {
+                    s.push(q);
+                    j += 2;
+                } else {
+                    j += 1;
+                    break;
+                }
+            }
+            Some(&ch) => {
+                s.push(ch);
+                j += 1;
+            }
+        }
+    }
+    if q == '\'' {
+        return Ok((Tok::Str(s), j));
+    }
+    if s.is_empty() {
+        return Err(syntax_error(
+            pos,
+            "Zero-length delimited identifier not allowed",
+        ));
+    }
+    Ok((Tok::Quoted(s), j))
+}
+
+/// An integer (`12`), a decimal (`1.5`, `.5`, `2e3`) or, with a unit glued to it, an interval
+/// literal (`1h`, `1.5s`, `10ms`).
+fn number(chars: &[char], i: usize, pos: Pos) -> Result<(Tok, usize), QueryError> {
+    let digits_from = |mut j: usize| {
+        while j < chars.len() && chars[j].is_ascii_digit() {
+            j += 1;
+        }
+        j
+    };
+    let mut j = digits_from(i);
+    let mut decimal = false;
+    if j < chars.len() && chars[j] == '.' {
+        decimal = true;
+        j = digits_from(j + 1);
+    }
+    // An exponent needs a digit after `e` (or after its sign); otherwise `e` starts a unit.
+    if j < chars.len()
+        && (chars[j] == 'e' || chars[j] == 'E')
+        && (chars.get(j + 1).is_some_and(|d| d.is_ascii_digit())
+            || (matches!(chars.get(j + 1), Some('+' | '-'))
+                && chars.get(j + 2).is_some_and(|d| d.is_ascii_digit())))
+    {
+        decimal = true;
+        j = digits_from(j + 2);
+    }
+    let num: String = chars[i..j].iter().collect();
+    let mut k = j;
+    while k < chars.len() && (chars[k].is_alphanumeric() || chars[k] == '_') {
+        k += 1;
+    }
+    if k > j {
+        let unit: String = chars[j..k].iter().collect();
+        let Some(mult) = unit_ns(&unit) else {
+            return Err(syntax_error(
+                pos,
+                format!("mismatched input '{num}{unit}'. Invalid interval literal"),
+            ));
+        };
+        let ns = interval_ns(&num, mult)
+            .ok_or_else(|| syntax_error(pos, format!("interval '{num}{unit}' is out of range")))?;
+        return Ok((Tok::Interval(ns), k));
+    }
+    let tok = if decimal {
+        Tok::Decimal(num)
+    } else {
+        Tok::Int(num)
+    };
+    Ok((tok, j))
+}
+
+/// A keyword or unquoted identifier; `@` and `$` may follow the first character.
+fn word(chars: &[char], i: usize) -> (Tok, usize) {
+    let mut j = i;
+    while j < chars.len()
+        && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '@' || chars[j] == '$')
+    {
+        j += 1;
+    }
+    (Tok::Word(chars[i..j].iter().collect()), j)
+}
+
+/// An operator or punctuation of [`OPS`], the two-character ones first.
+fn operator(chars: &[char], i: usize, pos: Pos) -> Result<(Tok, usize), QueryError> {
+    let rest: String = chars[i..(i + 2).min(chars.len())].iter().collect();
+    match OPS.iter().find(|op| rest.starts_with(**op)) {
+        Some(op) => Ok((Tok::Op(op), i + op.chars().count())),
+        None => Err(syntax_error(
+            pos,
+            format!("token recognition error at: '{}'", chars[i]),
+        )),
+    }
 }
 
 /// Decimal text times a unit, exactly (no float rounding for the common integral case).

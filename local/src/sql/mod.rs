@@ -18,7 +18,8 @@
 //! are named `_colN`. Every literal reaches SQLite as a bound parameter; constant time
 //! expressions (`from_milliseconds(..)`, `now() - 1h`, `ago(..)`) are folded so `time` is compared
 //! as a plain column against constants and SQLite can use the indexes.
-//! Not supported (Validation error): joins, subqueries, WITH, set operations, window functions.
+//! Not supported (Validation error): joins, subqueries, WITH, set operations, window functions,
+//! SHOW statements (parsed only to authorize them).
 
 mod functions;
 mod javaregex;

@@ -572,6 +572,14 @@ impl Parser {
                 "WITH queries are not supported by timestream-local",
             ));
         }
+        // SHOW is parsed (parse_show) so that it is authorized as Timestream does, but not run:
+        // say so rather than "Expecting: 'SELECT'".
+        if self.is_kw("show") {
+            return Err(syntax_error(
+                self.pos(),
+                "SHOW statements are not supported by timestream-local",
+            ));
+        }
         self.expect_kw("select")?;
         let distinct = if self.eat_kw("distinct") {
             true
@@ -579,26 +587,9 @@ impl Parser {
             self.eat_kw("all");
             false
         };
-        let mut items = Vec::new();
-        loop {
-            if matches!(self.peek(), Tok::Op("*")) {
-                items.push(SelectItem::Star(self.pos()));
-                self.bump();
-            } else {
-                let e = self.expr()?;
-                let alias = if self.eat_kw("as")
-                    || matches!(self.peek(), Tok::Quoted(_))
-                    || matches!(self.peek(), Tok::Word(w) if !is_reserved(w))
-                {
-                    Some(self.ident()?.0)
-                } else {
-                    None
-                };
-                items.push(SelectItem::Expr { e, alias });
-            }
-            if !self.eat_op(",") {
-                break;
-            }
+        let mut items = vec![self.select_item()?];
+        while self.eat_op(",") {
+            items.push(self.select_item()?);
         }
         let from = if self.eat_kw("from") {
             Some(self.table_ref()?)
@@ -647,49 +638,16 @@ impl Parser {
         let mut order_by = Vec::new();
         if self.eat_kw("order") {
             self.expect_kw("by")?;
-            loop {
-                let e = self.expr()?;
-                let desc = if self.eat_kw("desc") {
-                    true
-                } else {
-                    self.eat_kw("asc");
-                    false
-                };
-                let nulls_first = if self.eat_kw("nulls") {
-                    if self.eat_kw("first") {
-                        Some(true)
-                    } else {
-                        self.expect_kw("last")?;
-                        Some(false)
-                    }
-                } else {
-                    None
-                };
-                order_by.push(OrderItem {
-                    e,
-                    desc,
-                    nulls_first,
-                });
-                if !self.eat_op(",") {
-                    break;
-                }
+            order_by.push(self.order_item()?);
+            while self.eat_op(",") {
+                order_by.push(self.order_item()?);
             }
         }
-        let mut limit = None;
-        if self.eat_kw("limit") {
-            if self.eat_kw("all") {
-                limit = None;
-            } else if let Tok::Int(n) = self.peek().clone() {
-                let pos = self.pos();
-                self.bump();
-                limit = Some(
-                    n.parse::<u64>()
-                        .map_err(|_| syntax_error(pos, format!("Invalid numeric literal: {n}")))?,
-                );
-            } else {
-                return Err(self.unexpected("<integer>, 'ALL'"));
-            }
-        }
+        let limit = if self.eat_kw("limit") {
+            self.limit()?
+        } else {
+            None
+        };
         Ok(Select {
             distinct,
             items,
@@ -700,6 +658,66 @@ impl Parser {
             order_by,
             limit,
         })
+    }
+
+    /// `*` or an expression with an optional alias (`AS` may be left out).
+    fn select_item(&mut self) -> Result<SelectItem, QueryError> {
+        if matches!(self.peek(), Tok::Op("*")) {
+            let pos = self.pos();
+            self.bump();
+            return Ok(SelectItem::Star(pos));
+        }
+        let e = self.expr()?;
+        let alias = if self.eat_kw("as")
+            || matches!(self.peek(), Tok::Quoted(_))
+            || matches!(self.peek(), Tok::Word(w) if !is_reserved(w))
+        {
+            Some(self.ident()?.0)
+        } else {
+            None
+        };
+        Ok(SelectItem::Expr { e, alias })
+    }
+
+    /// `expr [ASC | DESC] [NULLS FIRST | NULLS LAST]`.
+    fn order_item(&mut self) -> Result<OrderItem, QueryError> {
+        let e = self.expr()?;
+        let desc = if self.eat_kw("desc") {
+            true
+        } else {
+            self.eat_kw("asc");
+            false
+        };
+        let nulls_first = if self.eat_kw("nulls") {
+            if self.eat_kw("first") {
+                Some(true)
+            } else {
+                self.expect_kw("last")?;
+                Some(false)
+            }
+        } else {
+            None
+        };
+        Ok(OrderItem {
+            e,
+            desc,
+            nulls_first,
+        })
+    }
+
+    /// What follows `LIMIT`: a row count, or `ALL` (no limit).
+    fn limit(&mut self) -> Result<Option<u64>, QueryError> {
+        if self.eat_kw("all") {
+            return Ok(None);
+        }
+        let Tok::Int(n) = self.peek().clone() else {
+            return Err(self.unexpected("<integer>, 'ALL'"));
+        };
+        let pos = self.pos();
+        self.bump();
+        n.parse::<u64>()
+            .map(Some)
+            .map_err(|_| syntax_error(pos, format!("Invalid numeric literal: {n}")))
     }
 
     fn table_ref(&mut self) -> Result<TableRef, QueryError> {

@@ -320,6 +320,48 @@ fn result_rows() {
     }
 }
 
+/// HAVING without GROUP BY makes every row one group (Trino's global aggregation), also when
+/// nothing aggregates: SQLite refused such SQL ("HAVING clause on a non-aggregate query", an
+/// internal error). Found by `token_soup_never_panics_and_emits_valid_sql` as
+/// `SELECT 'a' HAVING TRUE`.
+#[test]
+fn having_alone_makes_one_group_of_all_rows() {
+    let db = db();
+    let cases: &[(&str, &[&str])] = &[
+        ("SELECT 'a' HAVING TRUE", &["a"]),
+        ("SELECT 'a' HAVING FALSE", &[]),
+        ("SELECT 1 HAVING NULL", &[]),
+        (r#"SELECT 'a' FROM "db"."metrics" HAVING TRUE"#, &["a"]),
+        (
+            r#"SELECT 'a' FROM "db"."metrics" WHERE host = 'nobody' HAVING TRUE"#,
+            &["a"],
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" HAVING count(*) > 1"#,
+            &["7"],
+        ),
+        (
+            r#"SELECT count(*) FROM "db"."metrics" HAVING count(*) > 7"#,
+            &[],
+        ),
+        (
+            r#"SELECT 1 FROM "db"."metrics" HAVING count(*) > 1"#,
+            &["1"],
+        ),
+        (
+            r#"SELECT 1 FROM "db"."metrics" HAVING max(measure_value::double) < 0"#,
+            &[],
+        ),
+        (
+            r#"SELECT host FROM "db"."metrics" GROUP BY host HAVING host <> 'a' ORDER BY host"#,
+            &["b", "x'y\\z"],
+        ),
+    ];
+    for (q, want) in cases {
+        assert_eq!(rows(&db, q), *want, "{q}");
+    }
+}
+
 #[test]
 fn column_info_types_and_names() {
     let db = db();
@@ -375,6 +417,14 @@ fn validation_errors() {
         (
             r#"SELECT foo FROM "db"."metrics""#,
             "line 1:8: Column 'foo' does not exist",
+        ),
+        (
+            "  SHOW TABLES FROM db",
+            "line 1:3: SHOW statements are not supported by timestream-local",
+        ),
+        (
+            "show databases",
+            "line 1:1: SHOW statements are not supported by timestream-local",
         ),
         (
             "SELECT host\nFROM \"db\".\"metrics\"\nWHERE   \"newlabel\" = 'x'",

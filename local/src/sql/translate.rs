@@ -5,7 +5,6 @@
 //! `ago(15m)` fold into one bound parameter and comparisons against `time` remain plain
 //! column-versus-parameter predicates that SQLite can serve from an index.
 
-use super::javaregex;
 use super::lexer::Pos;
 use super::parser::{
     parse, parse_describe, BinOp, Expr, Lit, OrderItem, Select, SelectItem, TableRef,
@@ -15,6 +14,8 @@ use super::{Catalog, CatalogError, Column, CompiledQuery, QueryError, ScalarType
 use rusqlite::types::Value;
 
 use ScalarType as Ty;
+
+mod calls;
 
 const TABLE_ALIAS: &str = "\"_t\"";
 
@@ -260,7 +261,100 @@ struct OutCol {
 }
 
 fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQuery, QueryError> {
-    // Expand `*` and translate the select list.
+    let (outs, aliases) = select_list(q, cx, relation)?;
+    if let Some(w) = &q.where_ {
+        if let Some(a) = contains_aggregate(w) {
+            return Err(verr(
+                w.pos(),
+                format!(
+                    "WHERE clause cannot contain aggregations, window functions or grouping operations: [{}]",
+                    a.key()
+                ),
+            ));
+        }
+    }
+    let group_exprs = group_by_exprs(&q.group_by, &outs)?;
+    let select_aggregates = outs.iter().any(|o| contains_aggregate(&o.expr).is_some());
+    // HAVING alone makes the query an aggregation (all rows one group), as in Trino.
+    let aggregated = !q.group_by.is_empty() || select_aggregates || q.having.is_some();
+    let keys: Vec<String> = group_exprs.iter().map(Expr::key).collect();
+    if aggregated {
+        for o in &outs {
+            check_grouped(&o.expr, &keys)?;
+        }
+    }
+
+    // Clauses are emitted in SQL order: constants are bound as `?n` in the order they appear.
+    let mut sql = String::from("SELECT ");
+    if q.distinct {
+        sql.push_str("DISTINCT ");
+    }
+    let mut columns = Vec::with_capacity(outs.len());
+    for (i, o) in outs.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let s = cx.emit(&o.t);
+        sql.push_str(&format!("{s} AS \"_c{i}\""));
+        columns.push(Column {
+            name: o.name.clone(),
+            ty: o.t.ty,
+        });
+    }
+    if aggregated && q.group_by.is_empty() && !select_aggregates {
+        // Only HAVING aggregates, but SQLite decides by the select list alone whether a query
+        // is an aggregate (and refuses HAVING in one that is not): a trailing count(*) makes
+        // it one. No output column maps to it; the query has at most one row.
+        sql.push_str(", count(*)");
+    }
+    if let Some(rel) = relation {
+        sql.push_str(&format!(" FROM {rel} AS {TABLE_ALIAS}"));
+    }
+    if let Some(w) = &q.where_ {
+        let s = condition(w, "WHERE", cx)?;
+        sql.push_str(&format!(" WHERE {s}"));
+    }
+    if !group_exprs.is_empty() {
+        let mut parts = Vec::new();
+        for g in &group_exprs {
+            let t = expr(g, cx, false)?;
+            parts.push(cx.emit(&t));
+        }
+        sql.push_str(&format!(" GROUP BY {}", parts.join(", ")));
+    }
+    if let Some(h) = &q.having {
+        if aggregated {
+            check_grouped(h, &keys)?;
+        }
+        let s = condition(h, "HAVING", cx)?;
+        sql.push_str(&format!(" HAVING {s}"));
+    }
+    if !q.order_by.is_empty() {
+        let mut parts = Vec::new();
+        for item in &q.order_by {
+            parts.push(order_item(
+                item, q.distinct, &outs, &aliases, cx, aggregated, &keys,
+            )?);
+        }
+        sql.push_str(&format!(" ORDER BY {}", parts.join(", ")));
+    }
+    if let Some(n) = q.limit {
+        sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as u64)));
+    }
+    Ok(CompiledQuery {
+        sql,
+        params: Vec::new(),
+        columns,
+    })
+}
+
+/// The select list translated, `*` expanded to the table's columns, with each item's alias
+/// (`None` for `*` and unaliased items; ORDER BY may name an alias).
+fn select_list(
+    q: &Select,
+    cx: &mut Cx,
+    relation: Option<&str>,
+) -> Result<(Vec<OutCol>, Vec<Option<String>>), QueryError> {
     let mut outs: Vec<OutCol> = Vec::new();
     let mut aliases: Vec<Option<String>> = Vec::new();
     for item in &q.items {
@@ -302,22 +396,13 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
             }
         }
     }
+    Ok((outs, aliases))
+}
 
-    if let Some(w) = &q.where_ {
-        if let Some(a) = contains_aggregate(w) {
-            return Err(verr(
-                w.pos(),
-                format!(
-                    "WHERE clause cannot contain aggregations, window functions or grouping operations: [{}]",
-                    a.key()
-                ),
-            ));
-        }
-    }
-
-    // GROUP BY keys: ordinals refer to select items.
+/// The GROUP BY keys as expressions: an ordinal (`GROUP BY 1`) stands for that select item.
+fn group_by_exprs(group_by: &[Expr], outs: &[OutCol]) -> Result<Vec<Expr>, QueryError> {
     let mut group_exprs: Vec<Expr> = Vec::new();
-    for g in &q.group_by {
+    for g in group_by {
         if let Expr::Lit {
             v: Lit::Int(n),
             pos,
@@ -344,92 +429,22 @@ fn select(q: &Select, cx: &mut Cx, relation: Option<&str>) -> Result<CompiledQue
             group_exprs.push(g.clone());
         }
     }
-    let aggregated = !q.group_by.is_empty()
-        || outs.iter().any(|o| contains_aggregate(&o.expr).is_some())
-        // HAVING alone makes the query an aggregation, as in Trino.
-        || q.having.is_some();
-    let keys: Vec<String> = group_exprs.iter().map(Expr::key).collect();
-    if aggregated {
-        for o in &outs {
-            check_grouped(&o.expr, &keys)?;
-        }
-    }
+    Ok(group_exprs)
+}
 
-    let mut sql = String::from("SELECT ");
-    if q.distinct {
-        sql.push_str("DISTINCT ");
+/// The SQL of a WHERE or HAVING condition, which must be boolean.
+fn condition(e: &Expr, clause: &str, cx: &mut Cx) -> Result<String, QueryError> {
+    let t = expr(e, cx, false)?;
+    if !matches!(t.ty, Ty::Boolean | Ty::Unknown) {
+        return Err(verr(
+            e.pos(),
+            format!(
+                "{clause} clause must evaluate to a boolean: actual type {}",
+                type_name(t.ty)
+            ),
+        ));
     }
-    let mut columns = Vec::with_capacity(outs.len());
-    for (i, o) in outs.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        let s = cx.emit(&o.t);
-        sql.push_str(&format!("{s} AS \"_c{i}\""));
-        columns.push(Column {
-            name: o.name.clone(),
-            ty: o.t.ty,
-        });
-    }
-    if let Some(rel) = relation {
-        sql.push_str(&format!(" FROM {rel} AS {TABLE_ALIAS}"));
-    }
-    if let Some(w) = &q.where_ {
-        let t = expr(w, cx, false)?;
-        if !matches!(t.ty, Ty::Boolean | Ty::Unknown) {
-            return Err(verr(
-                w.pos(),
-                format!(
-                    "WHERE clause must evaluate to a boolean: actual type {}",
-                    type_name(t.ty)
-                ),
-            ));
-        }
-        let s = cx.emit(&t);
-        sql.push_str(&format!(" WHERE {s}"));
-    }
-    if !group_exprs.is_empty() {
-        let mut parts = Vec::new();
-        for g in &group_exprs {
-            let t = expr(g, cx, false)?;
-            parts.push(cx.emit(&t));
-        }
-        sql.push_str(&format!(" GROUP BY {}", parts.join(", ")));
-    }
-    if let Some(h) = &q.having {
-        if aggregated {
-            check_grouped(h, &keys)?;
-        }
-        let t = expr(h, cx, false)?;
-        if !matches!(t.ty, Ty::Boolean | Ty::Unknown) {
-            return Err(verr(
-                h.pos(),
-                format!(
-                    "HAVING clause must evaluate to a boolean: actual type {}",
-                    type_name(t.ty)
-                ),
-            ));
-        }
-        let s = cx.emit(&t);
-        sql.push_str(&format!(" HAVING {s}"));
-    }
-    if !q.order_by.is_empty() {
-        let mut parts = Vec::new();
-        for item in &q.order_by {
-            parts.push(order_item(
-                item, q.distinct, &outs, &aliases, cx, aggregated, &keys,
-            )?);
-        }
-        sql.push_str(&format!(" ORDER BY {}", parts.join(", ")));
-    }
-    if let Some(n) = q.limit {
-        sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as u64)));
-    }
-    Ok(CompiledQuery {
-        sql,
-        params: Vec::new(),
-        columns,
-    })
+    Ok(cx.emit(&t))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -645,122 +660,66 @@ fn expr_inner(e: &Expr, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
     combine(e, kids, cx, in_agg)
 }
 
+/// The translated children of one node, handed out in the order of [`Expr::children`].
+struct Operands(std::vec::IntoIter<T>);
+
+impl Operands {
+    fn next(&mut self) -> Result<T, QueryError> {
+        self.0
+            .next()
+            .ok_or_else(|| QueryError::Internal("translator: operand missing".into()))
+    }
+
+    /// The next operand if the node has this optional part (a CASE operand, an ESCAPE).
+    fn next_if(&mut self, present: bool) -> Result<Option<T>, QueryError> {
+        present.then(|| self.next()).transpose()
+    }
+}
+
+/// One node, given its translated children: type checks, constant folding and SQL.
 #[inline(never)]
 fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, QueryError> {
-    let mut kids = kids.into_iter();
-    let mut next = || {
-        kids.next()
-            .ok_or_else(|| QueryError::Internal("translator: operand missing".into()))
-    };
+    let mut kids = Operands(kids.into_iter());
     match e {
         Expr::Col { name, pos, .. } => {
             let c = cx.column(name, *pos)?;
             Ok(T::sql(view_column(c), c.ty))
         }
         Expr::Lit { v, pos } => literal(v, *pos),
-        Expr::Neg { pos, .. } => {
-            let t = next()?;
-            if !(is_numeric(t.ty) || t.ty == Ty::IntervalDayToSecond || t.ty == Ty::Unknown) {
-                return Err(verr(
-                    *pos,
-                    format!("'-' cannot be applied to {}", type_name(t.ty)),
-                ));
-            }
-            match t.s {
-                S::Const(Value::Integer(i)) => Ok(T::c(
-                    Value::Integer(i.checked_neg().ok_or_else(|| overflow(*pos))?),
-                    t.ty,
-                )),
-                S::Const(Value::Real(f)) => Ok(T::c(Value::Real(-f), t.ty)),
-                _ => {
-                    let s = cx.emit(&t);
-                    Ok(T::sql(format!("(-{s})"), t.ty))
-                }
-            }
-        }
+        Expr::Neg { pos, .. } => negate(kids.next()?, *pos, cx),
         Expr::Not { pos, .. } => {
-            let t = next()?;
+            let t = kids.next()?;
             boolean_operand(&t, *pos, "NOT")?;
             let s = cx.emit(&t);
             Ok(T::sql(format!("(NOT {s})"), Ty::Boolean))
         }
         Expr::Bin { op, pos, .. } => {
-            let a = next()?;
-            let b = next()?;
+            let a = kids.next()?;
+            let b = kids.next()?;
             binary(*op, a, b, *pos, cx)
         }
         Expr::Between { neg, pos, .. } => {
-            let t = next()?;
-            let l = next()?;
-            let h = next()?;
-            for o in [&l, &h] {
-                if common(t.ty, o.ty).is_none() {
-                    return Err(cannot_apply(*pos, "BETWEEN", t.ty, o.ty));
-                }
-            }
-            let (ts, ls, hs) = (cx.emit(&t), cx.emit(&l), cx.emit(&h));
-            let not = if *neg { "NOT " } else { "" };
-            Ok(T::sql(
-                format!("({ts} {not}BETWEEN {ls} AND {hs})"),
-                Ty::Boolean,
-            ))
+            let t = kids.next()?;
+            let low = kids.next()?;
+            let high = kids.next()?;
+            between(t, low, high, *neg, *pos, cx)
         }
         Expr::In { list, neg, pos, .. } => {
-            let t = next()?;
-            let mut items = Vec::new();
-            for _ in list {
-                let v = next()?;
-                if common(t.ty, v.ty).is_none() {
-                    return Err(cannot_apply(*pos, "IN", t.ty, v.ty));
-                }
-                items.push(v);
-            }
-            let ts = cx.emit(&t);
-            let vs: Vec<String> = items.iter().map(|v| cx.emit(v)).collect();
-            let not = if *neg { "NOT " } else { "" };
-            Ok(T::sql(
-                format!("({ts} {not}IN ({}))", vs.join(", ")),
-                Ty::Boolean,
-            ))
+            let t = kids.next()?;
+            let items = list.iter().map(|_| kids.next()).collect::<Result<_, _>>()?;
+            in_list(t, items, *neg, *pos, cx)
         }
         Expr::IsNull { neg, .. } => {
-            let t = next()?;
+            let t = kids.next()?;
             let s = cx.emit(&t);
             let not = if *neg { "NOT " } else { "" };
             Ok(T::sql(format!("({s} IS {not}NULL)"), Ty::Boolean))
         }
         Expr::Like { esc, neg, pos, .. } => {
-            let t = next()?;
-            let p = next()?;
-            let es = match esc {
-                Some(_) => Some(next()?),
-                None => None,
-            };
-            for o in std::iter::once(&t)
-                .chain(std::iter::once(&p))
-                .chain(es.iter())
-            {
-                if !matches!(o.ty, Ty::Varchar | Ty::Unknown) {
-                    return Err(cannot_apply(*pos, "LIKE", t.ty, o.ty));
-                }
-            }
-            if let (Some(ps), esc_text) = (p.text(), es.as_ref().map(|e| e.text())) {
-                let esc_char = match esc_text {
-                    None => None,
-                    Some(Some(e)) => Some(e.to_string()),
-                    Some(None) => None,
-                };
-                super::functions::like_regex(ps, esc_char.as_deref()).map_err(|m| verr(*pos, m))?;
-            }
-            let mut args = vec![cx.emit(&t), cx.emit(&p)];
-            if let Some(es) = &es {
-                args.push(cx.emit(es));
-            }
-            let not = if *neg { "NOT " } else { "" };
-            Ok(T::sql(
-                format!("({not}ts_like({}))", args.join(", ")),
-                Ty::Boolean,
-            ))
+            let t = kids.next()?;
+            let pattern = kids.next()?;
+            let escape = kids.next_if(esc.is_some())?;
+            like(t, pattern, escape, *neg, *pos, cx)
         }
         Expr::Func {
             name,
@@ -769,8 +728,14 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
             star,
             pos,
         } => {
-            let a: Vec<T> = args.iter().map(|_| next()).collect::<Result<_, _>>()?;
-            func(name, a, *distinct, *star, *pos, cx, in_agg)
+            let a: Vec<T> = args.iter().map(|_| kids.next()).collect::<Result<_, _>>()?;
+            let call = calls::Call {
+                name,
+                distinct: *distinct,
+                star: *star,
+                pos: *pos,
+            };
+            calls::translate(&call, a, cx, in_agg)
         }
         Expr::Case {
             operand,
@@ -778,68 +743,148 @@ fn combine(e: &Expr, kids: Vec<T>, cx: &mut Cx, in_agg: bool) -> Result<T, Query
             else_,
             pos,
         } => {
-            let op = match operand {
-                Some(_) => Some(next()?),
-                None => None,
-            };
-            let mut ty = Ty::Unknown;
-            let mut parts = Vec::new();
-            for (w, _) in whens {
-                let wt = next()?;
-                match &op {
-                    Some(o) => {
-                        if common(o.ty, wt.ty).is_none() {
-                            return Err(cannot_apply(w.pos(), "=", o.ty, wt.ty));
-                        }
-                    }
-                    None => boolean_operand(&wt, w.pos(), "WHEN")?,
-                }
-                let tt = next()?;
-                ty = common(ty, tt.ty).ok_or_else(|| {
-                    verr(
-                        *pos,
-                        format!(
-                            "All CASE results must be the same type: {}",
-                            type_name(tt.ty)
-                        ),
-                    )
-                })?;
-                parts.push((wt, tt));
-            }
-            let el = match else_ {
-                Some(_) => Some(next()?),
-                None => None,
-            };
-            if let Some(x) = &el {
-                ty = common(ty, x.ty).ok_or_else(|| {
-                    verr(
-                        *pos,
-                        format!(
-                            "All CASE results must be the same type: {}",
-                            type_name(x.ty)
-                        ),
-                    )
-                })?;
-            }
-            let mut s = String::from("(CASE");
-            if let Some(o) = &op {
-                s += &format!(" {}", cx.emit(o));
-            }
-            for (w, t) in &parts {
-                let (ws, ts) = (cx.emit(w), cx.emit(t));
-                s += &format!(" WHEN {ws} THEN {ts}");
-            }
-            if let Some(x) = &el {
-                s += &format!(" ELSE {}", cx.emit(x));
-            }
-            s += " END)";
-            Ok(T::sql(s, ty))
+            let operand = kids.next_if(operand.is_some())?;
+            let arms = whens
+                .iter()
+                .map(|(w, _)| Ok((w.pos(), kids.next()?, kids.next()?)))
+                .collect::<Result<_, QueryError>>()?;
+            let else_ = kids.next_if(else_.is_some())?;
+            case(operand, arms, else_, *pos, cx)
         }
-        Expr::Cast { ty, pos, .. } => {
-            let t = next()?;
-            cast(t, *ty, *pos, cx)
+        Expr::Cast { ty, pos, .. } => cast(kids.next()?, *ty, *pos, cx),
+    }
+}
+
+/// Unary minus; constants fold (an overflowing `-(-9223372036854775808)` is an error).
+fn negate(t: T, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> {
+    if !(is_numeric(t.ty) || t.ty == Ty::IntervalDayToSecond || t.ty == Ty::Unknown) {
+        return Err(verr(
+            pos,
+            format!("'-' cannot be applied to {}", type_name(t.ty)),
+        ));
+    }
+    match t.s {
+        S::Const(Value::Integer(i)) => Ok(T::c(
+            Value::Integer(i.checked_neg().ok_or_else(|| overflow(pos))?),
+            t.ty,
+        )),
+        S::Const(Value::Real(f)) => Ok(T::c(Value::Real(-f), t.ty)),
+        _ => {
+            let s = cx.emit(&t);
+            Ok(T::sql(format!("(-{s})"), t.ty))
         }
     }
+}
+
+fn between(t: T, low: T, high: T, neg: bool, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> {
+    for o in [&low, &high] {
+        if common(t.ty, o.ty).is_none() {
+            return Err(cannot_apply(pos, "BETWEEN", t.ty, o.ty));
+        }
+    }
+    let (ts, ls, hs) = (cx.emit(&t), cx.emit(&low), cx.emit(&high));
+    let not = if neg { "NOT " } else { "" };
+    Ok(T::sql(
+        format!("({ts} {not}BETWEEN {ls} AND {hs})"),
+        Ty::Boolean,
+    ))
+}
+
+fn in_list(t: T, items: Vec<T>, neg: bool, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> {
+    for v in &items {
+        if common(t.ty, v.ty).is_none() {
+            return Err(cannot_apply(pos, "IN", t.ty, v.ty));
+        }
+    }
+    let ts = cx.emit(&t);
+    let vs: Vec<String> = items.iter().map(|v| cx.emit(v)).collect();
+    let not = if neg { "NOT " } else { "" };
+    Ok(T::sql(
+        format!("({ts} {not}IN ({}))", vs.join(", ")),
+        Ty::Boolean,
+    ))
+}
+
+/// `LIKE` runs as `ts_like` (SQLite's LIKE folds ASCII case; Trino's does not). A constant
+/// pattern is checked here, so a bad pattern or escape fails the query, not each row.
+fn like(
+    t: T,
+    pattern: T,
+    escape: Option<T>,
+    neg: bool,
+    pos: Pos,
+    cx: &mut Cx,
+) -> Result<T, QueryError> {
+    for o in std::iter::once(&t)
+        .chain(std::iter::once(&pattern))
+        .chain(escape.iter())
+    {
+        if !matches!(o.ty, Ty::Varchar | Ty::Unknown) {
+            return Err(cannot_apply(pos, "LIKE", t.ty, o.ty));
+        }
+    }
+    if let Some(ps) = pattern.text() {
+        // A run-time escape (not a constant) is left to `ts_like`, as is an absent one.
+        let esc_char = escape.as_ref().and_then(T::text);
+        super::functions::like_regex(ps, esc_char).map_err(|m| verr(pos, m))?;
+    }
+    let mut args = vec![cx.emit(&t), cx.emit(&pattern)];
+    if let Some(es) = &escape {
+        args.push(cx.emit(es));
+    }
+    let not = if neg { "NOT " } else { "" };
+    Ok(T::sql(
+        format!("({not}ts_like({}))", args.join(", ")),
+        Ty::Boolean,
+    ))
+}
+
+/// `CASE [operand] WHEN … THEN … [ELSE …] END`. `arms`: each WHEN's position, its condition
+/// (or the value compared with the operand) and its result. All results share one type.
+fn case(
+    operand: Option<T>,
+    arms: Vec<(Pos, T, T)>,
+    else_: Option<T>,
+    pos: Pos,
+    cx: &mut Cx,
+) -> Result<T, QueryError> {
+    let mixed = |t: &T| {
+        verr(
+            pos,
+            format!(
+                "All CASE results must be the same type: {}",
+                type_name(t.ty)
+            ),
+        )
+    };
+    let mut ty = Ty::Unknown;
+    for (when_pos, when, then) in &arms {
+        match &operand {
+            Some(o) => {
+                if common(o.ty, when.ty).is_none() {
+                    return Err(cannot_apply(*when_pos, "=", o.ty, when.ty));
+                }
+            }
+            None => boolean_operand(when, *when_pos, "WHEN")?,
+        }
+        ty = common(ty, then.ty).ok_or_else(|| mixed(then))?;
+    }
+    if let Some(x) = &else_ {
+        ty = common(ty, x.ty).ok_or_else(|| mixed(x))?;
+    }
+    let mut s = String::from("(CASE");
+    if let Some(o) = &operand {
+        s += &format!(" {}", cx.emit(o));
+    }
+    for (_, when, then) in &arms {
+        let (ws, ts) = (cx.emit(when), cx.emit(then));
+        s += &format!(" WHEN {ws} THEN {ts}");
+    }
+    if let Some(x) = &else_ {
+        s += &format!(" ELSE {}", cx.emit(x));
+    }
+    s += " END)";
+    Ok(T::sql(s, ty))
 }
 
 fn boolean_operand(t: &T, pos: Pos, what: &str) -> Result<(), QueryError> {
@@ -985,380 +1030,4 @@ fn arith(op: BinOp, a: T, b: T, pos: Pos, cx: &mut Cx) -> Result<T, QueryError> 
         },
         ty,
     ))
-}
-
-fn bad_args(name: &str, args: &[T], pos: Pos, expected: &str) -> QueryError {
-    let got: Vec<&str> = args.iter().map(|a| type_name(a.ty)).collect();
-    verr(
-        pos,
-        format!(
-            "Unexpected parameters ({}) for function {name}. Expected: {expected}",
-            got.join(", ")
-        ),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn func(
-    name: &str,
-    a: Vec<T>,
-    distinct: bool,
-    star: bool,
-    pos: Pos,
-    cx: &mut Cx,
-    in_agg: bool,
-) -> Result<T, QueryError> {
-    let agg = is_aggregate(name);
-    if agg && in_agg {
-        return Err(verr(
-            pos,
-            format!("Cannot nest aggregations inside aggregation '{name}'"),
-        ));
-    }
-    if star && name != "count" {
-        return Err(verr(pos, format!("'{name}(*)' is not supported")));
-    }
-    if distinct && !agg {
-        return Err(verr(
-            pos,
-            format!("DISTINCT is not supported for non-aggregation function '{name}'"),
-        ));
-    }
-    let dist = if distinct { "DISTINCT " } else { "" };
-    let one =
-        |cx: &mut Cx, a: &[T], sig: &str, ok: &dyn Fn(Ty) -> bool| -> Result<String, QueryError> {
-            if a.len() != 1 || !(ok(a[0].ty) || a[0].ty == Ty::Unknown) {
-                return Err(bad_args(name, a, pos, sig));
-            }
-            Ok(cx.emit(&a[0]))
-        };
-    let now = cx.now_ns;
-    Ok(match name {
-        "count" => {
-            if star {
-                T::sql("count(*)".into(), Ty::Bigint)
-            } else {
-                let s = one(cx, &a, "count(t)", &|_| true)?;
-                T::sql(format!("count({dist}{s})"), Ty::Bigint)
-            }
-        }
-        "sum" => {
-            let s = one(cx, &a, "sum(bigint), sum(double)", &is_numeric)?;
-            let ty = if a[0].ty == Ty::Double {
-                Ty::Double
-            } else {
-                Ty::Bigint
-            };
-            T::sql(format!("sum({dist}{s})"), ty)
-        }
-        "avg" => {
-            let s = one(cx, &a, "avg(bigint), avg(double)", &is_numeric)?;
-            T::sql(format!("avg({dist}{s})"), Ty::Double)
-        }
-        "min" | "max" => {
-            let s = one(cx, &a, &format!("{name}(t) t:orderable"), &|t| {
-                !matches!(t, Ty::Boolean)
-            })?;
-            T::sql(format!("{name}({dist}{s})"), a[0].ty)
-        }
-        "now" | "current_timestamp" => {
-            if !a.is_empty() {
-                return Err(bad_args(name, &a, pos, "now()"));
-            }
-            T::c(Value::Integer(now), Ty::Timestamp)
-        }
-        "ago" => {
-            let s = one(cx, &a, "ago(interval day to second)", &|t| {
-                t == Ty::IntervalDayToSecond
-            })?;
-            match a[0].int() {
-                Some(iv) => T::c(
-                    Value::Integer(now.checked_sub(iv).ok_or_else(|| overflow(pos))?),
-                    Ty::Timestamp,
-                ),
-                None => {
-                    let n = cx.emit(&T::c(Value::Integer(now), Ty::Timestamp));
-                    T::sql(format!("({n} - {s})"), Ty::Timestamp)
-                }
-            }
-        }
-        "from_milliseconds" | "from_nanoseconds" => {
-            let mult: i64 = if name == "from_milliseconds" {
-                1_000_000
-            } else {
-                1
-            };
-            if a.len() != 1 || !(is_integral(a[0].ty) || a[0].ty == Ty::Unknown) {
-                return Err(bad_args(name, &a, pos, &format!("{name}(bigint)")));
-            }
-            if a[0].is_null() {
-                return Ok(T::c(Value::Null, Ty::Timestamp));
-            }
-            match a[0].int() {
-                Some(v) => T::c(
-                    Value::Integer(v.checked_mul(mult).ok_or_else(|| overflow(pos))?),
-                    Ty::Timestamp,
-                ),
-                None => {
-                    let s = cx.emit(&a[0]);
-                    T::sql(
-                        if mult == 1 {
-                            s
-                        } else {
-                            format!("({s} * {mult})")
-                        },
-                        Ty::Timestamp,
-                    )
-                }
-            }
-        }
-        "from_unixtime" => {
-            let s = one(cx, &a, "from_unixtime(double)", &is_numeric)?;
-            if a[0].is_null() {
-                return Ok(T::c(Value::Null, Ty::Timestamp));
-            }
-            if let Some(v) = a[0].int() {
-                T::c(
-                    Value::Integer(v.checked_mul(1_000_000_000).ok_or_else(|| overflow(pos))?),
-                    Ty::Timestamp,
-                )
-            } else if let Some(f) = a[0].num() {
-                let ns = (f * 1e9).round();
-                if !ns.is_finite() || ns.abs() > 9.2e18 {
-                    return Err(overflow(pos));
-                }
-                T::c(Value::Integer(ns as i64), Ty::Timestamp)
-            } else if is_integral(a[0].ty) {
-                T::sql(format!("({s} * 1000000000)"), Ty::Timestamp)
-            } else {
-                T::sql(
-                    format!("CAST(round({s} * 1000000000.0) AS INTEGER)"),
-                    Ty::Timestamp,
-                )
-            }
-        }
-        "to_milliseconds" | "to_nanoseconds" => {
-            let s = one(
-                cx,
-                &a,
-                &format!("{name}(timestamp), {name}(interval day to second)"),
-                &|t| matches!(t, Ty::Timestamp | Ty::IntervalDayToSecond),
-            )?;
-            let div: i64 = if name == "to_milliseconds" {
-                1_000_000
-            } else {
-                1
-            };
-            match a[0].int() {
-                Some(v) => T::c(Value::Integer(v.div_euclid(div)), Ty::Bigint),
-                None if div == 1 => T::sql(s, Ty::Bigint),
-                None => T::sql(format!("ts_floordiv({s}, {div})"), Ty::Bigint),
-            }
-        }
-        "to_unixtime" => {
-            let s = one(cx, &a, "to_unixtime(timestamp)", &|t| t == Ty::Timestamp)?;
-            match a[0].int() {
-                Some(v) => T::c(Value::Real(v as f64 / 1e9), Ty::Double),
-                None => T::sql(format!("(CAST({s} AS REAL) / 1000000000.0)"), Ty::Double),
-            }
-        }
-        "bin" => {
-            if a.len() != 2
-                || !matches!(a[0].ty, Ty::Timestamp | Ty::Unknown)
-                || a[1].ty != Ty::IntervalDayToSecond
-            {
-                return Err(bad_args(
-                    name,
-                    &a,
-                    pos,
-                    "bin(timestamp, interval day to second)",
-                ));
-            }
-            let Some(iv) = a[1].int() else {
-                return Err(verr(pos, "bin() needs a constant interval"));
-            };
-            if iv <= 0 {
-                return Err(verr(pos, "bin() interval must be positive"));
-            }
-            match a[0].int() {
-                Some(t) => T::c(Value::Integer(t - t.rem_euclid(iv)), Ty::Timestamp),
-                None if a[0].is_null() => T::c(Value::Null, Ty::Timestamp),
-                None => {
-                    let s = cx.emit(&a[0]);
-                    T::sql(format!("ts_bin({s}, {iv})"), Ty::Timestamp)
-                }
-            }
-        }
-        "year" | "quarter" | "month" | "week" | "week_of_year" | "day" | "day_of_month"
-        | "day_of_week" | "dow" | "day_of_year" | "doy" | "hour" | "minute" | "second"
-        | "millisecond" => {
-            let s = one(cx, &a, &format!("{name}(timestamp)"), &|t| {
-                t == Ty::Timestamp
-            })?;
-            match a[0].int() {
-                Some(v) => T::c(
-                    Value::Integer(super::functions::field(name, v).unwrap_or(0)),
-                    Ty::Bigint,
-                ),
-                None => T::sql(format!("ts_field('{name}', {s})"), Ty::Bigint),
-            }
-        }
-        "date_add" | "date_diff" => {
-            let sig = if name == "date_add" {
-                "date_add(varchar, bigint, timestamp)"
-            } else {
-                "date_diff(varchar, timestamp, timestamp)"
-            };
-            let ok = a.len() == 3
-                && a[0].ty == Ty::Varchar
-                && if name == "date_add" {
-                    is_integral(a[1].ty) && a[2].ty == Ty::Timestamp
-                } else {
-                    a[1].ty == Ty::Timestamp && a[2].ty == Ty::Timestamp
-                };
-            if !ok {
-                return Err(bad_args(name, &a, pos, sig));
-            }
-            let unit = a[0]
-                .text()
-                .map(str::to_ascii_lowercase)
-                .ok_or_else(|| verr(pos, format!("{name}() needs a constant unit")))?;
-            if super::functions::date_add(&unit, 0, 0).is_none() {
-                return Err(verr(
-                    pos,
-                    format!("'{unit}' is not a valid Timestamp field"),
-                ));
-            }
-            let ty = if name == "date_add" {
-                Ty::Timestamp
-            } else {
-                Ty::Bigint
-            };
-            if let (Some(x), Some(y)) = (a[1].int(), a[2].int()) {
-                let v = if name == "date_add" {
-                    super::functions::date_add(&unit, x, y)
-                } else {
-                    super::functions::date_diff(&unit, x, y)
-                };
-                T::c(Value::Integer(v.ok_or_else(|| overflow(pos))?), ty)
-            } else {
-                let u = cx.emit(&T::c(Value::Text(unit), Ty::Varchar));
-                let (x, y) = (cx.emit(&a[1]), cx.emit(&a[2]));
-                T::sql(format!("ts_{name}({u}, {x}, {y})"), ty)
-            }
-        }
-        "date_trunc" => {
-            if a.len() != 2
-                || a[0].ty != Ty::Varchar
-                || !matches!(a[1].ty, Ty::Timestamp | Ty::Unknown)
-            {
-                return Err(bad_args(name, &a, pos, "date_trunc(varchar, timestamp)"));
-            }
-            let unit = a[0]
-                .text()
-                .map(str::to_ascii_lowercase)
-                .ok_or_else(|| verr(pos, "date_trunc() needs a constant unit"))?;
-            if super::functions::date_trunc(&unit, 0).is_none() {
-                return Err(verr(
-                    pos,
-                    format!("'{unit}' is not a valid Timestamp field"),
-                ));
-            }
-            match a[1].int() {
-                Some(t) => T::c(
-                    Value::Integer(super::functions::date_trunc(&unit, t).unwrap_or(t)),
-                    Ty::Timestamp,
-                ),
-                None => {
-                    let u = cx.emit(&T::c(Value::Text(unit), Ty::Varchar));
-                    let s = cx.emit(&a[1]);
-                    T::sql(format!("ts_date_trunc({u}, {s})"), Ty::Timestamp)
-                }
-            }
-        }
-        "regexp_like" => {
-            if a.len() != 2 || a.iter().any(|x| !matches!(x.ty, Ty::Varchar | Ty::Unknown)) {
-                return Err(bad_args(name, &a, pos, "regexp_like(varchar, varchar)"));
-            }
-            if let Some(p) = a[1].text() {
-                javaregex::compile_cached(p)
-                    .map_err(|m| verr(pos, format!("Invalid regex pattern: {m}")))?;
-            }
-            let (x, y) = (cx.emit(&a[0]), cx.emit(&a[1]));
-            T::sql(format!("regexp_like({x}, {y})"), Ty::Boolean)
-        }
-        "coalesce" | "greatest" | "least" => {
-            if a.is_empty() || (name != "coalesce" && a.len() < 2) {
-                return Err(bad_args(name, &a, pos, &format!("{name}(t, t...)")));
-            }
-            let mut ty = Ty::Unknown;
-            for x in &a {
-                ty = common(ty, x.ty)
-                    .ok_or_else(|| bad_args(name, &a, pos, &format!("{name}(t, t...)")))?;
-            }
-            let parts: Vec<String> = a.iter().map(|x| cx.emit(x)).collect();
-            let f = match name {
-                "greatest" => "max",
-                "least" => "min",
-                _ => "coalesce",
-            };
-            let parts = if f == "coalesce" && parts.len() == 1 {
-                vec![parts[0].clone(), "NULL".into()]
-            } else {
-                parts
-            };
-            T::sql(format!("{f}({})", parts.join(", ")), ty)
-        }
-        "abs" => {
-            let s = one(cx, &a, "abs(double), abs(bigint)", &is_numeric)?;
-            T::sql(format!("abs({s})"), a[0].ty)
-        }
-        "round" | "floor" | "ceil" | "ceiling" | "sqrt" | "ln" | "exp" => {
-            if a.is_empty()
-                || a.len() > 2
-                || !is_numeric(a[0].ty)
-                || (a.len() == 2 && (name != "round" || !is_integral(a[1].ty)))
-            {
-                return Err(bad_args(name, &a, pos, &format!("{name}(double)")));
-            }
-            let parts: Vec<String> = a.iter().map(|x| cx.emit(x)).collect();
-            let ty = match name {
-                "sqrt" | "ln" | "exp" => Ty::Double,
-                _ => a[0].ty,
-            };
-            let f = if name == "ceiling" { "ceil" } else { name };
-            T::sql(format!("ts_math('{f}', {})", parts.join(", ")), ty)
-        }
-        "length" => {
-            let s = one(cx, &a, "length(varchar)", &|t| t == Ty::Varchar)?;
-            T::sql(format!("length({s})"), Ty::Bigint)
-        }
-        "lower" | "upper" => {
-            let s = one(cx, &a, &format!("{name}(varchar)"), &|t| t == Ty::Varchar)?;
-            T::sql(format!("ts_{name}({s})"), Ty::Varchar)
-        }
-        "parse_duration" => {
-            let s = one(cx, &a, "parse_duration(varchar)", &|t| t == Ty::Varchar)?;
-            let Some(text) = a[0].text() else {
-                return Ok(T::sql(
-                    format!("ts_parse_duration({s})"),
-                    Ty::IntervalDayToSecond,
-                ));
-            };
-            let ns = super::functions::parse_duration(text)
-                .ok_or_else(|| verr(pos, format!("Invalid duration: {text}")))?;
-            // The text was bound by `one` above but is folded away: drop that parameter.
-            cx.params.pop();
-            T::c(Value::Integer(ns), Ty::IntervalDayToSecond)
-        }
-        "concat" => {
-            if a.len() < 2 || a.iter().any(|x| !matches!(x.ty, Ty::Varchar | Ty::Unknown)) {
-                return Err(bad_args(name, &a, pos, "concat(varchar, varchar...)"));
-            }
-            let parts: Vec<String> = a.iter().map(|x| cx.emit(x)).collect();
-            T::sql(format!("({})", parts.join(" || ")), Ty::Varchar)
-        }
-        _ => return Err(verr(pos, format!("Function '{name}' not registered"))),
-    })
 }
