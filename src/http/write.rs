@@ -42,8 +42,8 @@ use crate::special;
 use crate::timestream::client::RequestCredentials;
 use crate::timestream::error::FailureKind;
 use crate::timestream::reader::{note_histograms_written, note_special_values_written};
-use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
-use crate::write::{plan_write, IgnoreReason, PlanOptions};
+use crate::timestream::writer::{self, WriteOutcome, WriterOptions};
+use crate::write::{IgnoreReason, PlanOptions};
 
 /// `proto=` of a remote-write 1.0 body.
 pub const PROTO_V1: &str = "prometheus.WriteRequest";
@@ -201,7 +201,7 @@ async fn write(
         special_values: cfg.write.special_values,
         native_histograms: cfg.write.native_histograms,
     };
-    let plan = match limits::cpu_heavy(large, || plan_write(&req, &opts)) {
+    let plan = match limits::cpu_heavy(large, || crate::write::plan(&req, &opts)) {
         Ok(p) => p,
         Err(e) => {
             let received = req.sample_count() as u64;
@@ -236,7 +236,7 @@ async fn write(
         histograms,
         exemplars,
     };
-    if plan.records.is_empty() {
+    if plan.record_count() == 0 {
         return Ok(StatusCode::OK);
     }
     let clients = state.clients.get(&creds);
@@ -252,7 +252,7 @@ async fn write(
         Some(Extension(l)) => Some(l.write_slots(want).await),
         None => None,
     };
-    let outcome = write_plan(
+    let outcome = writer::send(
         &client,
         &plan,
         WriterOptions {
@@ -267,7 +267,7 @@ async fn write(
     written.samples += outcome.samples_written - outcome.histograms_written;
     written.histograms += outcome.histograms_written;
     if outcome.histograms_written > 0 && outcome.failures.is_empty() {
-        written.histograms += plan.stats.accepted - plan.records.len() as u64;
+        written.histograms += plan.stats.accepted - plan.record_count() as u64;
     }
     if outcome.histograms_written > 0 {
         for d in &plan.destinations {
