@@ -308,10 +308,7 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
         let _ = write!(
             msg,
             "{} WriteRecords call(s) failed after retries, e.g. on {}.{}: {}; retry the request",
-            outcome.failures.len(),
-            first.database,
-            first.table,
-            first.failure
+            outcome.failed_calls, first.database, first.table, first.failure
         );
         return Err(ApiError::Backend {
             kind: FailureKind::Transient,
@@ -349,8 +346,8 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
         }
         msg.push_str(". ");
     }
-    if outcome.failures.len() > 3 {
-        let _ = write!(msg, "{} more failed calls.", outcome.failures.len() - 3);
+    if outcome.failed_calls > 3 {
+        let _ = write!(msg, "{} more failed calls.", outcome.failed_calls - 3);
     }
     Err(ApiError::Backend {
         kind,

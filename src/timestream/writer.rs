@@ -72,13 +72,32 @@ pub struct WriteOutcome {
     /// Native histograms among `samples_written`.
     pub histograms_written: u64,
     /// Calls that failed (after SDK retries).
+    pub failed_calls: usize,
+    /// The failed calls the answer describes: the first [`MAX_FAILURES_KEPT`] to end, and
+    /// the first of each [`FailureKind`] (empty exactly when no call failed). A body of
+    /// 10^5 refused records must not hold 10^3 failures with their messages (issue 13).
     pub failures: Vec<BatchFailure>,
 }
+
+/// Failed calls kept in full in a [`WriteOutcome`] (besides the first of each kind).
+pub const MAX_FAILURES_KEPT: usize = 3;
 
 impl WriteOutcome {
     /// Whether any failure may pass on retry.
     pub fn has_transient(&self) -> bool {
         self.failures.iter().any(|f| f.failure.kind.is_transient())
+    }
+
+    /// Counts a failed call, and keeps it if the answer may need it.
+    pub fn add_failure(&mut self, f: BatchFailure) {
+        self.failed_calls += 1;
+        let new_kind = !self
+            .failures
+            .iter()
+            .any(|k| k.failure.kind == f.failure.kind);
+        if self.failures.len() < MAX_FAILURES_KEPT || new_kind {
+            self.failures.push(f);
+        }
     }
 }
 
@@ -297,7 +316,7 @@ pub async fn send(
                 outcome.samples_written += f.samples_in_call - f.samples_not_written;
                 outcome.histograms_written +=
                     plan.histograms_in(&plan.batches[f.batch]) - f.histograms_not_written;
-                outcome.failures.push(f);
+                outcome.add_failure(f);
             }
         }
     }
@@ -310,6 +329,35 @@ mod tests {
     use crate::config::DestinationConfig;
     use crate::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
     use crate::write::{plan, PlanOptions};
+
+    #[test]
+    fn an_outcome_keeps_few_failures_but_counts_all_and_the_first_of_each_kind() {
+        let f = |kind, batch| BatchFailure {
+            failure: Failure {
+                kind,
+                code: "c".into(),
+                message: "m".into(),
+            },
+            database: "d".into(),
+            table: "t".into(),
+            samples_in_call: 100,
+            samples_not_written: 100,
+            histograms_not_written: 0,
+            rejected: Vec::new(),
+            batch,
+        };
+        let mut o = WriteOutcome::default();
+        for i in 0..1000 {
+            o.add_failure(f(FailureKind::Invalid, i));
+        }
+        o.add_failure(f(FailureKind::AccessDenied, 1000));
+        o.add_failure(f(FailureKind::Transient, 1001));
+        o.add_failure(f(FailureKind::Transient, 1002));
+        assert_eq!(o.failed_calls, 1003);
+        let kept: Vec<_> = o.failures.iter().map(|f| f.batch).collect();
+        assert_eq!(kept, [0, 1, 2, 1000, 1001]);
+        assert!(o.has_transient());
+    }
 
     #[test]
     fn values_round_trip_bit_for_bit() {
