@@ -22,7 +22,7 @@ use timestream_prometheus_connector::remote::pb::{
     BucketSpan, Histogram, Label, Sample, TimeSeries, WriteRequest,
 };
 use timestream_prometheus_connector::timestream::writer::build_records;
-use timestream_prometheus_connector::write::{plan_write, PlanOptions, RecordValue};
+use timestream_prometheus_connector::write::{self, PlanOptions, RecordValue};
 
 const SERIES: usize = 2_500;
 
@@ -215,10 +215,10 @@ fn bench(c: &mut Criterion) {
     let raw = decompress(&body, 64 << 20).unwrap();
     let view = decode_write_request_view(&raw).unwrap();
     g.bench_function("plan", |b| {
-        b.iter(|| plan_write(&view, &opts).unwrap().records.len())
+        b.iter(|| write::plan(&view, &opts).unwrap().record_count())
     });
     g.bench_function("build_records", |b| {
-        let plan = plan_write(&view, &opts).unwrap();
+        let plan = write::plan(&view, &opts).unwrap();
         b.iter(|| {
             let mut n = 0;
             for batch in &plan.batches {
@@ -231,7 +231,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let raw = decompress(&body, 64 << 20).unwrap();
             let req = decode_write_request_view(&raw).unwrap();
-            let plan = plan_write(&req, &opts).unwrap();
+            let plan = write::plan(&req, &opts).unwrap();
             let mut n = 0;
             for batch in &plan.batches {
                 n += build_records(&plan, batch, true).1.len();
@@ -250,14 +250,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let raw = decompress(&body, 64 << 20).unwrap();
             let req = decode_write_request_view(&raw).unwrap();
-            plan_write(&req, &opts).unwrap().records.len()
+            write::plan(&req, &opts).unwrap().record_count()
         })
     });
     g.bench_function("decode_plan_v2", |b| {
         b.iter(|| {
             let raw = decompress(&body_v2, 64 << 20).unwrap();
             let req = decode_write_request_v2(&raw).unwrap();
-            plan_write(&req.view, &opts).unwrap().records.len()
+            write::plan(&req.view, &opts).unwrap().record_count()
         })
     });
     g.finish();
@@ -269,12 +269,10 @@ fn bench(c: &mut Criterion) {
     let hraw = decompress(&hbody, 64 << 20).unwrap();
     {
         let view = decode_write_request_view(&hraw).unwrap();
-        let plan = plan_write(&view, &opts).unwrap();
+        let plan = write::plan(&view, &opts).unwrap();
         let bytes: usize = plan
-            .records
-            .iter()
-            .map(|r| {
-                let p = plan.record_parts(*r);
+            .records()
+            .map(|p| {
                 let RecordValue::Histogram(h) = p.value else {
                     unreachable!()
                 };
@@ -288,8 +286,8 @@ fn bench(c: &mut Criterion) {
             .sum();
         eprintln!(
             "native histograms: {} records, {:.1} bytes written per histogram sample (Timestream's metering), body {} bytes ({} decompressed)",
-            plan.records.len(),
-            bytes as f64 / plan.records.len() as f64,
+            plan.record_count(),
+            bytes as f64 / plan.record_count() as f64,
             hbody.len(),
             hraw.len()
         );
@@ -300,7 +298,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let raw = decompress(&hbody, 64 << 20).unwrap();
             let req = decode_write_request_view(&raw).unwrap();
-            let plan = plan_write(&req, &opts).unwrap();
+            let plan = write::plan(&req, &opts).unwrap();
             let mut n = 0;
             for batch in &plan.batches {
                 n += build_records(&plan, batch, true).1.len();

@@ -52,6 +52,7 @@ fn differential(raw: &[u8]) {
             .iter()
             .map(|s| (s.timestamp, s.value.to_bits()))
             .collect();
+        assert_eq!(v.samples.len(), vs.len());
         let fs: Vec<(i64, u64)> = f
             .samples
             .iter()

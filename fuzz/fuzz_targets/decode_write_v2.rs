@@ -67,7 +67,12 @@ fn differential(raw: &[u8]) {
                 .map(|s| {
                     (
                         s.labels.iter().map(|l| (l.name, l.value)).collect(),
-                        s.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect(),
+                        {
+                            let samples: Vec<_> =
+                                s.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect();
+                            assert_eq!(s.samples.len(), samples.len());
+                            samples
+                        },
                         s.histograms.iter().count(),
                     )
                 })

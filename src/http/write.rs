@@ -41,8 +41,8 @@ use crate::remote::codec::{
 use crate::special;
 use crate::timestream::client::RequestCredentials;
 use crate::timestream::error::FailureKind;
-use crate::timestream::writer::{write_plan, WriteOutcome, WriterOptions};
-use crate::write::{plan_write, IgnoreReason, PlanOptions};
+use crate::timestream::writer::{self, WriteOutcome, WriterOptions};
+use crate::write::{IgnoreReason, PlanOptions};
 
 /// `proto=` of a remote-write 1.0 body.
 pub const PROTO_V1: &str = "prometheus.WriteRequest";
@@ -200,7 +200,7 @@ async fn write(
         special_values: cfg.write.special_values,
         native_histograms: cfg.write.native_histograms,
     };
-    let plan = match limits::cpu_heavy(large, || plan_write(&req, &opts)) {
+    let plan = match limits::cpu_heavy(large, || crate::write::plan(&req, &opts)) {
         Ok(p) => p,
         Err(e) => {
             let received = req.sample_count() as u64;
@@ -235,7 +235,7 @@ async fn write(
         histograms,
         exemplars,
     };
-    if plan.records.is_empty() {
+    if plan.record_count() == 0 {
         return Ok(StatusCode::OK);
     }
     let clients = state.clients.get(&creds);
@@ -251,7 +251,7 @@ async fn write(
         Some(Extension(l)) => Some(l.write_slots(want).await),
         None => None,
     };
-    let outcome = write_plan(
+    let outcome = writer::send(
         &client,
         &plan,
         WriterOptions {
@@ -266,7 +266,7 @@ async fn write(
     written.samples += outcome.samples_written - outcome.histograms_written;
     written.histograms += outcome.histograms_written;
     if outcome.histograms_written > 0 && outcome.failures.is_empty() {
-        written.histograms += plan.stats.accepted - plan.records.len() as u64;
+        written.histograms += plan.stats.accepted - plan.record_count() as u64;
     }
     if outcome.histograms_written > 0 {
         for d in &plan.destinations {
@@ -307,10 +307,7 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
         let _ = write!(
             msg,
             "{} WriteRecords call(s) failed after retries, e.g. on {}.{}: {}; retry the request",
-            outcome.failures.len(),
-            first.database,
-            first.table,
-            first.failure
+            outcome.failed_calls, first.database, first.table, first.failure
         );
         return Err(ApiError::Backend {
             kind: FailureKind::Transient,
@@ -348,8 +345,8 @@ pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusC
         }
         msg.push_str(". ");
     }
-    if outcome.failures.len() > 3 {
-        let _ = write!(msg, "{} more failed calls.", outcome.failures.len() - 3);
+    if outcome.failed_calls > 3 {
+        let _ = write!(msg, "{} more failed calls.", outcome.failed_calls - 3);
     }
     Err(ApiError::Backend {
         kind,

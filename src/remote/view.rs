@@ -1,7 +1,9 @@
 //! Zero-copy decoder of a remote-write 1.0 `WriteRequest`: label names and values are
-//! `&str` into the decompressed body (validated as UTF-8), samples are copied into one
-//! array per request. prost allocated two `String`s per label, which was most of the decode
-//! cost (issue 7).
+//! `&str` into the decompressed body (validated as UTF-8); samples and native histograms
+//! stay in the body, each series keeping the byte range they are in ([`SamplesRef`],
+//! [`HistogramsRef`]), and are decoded again when walked. prost allocated two `String`s per
+//! label, which was most of the decode cost (issue 7); a copied sample took 16 bytes, 8 × an
+//! empty 2-byte one (issue 13).
 //!
 //! Equivalence with prost (`WriteRequest::decode`) is the contract, checked by a proptest:
 //! the same bytes are accepted and yield the same series, labels and samples, and what
@@ -32,11 +34,168 @@ pub struct LabelRef<'a> {
     pub value: &'a str,
 }
 
+/// What the view keeps of one series: its labels (a range of the label array) and the
+/// series message, in which its samples are the byte range `samples` (from the first
+/// sample's field key to the end of the last one).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Span<'a> {
     pub(super) labels: (u32, u32),
+    pub(super) series: &'a [u8],
     pub(super) samples: (u32, u32),
-    pub(super) histograms: HistogramsRef<'a>,
+    pub(super) sample_count: u32,
+    pub(super) histogram_count: u32,
+}
+
+/// The float samples of one series. From the body they are the byte range of the series
+/// message that holds them (other fields that sit between two samples are skipped on each
+/// walk); the decoder validated every field in it, so a walk cannot fail. prost's owned
+/// request lends its decoded array instead (tests, tools).
+///
+/// Walks yield a *cursor* with each sample: its field's byte offset in the range (or its
+/// index in the array). A cursor range selects the samples from one cursor to another, so a
+/// write plan can describe any run of a series' samples in a few bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct SamplesRef<'a> {
+    src: SampleSource<'a>,
+    count: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SampleSource<'a> {
+    /// `Sample` fields (field 2 of the series message, in 1.0 and 2.0) among others.
+    Wire(&'a [u8]),
+    Decoded(&'a [Sample]),
+}
+
+impl Default for SamplesRef<'_> {
+    fn default() -> Self {
+        SamplesRef {
+            src: SampleSource::Decoded(&[]),
+            count: 0,
+        }
+    }
+}
+
+/// Field number of `samples` in the series message of 1.0 and 2.0.
+const SAMPLES_FIELD: u32 = 2;
+
+impl<'a> SamplesRef<'a> {
+    /// Samples decoded elsewhere (prost's `TimeSeries::samples`).
+    pub fn decoded(samples: &'a [Sample]) -> Self {
+        SamplesRef {
+            src: SampleSource::Decoded(samples),
+            count: samples.len() as u32,
+        }
+    }
+
+    /// How many samples there are.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The cursor past the last sample.
+    pub fn end(&self) -> u32 {
+        match self.src {
+            SampleSource::Wire(b) => b.len() as u32,
+            SampleSource::Decoded(s) => s.len() as u32,
+        }
+    }
+
+    /// Every sample, in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = Sample> + 'a {
+        self.walk(0..self.end()).map(|(_, s)| s)
+    }
+
+    /// (cursor, sample) for the samples whose cursor is in `range`, in wire order. `range`
+    /// must start at a cursor a walk yielded (or 0) and end at one or at [`SamplesRef::end`].
+    pub fn walk(&self, range: std::ops::Range<u32>) -> SampleWalk<'a> {
+        SampleWalk {
+            src: self.src,
+            pos: range.start as usize,
+            end: range.end as usize,
+        }
+    }
+}
+
+/// Iterator of [`SamplesRef::walk`].
+#[derive(Debug, Clone)]
+pub struct SampleWalk<'a> {
+    src: SampleSource<'a>,
+    pos: usize,
+    end: usize,
+}
+
+impl Iterator for SampleWalk<'_> {
+    type Item = (u32, Sample);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u32, Sample)> {
+        match self.src {
+            SampleSource::Decoded(s) => {
+                let i = self.pos;
+                if i >= self.end {
+                    return None;
+                }
+                self.pos += 1;
+                Some((i as u32, s[i]))
+            }
+            SampleSource::Wire(b) => loop {
+                let at = self.pos;
+                if at >= self.end {
+                    return None;
+                }
+                // A sample of up to 127 bytes (key 0x12, a one-byte length): all of them
+                // but those padded with unknown fields.
+                if let [0x12, len @ 0..=0x7f, ..] = b[at..self.end] {
+                    let start = at + 2;
+                    self.pos = start + len as usize;
+                    return Some((at as u32, sample_of(&b[start..self.pos])));
+                }
+                let mut fields = Fields::new(&b[at..self.end]);
+                let f = fields.next()?;
+                self.pos = at + fields.pos;
+                if f.tag == SAMPLES_FIELD && f.wire_type == LEN {
+                    return Some((at as u32, sample_of(f.bytes)));
+                }
+            },
+        }
+    }
+}
+
+/// A `Sample` message the decoder validated: the last `value` and `timestamp` win, as in
+/// prost; other fields (2.0's `start_timestamp`, unknown ones) are skipped.
+#[inline]
+fn sample_of(m: &[u8]) -> Sample {
+    // As Prometheus writes it: value (key 0x09, 8 bytes), then timestamp (key 0x10, a varint
+    // that ends the message).
+    if m.len() >= 11 && m.len() <= 20 && m[0] == 0x09 && m[9] == 0x10 {
+        let (ts, last) = m[10..].split_at(m.len() - 11);
+        if last[0] < 0x80 && ts.iter().all(|&b| b >= 0x80) {
+            let mut t = 0u64;
+            for (i, &b) in m[10..].iter().enumerate() {
+                t |= u64::from(b & 0x7f) << (7 * i);
+            }
+            let v: [u8; 8] = m[1..9].try_into().expect("8 bytes");
+            return Sample {
+                value: f64::from_le_bytes(v),
+                timestamp: t as i64,
+            };
+        }
+    }
+    let mut s = Sample::default();
+    for f in Fields::new(m) {
+        match (f.tag, f.wire_type) {
+            (1, FIXED64) => s.value = f64::from_bits(f.varint),
+            (2, VARINT) => s.timestamp = f.varint as i64,
+            _ => {}
+        }
+    }
+    s
 }
 
 /// The native histograms of one series, kept as the series message they are in (no
@@ -169,12 +328,28 @@ pub fn histogram_timestamp(h: &[u8]) -> i64 {
 /// A decoded `WriteRequest` whose strings borrow the body it was decoded from. The
 /// remote-write 2.0 decoder (`view_v2`) fills the same type, so both protocols share one
 /// write pipeline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriteRequestView<'a> {
     pub(super) labels: Vec<LabelRef<'a>>,
-    pub(super) samples: Vec<Sample>,
     pub(super) series: Vec<Span<'a>>,
+    /// Float samples in all series.
+    pub(super) samples: usize,
     pub(super) histograms: u64,
+    /// Field number of `histograms` in the series message (4 in 1.0, 3 in 2.0).
+    pub(super) histogram_field: u32,
+}
+
+impl WriteRequestView<'_> {
+    /// An empty view of a message whose series keep their histograms in field `histogram_field`.
+    pub(super) fn new(histogram_field: u32) -> Self {
+        WriteRequestView {
+            labels: Vec::new(),
+            series: Vec::new(),
+            samples: 0,
+            histograms: 0,
+            histogram_field,
+        }
+    }
 }
 
 /// One series of a [`WriteRequestView`].
@@ -182,8 +357,8 @@ pub struct WriteRequestView<'a> {
 pub struct SeriesView<'v, 'a> {
     /// Labels in wire order.
     pub labels: &'v [LabelRef<'a>],
-    /// Samples in wire order.
-    pub samples: &'v [Sample],
+    /// Samples in wire order (left in the body).
+    pub samples: SamplesRef<'a>,
     /// Native histograms.
     pub histograms: HistogramsRef<'a>,
 }
@@ -403,7 +578,7 @@ impl<'a> WriteRequestView<'a> {
     /// Decodes an uncompressed `WriteRequest`; refuses exactly what prost refuses (with
     /// the view's own error, never by decoding the body again).
     pub fn decode(buf: &'a [u8]) -> Result<Self, ViewError> {
-        let mut view = WriteRequestView::default();
+        let mut view = WriteRequestView::new(4);
         view.decode_inner(buf)?;
         Ok(view)
     }
@@ -436,8 +611,10 @@ impl<'a> WriteRequestView<'a> {
 
     fn decode_series(&mut self, mut r: Reader<'a>) -> R<()> {
         const CTX: u32 = RECURSION_LIMIT - 1;
-        let (l0, s0) = (self.labels.len(), self.samples.len());
-        let mut histograms = 0u32;
+        let l0 = self.labels.len();
+        let (mut samples, mut histograms) = (0u32, 0u32);
+        // Byte range of the samples in the series message: first key to last end.
+        let (mut first, mut last) = (0usize, 0usize);
         while !r.done() {
             let (tag, wire_type) = within(r.key(), "TimeSeries")?;
             match tag {
@@ -451,8 +628,12 @@ impl<'a> WriteRequestView<'a> {
                     }
                 }
                 2 => {
-                    let sample = decode_sample(within(r.message(), "TimeSeries.samples")?)?;
-                    self.samples.push(sample);
+                    if samples == 0 {
+                        first = r.key_at;
+                    }
+                    check_sample(within(r.message(), "TimeSeries.samples")?)?;
+                    samples = samples.checked_add(1).ok_or_else(|| too_many(&r))?;
+                    last = r.pos;
                 }
                 3 => check_exemplar(within(r.message(), "TimeSeries.exemplars")?)?,
                 4 => {
@@ -465,25 +646,18 @@ impl<'a> WriteRequestView<'a> {
         }
         // A series without samples or histograms writes nothing: not kept, so 2-byte empty
         // series cost nothing.
-        if self.samples.len() == s0 && histograms == 0 {
+        if samples == 0 && histograms == 0 {
             self.labels.truncate(l0);
             return Ok(());
         }
-        let n = |x: usize| {
-            u32::try_from(x).map_err(|_| ViewError {
-                reason: "more than 2^32 labels or samples",
-                offset: r.base,
-                field: Some("WriteRequest.timeseries"),
-            })
-        };
+        self.samples += samples as usize;
+        let n = |x: usize| u32::try_from(x).map_err(|_| too_many(&r));
         self.series.push(Span {
             labels: (n(l0)?, n(self.labels.len())?),
-            samples: (n(s0)?, n(self.samples.len())?),
-            histograms: HistogramsRef {
-                series: r.buf,
-                field: 4,
-                count: histograms,
-            },
+            series: r.buf,
+            samples: (n(first)?, n(last)?),
+            sample_count: samples,
+            histogram_count: histograms,
         });
         Ok(())
     }
@@ -502,7 +676,7 @@ impl<'a> WriteRequestView<'a> {
 
     /// Samples in all series.
     pub fn sample_count(&self) -> usize {
-        self.samples.len()
+        self.samples
     }
 
     /// Native histogram samples in all series (decoded only far enough to be counted).
@@ -515,8 +689,15 @@ impl<'a> WriteRequestView<'a> {
         let s = self.series[i];
         SeriesView {
             labels: &self.labels[s.labels.0 as usize..s.labels.1 as usize],
-            samples: &self.samples[s.samples.0 as usize..s.samples.1 as usize],
-            histograms: s.histograms,
+            samples: SamplesRef {
+                src: SampleSource::Wire(&s.series[s.samples.0 as usize..s.samples.1 as usize]),
+                count: s.sample_count,
+            },
+            histograms: HistogramsRef {
+                series: s.series,
+                field: self.histogram_field,
+                count: s.histogram_count,
+            },
         }
     }
 
@@ -544,20 +725,28 @@ fn decode_label(mut r: Reader<'_>, ctx: u32) -> R<LabelRef<'_>> {
     Ok(label)
 }
 
-fn decode_sample(mut r: Reader<'_>) -> R<Sample> {
-    const CTX: u32 = RECURSION_LIMIT - 2;
-    let mut sample = Sample::default();
-    while !r.done() {
-        let (tag, wire_type) = within(r.key(), "Sample")?;
-        match (tag, wire_type) {
-            (1, 1) => sample.value = f64::from_le_bytes(within(r.fixed64(), "Sample.value")?),
-            (2, 0) => sample.timestamp = within(r.varint(), "Sample.timestamp")? as i64,
-            (1, _) => return within(Err(r.wrong_wire_type()), "Sample.value"),
-            (2, _) => return within(Err(r.wrong_wire_type()), "Sample.timestamp"),
-            _ => within(r.skip(wire_type, tag, CTX), "Sample")?,
+/// A `Sample`, accepted exactly when prost accepts it (the write plan decodes it again
+/// from the body with [`sample_of`]).
+fn check_sample(r: Reader<'_>) -> R<()> {
+    check_fields(r, RECURSION_LIMIT - 2, "Sample", |r, tag, wire_type| {
+        match tag {
+            1 => within(scalar(r, wire_type, FIXED64), "Sample.value")?,
+            2 => within(scalar(r, wire_type, VARINT), "Sample.timestamp")?,
+            _ => return Ok(false),
         }
+        Ok(true)
+    })
+}
+
+/// Error for a series with more samples than a 32-bit count holds (or a series message
+/// longer than a 32-bit offset reaches).
+#[cold]
+fn too_many(r: &Reader<'_>) -> ViewError {
+    ViewError {
+        reason: "more than 2^32 labels or samples",
+        offset: r.base,
+        field: Some("WriteRequest.timeseries"),
     }
-    Ok(sample)
 }
 
 /// Element counts of a `ReadRequest`, read from its wire structure without decoding it.
@@ -1066,7 +1255,7 @@ pub(super) mod tests {
                 value: "up"
             }]
         );
-        assert_eq!(s.samples[0].value, 1.5);
+        assert_eq!(s.samples.iter().next().unwrap().value, 1.5);
         // Mismatched end group, a lone end group, wire types 6 and 7, tag 0.
         for bad in [
             [key(13, 3), key(14, 4)].concat(),
@@ -1150,7 +1339,8 @@ pub(super) mod tests {
         check_agree(&req).unwrap();
         let v = WriteRequestView::decode(&req).unwrap();
         let s = v.series(0);
-        assert_eq!((s.samples[0].value, s.samples[0].timestamp), (2.0, 7));
+        let first = s.samples.iter().next().unwrap();
+        assert_eq!((first.value, first.timestamp), (2.0, 7));
         assert_eq!(s.labels[0].name, "b");
         // A series with only a (valid, empty) histogram: kept, its histogram in place.
         let req = len_field(1, &[len_field(1, &label), len_field(4, &[])].concat());

@@ -2,7 +2,8 @@
 //! [`WriteRequestView`] the 1.0 decoder yields, so both protocols share one write planner
 //! and one status mapping. The symbol table is a `Vec<&str>` into the decompressed body;
 //! each series' `labels_refs` are resolved into borrowed [`LabelRef`]s (no string is
-//! copied), its samples are copied into the one sample array.
+//! copied); its samples and native histograms stay in the body (the series keeps the byte
+//! range of its samples, as the 1.0 view does).
 //!
 //! Acceptance is prost's (`pb_v2::Request::decode`) plus the 2.0 rules prost cannot check:
 //! `symbols[0]` is `""` (when there are symbols), every ref (labels, exemplar labels,
@@ -24,8 +25,7 @@
 //! samples add nothing to the view (the planner would skip them), so a body of millions
 //! of empty series costs no memory per series.
 
-use super::pb::Sample;
-use super::view::{HistogramsRef, LabelRef, Span, WriteRequestView};
+use super::view::{LabelRef, Span, WriteRequestView};
 
 /// prost's recursion budget at the top message (`prost::RECURSION_LIMIT`).
 const RECURSION_LIMIT: u32 = 100;
@@ -313,7 +313,7 @@ impl<'a> Reader<'a> {
 }
 
 /// What a 2.0 request holds besides the series the planner reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestV2<'a> {
     /// Series with float samples, labels resolved (the type the 1.0 decoder yields).
     pub view: WriteRequestView<'a>,
@@ -397,8 +397,10 @@ impl<'a> Decoder<'a> {
     fn series(&mut self, mut r: Reader<'a>) -> R<()> {
         const CTX: u32 = RECURSION_LIMIT - 1;
         let start = r.pos;
-        let (l0, s0) = (self.out.view.labels.len(), self.out.view.samples.len());
-        let mut histograms = 0u32;
+        let l0 = self.out.view.labels.len();
+        let (mut samples, mut histograms) = (0u32, 0u32);
+        // Byte range of the samples in the series message: first key to last end.
+        let (mut first, mut last) = (0usize, 0usize);
         let mut pairs = Pairs {
             name: None,
             count: 0,
@@ -407,6 +409,7 @@ impl<'a> Decoder<'a> {
         // checked are the last ones seen (0 when absent from a present message).
         let mut metadata: Option<(u32, u32, usize)> = None;
         while !r.done() {
+            let at = r.pos;
             let (tag, wire_type) = r.key().at("TimeSeries")?;
             match tag {
                 1 => {
@@ -417,8 +420,15 @@ impl<'a> Decoder<'a> {
                 }
                 2 => {
                     const F: &str = "TimeSeries.samples";
-                    let sample = sample(r.message(wire_type).at(F)?).at(F)?;
-                    self.out.view.samples.push(sample);
+                    if samples == 0 {
+                        first = at;
+                    }
+                    sample(r.message(wire_type).at(F)?).at(F)?;
+                    samples = samples
+                        .checked_add(1)
+                        .ok_or_else(|| r.fail(start, Problem::TooMany))
+                        .at("TimeSeries")?;
+                    last = r.pos;
                 }
                 3 => {
                     const F: &str = "TimeSeries.histograms";
@@ -471,11 +481,12 @@ impl<'a> Decoder<'a> {
             }
         }
         let view = &mut self.out.view;
-        if view.samples.len() == s0 && histograms == 0 {
+        if samples == 0 && histograms == 0 {
             // Nothing for the planner: keep no span and drop the labels.
             view.labels.truncate(l0);
             return Ok(());
         }
+        view.samples += samples as usize;
         let n = |x: usize| {
             u32::try_from(x)
                 .map_err(|_| r.fail(start, Problem::TooMany))
@@ -483,12 +494,14 @@ impl<'a> Decoder<'a> {
         };
         view.series.push(Span {
             labels: (n(l0)?, n(view.labels.len())?),
-            samples: (n(s0)?, n(view.samples.len())?),
-            histograms: HistogramsRef {
-                series: &r.buf[start..r.end],
-                field: 3,
-                count: histograms,
-            },
+            series: &r.buf[start..r.end],
+            // Relative to the series message.
+            samples: (
+                n(first.saturating_sub(start))?,
+                n(last.saturating_sub(start))?,
+            ),
+            sample_count: samples,
+            histogram_count: histograms,
         });
         Ok(())
     }
@@ -531,23 +544,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A `Sample`; `start_timestamp` (rc.4) is read and ignored. The last occurrence of a
-/// field wins, as in prost.
-fn sample(r: Reader<'_>) -> R<Sample> {
-    let mut s = Sample::default();
+/// A `Sample` (value, timestamp; `start_timestamp` of rc.4 is checked and ignored),
+/// accepted exactly when prost accepts it. The write plan decodes it again from the body.
+fn sample(r: Reader<'_>) -> R<()> {
     r.fields(RECURSION_LIMIT - 2, |r, tag, wire_type| {
         match (tag, wire_type) {
-            (1, FIXED64) => s.value = r.f64()?,
-            (2, VARINT) => s.timestamp = r.varint()? as i64,
-            (3, VARINT) => {
-                r.varint()?;
-            }
+            (1, FIXED64) => r.f64().map(drop)?,
+            (2 | 3, VARINT) => r.varint().map(drop)?,
             (1..=3, _) => return Err(r.fail(r.pos, Problem::WireType(wire_type))),
             _ => return Ok(false),
         }
         Ok(true)
-    })?;
-    Ok(s)
+    })
 }
 
 /// A native `Histogram`, accepted exactly when prost accepts it (field numbers of the 2.0
@@ -601,7 +609,10 @@ pub fn decode(buf: &[u8]) -> Result<RequestV2<'_>, DecodeError> {
     // Pass 2: the symbols (framing known good: only UTF-8 can fail).
     let mut d = Decoder {
         symbols: Vec::with_capacity(symbols),
-        out: RequestV2::default(),
+        out: RequestV2 {
+            view: WriteRequestView::new(3),
+            exemplars: 0,
+        },
     };
     let mut first = None;
     Reader::new(buf).fields(RECURSION_LIMIT, |r, tag, wire_type| {
@@ -904,7 +915,8 @@ mod tests {
                 }
             ]
         );
-        assert_eq!((s.samples[0].value, s.samples[0].timestamp), (1.5, 7));
+        let first = s.samples.iter().next().unwrap();
+        assert_eq!((first.value, first.timestamp), (1.5, 7));
         // The strings are the body's own bytes, not copies.
         let range = body.as_ptr_range();
         assert!(range.contains(&s.labels[0].name.as_ptr()));

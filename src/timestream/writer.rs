@@ -1,6 +1,7 @@
-//! Sends a `WritePlan` to Timestream: one WriteRecords call per batch, up to `concurrency`
-//! calls in flight per request, SDK records built just before each call (so memory stays
-//! bounded), what the batch shares moved into CommonAttributes. Returns a `WriteOutcome`
+//! Sends a `WritePlan` to Timestream ([`send`]): one WriteRecords call per batch, up to
+//! `concurrency` calls in flight per request, SDK records built just before each call from
+//! the batch's runs of samples (so memory stays bounded), what the batch shares moved into
+//! CommonAttributes. Returns a `WriteOutcome`
 //! that says how many samples were stored and why the others were not; it never decides
 //! an HTTP status (that is `http::write`'s job).
 
@@ -61,14 +62,6 @@ pub struct BatchFailure {
     pub batch: usize,
 }
 
-/// Native histogram records in a batch.
-fn histograms_in(plan: &WritePlan<'_>, batch: &Batch<'_>) -> u64 {
-    plan.records[batch.records.clone()]
-        .iter()
-        .filter(|r| plan.series[r.series as usize].is_histograms())
-        .count() as u64
-}
-
 /// What happened to a request's samples.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOutcome {
@@ -79,13 +72,32 @@ pub struct WriteOutcome {
     /// Native histograms among `samples_written`.
     pub histograms_written: u64,
     /// Calls that failed (after SDK retries).
+    pub failed_calls: usize,
+    /// The failed calls the answer describes: the first [`MAX_FAILURES_KEPT`] to end, and
+    /// the first of each [`FailureKind`] (empty exactly when no call failed). A body of
+    /// 10^5 refused records must not hold 10^3 failures with their messages (issue 13).
     pub failures: Vec<BatchFailure>,
 }
+
+/// Failed calls kept in full in a [`WriteOutcome`] (besides the first of each kind).
+pub const MAX_FAILURES_KEPT: usize = 3;
 
 impl WriteOutcome {
     /// Whether any failure may pass on retry.
     pub fn has_transient(&self) -> bool {
         self.failures.iter().any(|f| f.failure.kind.is_transient())
+    }
+
+    /// Counts a failed call, and keeps it if the answer may need it.
+    pub fn add_failure(&mut self, f: BatchFailure) {
+        self.failed_calls += 1;
+        let new_kind = !self
+            .failures
+            .iter()
+            .any(|k| k.failure.kind == f.failure.kind);
+        if self.failures.len() < MAX_FAILURES_KEPT || new_kind {
+            self.failures.push(f);
+        }
     }
 }
 
@@ -130,11 +142,9 @@ pub fn build_records(
 ) -> (Option<Record>, Vec<Record>) {
     let mut vbuf = ryu::Buffer::new();
     let mut tbuf = itoa::Buffer::new();
-    let refs = &plan.records[batch.records.clone()];
-    let mut records = Vec::with_capacity(refs.len());
+    let mut records = Vec::with_capacity(batch.len);
     if !common_attributes {
-        for r in refs {
-            let p = plan.record_parts(*r);
+        for p in plan.batch_records(batch) {
             let (value, ty) = measure_value(p.value, &mut vbuf);
             let mut b = Record::builder()
                 .measure_name(p.measure_name)
@@ -164,8 +174,7 @@ pub fn build_records(
     for d in &batch.common_dims {
         common = common.dimensions(dimension(d));
     }
-    for r in refs {
-        let p = plan.record_parts(*r);
+    for p in plan.batch_records(batch) {
         let (value, ty) = measure_value(p.value, &mut vbuf);
         let mut b = Record::builder().measure_value(value);
         if batch.common_special.is_none() {
@@ -194,8 +203,8 @@ async fn send_batch(
 ) -> Result<(u64, u64), BatchFailure> {
     let batch = &plan.batches[batch_index];
     let dest = plan.destinations[batch.destination as usize];
-    let n = batch.records.len() as u64;
-    let h = histograms_in(plan, batch);
+    let n = batch.len as u64;
+    let h = plan.histograms_in(batch);
     let (common, records) = build_records(plan, batch, opts.common_attributes);
     metrics.write_requests.inc();
     metrics.batch_records.observe(n as f64);
@@ -235,8 +244,8 @@ async fn send_batch(
                         continue;
                     }
                     not_written_listed += 1;
-                    let rec = plan.records[batch.records.start + idx as usize];
-                    if plan.series[rec.series as usize].is_histograms() {
+                    let run = plan.batch_run(batch, idx as usize).map(|(run, _)| run);
+                    if run.is_some_and(|r| plan.series[r.series as usize].is_histograms()) {
                         hist_not_written_listed += 1;
                     }
                     // Only a few are kept for the answer (it shows three per call): a
@@ -245,8 +254,9 @@ async fn send_batch(
                     if rejected.len() >= MAX_REJECTED_KEPT {
                         continue;
                     }
-                    let rec = plan.records[batch.records.start + idx as usize];
-                    let (metric, timestamp_ms) = plan.record(rec);
+                    let Some((metric, timestamp_ms)) = plan.record(batch, idx as usize) else {
+                        continue;
+                    };
                     rejected.push(RejectedSample {
                         metric: metric.to_string(),
                         timestamp_ms,
@@ -282,14 +292,14 @@ async fn send_batch(
 }
 
 /// Sends every batch of `plan`, at most `opts.concurrency` at a time.
-pub async fn write_plan(
+pub async fn send(
     client: &aws_sdk_timestreamwrite::Client,
     plan: &WritePlan<'_>,
     opts: WriterOptions,
     metrics: &Metrics,
 ) -> WriteOutcome {
     let mut outcome = WriteOutcome {
-        samples_attempted: plan.records.len() as u64,
+        samples_attempted: plan.record_count() as u64,
         ..Default::default()
     };
     // Indices, not references, keep the closure free of higher-ranked lifetimes.
@@ -305,8 +315,8 @@ pub async fn write_plan(
             Err(f) => {
                 outcome.samples_written += f.samples_in_call - f.samples_not_written;
                 outcome.histograms_written +=
-                    histograms_in(plan, &plan.batches[f.batch]) - f.histograms_not_written;
-                outcome.failures.push(f);
+                    plan.histograms_in(&plan.batches[f.batch]) - f.histograms_not_written;
+                outcome.add_failure(f);
             }
         }
     }
@@ -318,7 +328,36 @@ mod tests {
     use super::*;
     use crate::config::DestinationConfig;
     use crate::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
-    use crate::write::{plan_write, PlanOptions};
+    use crate::write::{plan, PlanOptions};
+
+    #[test]
+    fn an_outcome_keeps_few_failures_but_counts_all_and_the_first_of_each_kind() {
+        let f = |kind, batch| BatchFailure {
+            failure: Failure {
+                kind,
+                code: "c".into(),
+                message: "m".into(),
+            },
+            database: "d".into(),
+            table: "t".into(),
+            samples_in_call: 100,
+            samples_not_written: 100,
+            histograms_not_written: 0,
+            rejected: Vec::new(),
+            batch,
+        };
+        let mut o = WriteOutcome::default();
+        for i in 0..1000 {
+            o.add_failure(f(FailureKind::Invalid, i));
+        }
+        o.add_failure(f(FailureKind::AccessDenied, 1000));
+        o.add_failure(f(FailureKind::Transient, 1001));
+        o.add_failure(f(FailureKind::Transient, 1002));
+        assert_eq!(o.failed_calls, 1003);
+        let kept: Vec<_> = o.failures.iter().map(|f| f.batch).collect();
+        assert_eq!(kept, [0, 1, 2, 1000, 1001]);
+        assert!(o.has_transient());
+    }
 
     #[test]
     fn values_round_trip_bit_for_bit() {
@@ -375,7 +414,7 @@ mod tests {
             database_label: None,
             table_label: None,
         };
-        let p = plan_write(
+        let p = plan(
             &req,
             &PlanOptions {
                 destination: &d,

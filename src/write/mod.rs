@@ -1,8 +1,11 @@
 //! Remote-write translation: a decoded `WriteRequest` → a plan of Timestream WriteRecords
-//! batches. Pure: no I/O, no SDK types; the plan borrows the request's strings so nothing is
-//! copied per sample here (the SDK records are built per batch by `timestream::writer`).
-//! The input is anything [`WriteInput`]: the server's zero-copy view of the body
-//! (`remote::view`), or prost's owned `WriteRequest` (tests, tools).
+//! batches ([`plan`]; `timestream::writer::send` sends it). Pure: no I/O, no SDK types; the
+//! plan borrows the request's strings and samples, so nothing is copied per sample here: a
+//! batch is a few runs of a series' samples ([`Run`]), decoded from the body when walked
+//! (the SDK records are built per batch by `timestream::writer`). The plan's memory grows
+//! with series and batches, not samples (issue 13). The input is anything [`WriteInput`]:
+//! the server's zero-copy view of the body (`remote::view`), or prost's owned
+//! `WriteRequest` (tests, tools).
 //!
 //! Rules (issue 3): one record per sample; MeasureName = `__name__`; dimensions = the other
 //! labels minus empty values and routing labels; what Timestream cannot store is skipped and
@@ -22,7 +25,9 @@ use std::ops::Range;
 use crate::config::DestinationConfig;
 use crate::histogram;
 use crate::remote::pb::{Label, Sample, TimeSeries, WriteRequest};
-use crate::remote::view::{histogram_timestamp, HistogramsRef, LabelRef, WriteRequestView};
+use crate::remote::view::{
+    histogram_timestamp, HistogramsRef, LabelRef, SampleWalk, SamplesRef, WriteRequestView,
+};
 use crate::special;
 
 /// Prometheus' metric-name label.
@@ -223,15 +228,19 @@ pub struct PlannedSeries<'a> {
     /// Dimensions of the series' special-value records: `dims` plus `__name__` = the metric
     /// name, sorted by name (empty when the series has no special value to write).
     pub special_dims: Vec<Dim<'a>>,
-    /// All samples of the series (records reference the ones written).
-    pub samples: &'a [Sample],
+    /// All samples of the series, left in the body (the plan's runs select the ones written).
+    pub samples: SamplesRef<'a>,
     /// The native histograms of the series. A series' histograms are planned as a series of
     /// their own (no samples; `dims` then holds `__name__`); records of such a series refer
     /// to a histogram by the offset of its field in the series message.
     pub histograms: HistogramsRef<'a>,
-    /// The histograms written, as offsets for [`HistogramsRef::at`] (records of a histogram
+    /// The histograms written, as offsets for [`HistogramsRef::at`] (runs of a histogram
     /// series index this list).
     pub hist_offsets: Vec<u32>,
+    /// Records written as DOUBLE (finite samples).
+    pub doubles: u32,
+    /// Records written as VARCHAR (special values, or the histograms of a histogram series).
+    pub varchars: u32,
 }
 
 /// The value of one record.
@@ -272,18 +281,8 @@ impl<'a> PlannedSeries<'a> {
         !self.hist_offsets.is_empty()
     }
 
-    /// The record of sample (or histogram offset) `i` of this series.
-    pub fn parts(&self, i: u32) -> RecordParts<'_, 'a> {
-        if self.is_histograms() {
-            let h = self.histograms.at(self.hist_offsets[i as usize]);
-            return RecordParts {
-                measure_name: histogram::MEASURE_NAME,
-                dims: &self.dims,
-                timestamp: histogram_timestamp(h),
-                value: RecordValue::Histogram(h),
-            };
-        }
-        let s = &self.samples[i as usize];
+    /// The record of one of this series' samples.
+    pub fn sample_record(&self, s: Sample) -> RecordParts<'_, 'a> {
         let finite = s.value.is_finite();
         RecordParts {
             measure_name: if finite {
@@ -300,15 +299,85 @@ impl<'a> PlannedSeries<'a> {
             value: RecordValue::Number(s.value),
         }
     }
+
+    /// The record of histogram `i` (an index into `hist_offsets`) of a histogram series.
+    pub fn histogram_record(&self, i: u32) -> RecordParts<'_, 'a> {
+        let h = self.histograms.at(self.hist_offsets[i as usize]);
+        RecordParts {
+            measure_name: histogram::MEASURE_NAME,
+            dims: &self.dims,
+            timestamp: histogram_timestamp(h),
+            value: RecordValue::Histogram(h),
+        }
+    }
 }
 
-/// One record: a sample of a planned series.
+/// Consecutive records of one series in one batch. For a series of samples: those of its
+/// samples whose cursor ([`SamplesRef::walk`]) is in `from..to` and that are special values
+/// (`special`) or finite numbers (not `special`). For a histogram series: its histograms
+/// `from..to` (indices into `hist_offsets`; `special`, as they are VARCHAR too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordRef {
+pub struct Run {
     /// Index into `WritePlan::series`.
     pub series: u32,
-    /// Index into that series' samples.
-    pub sample: u32,
+    /// First cursor of the run.
+    pub from: u32,
+    /// Cursor past the run.
+    pub to: u32,
+    /// Records in the run.
+    pub records: u32,
+    /// VARCHAR records (special values, histograms) rather than DOUBLE ones.
+    pub special: bool,
+}
+
+/// The records of a [`Run`], each with its cursor.
+#[derive(Debug, Clone)]
+pub struct RunRecords<'p, 'a> {
+    series: &'p PlannedSeries<'a>,
+    special: bool,
+    cursor: RunCursor<'a>,
+}
+
+#[derive(Debug, Clone)]
+enum RunCursor<'a> {
+    Samples(SampleWalk<'a>),
+    Histograms(Range<u32>),
+}
+
+impl<'p, 'a> RunRecords<'p, 'a> {
+    fn new(series: &'p PlannedSeries<'a>, run: &Run) -> Self {
+        let cursor = if series.is_histograms() {
+            RunCursor::Histograms(run.from..run.to)
+        } else {
+            RunCursor::Samples(series.samples.walk(run.from..run.to))
+        };
+        RunRecords {
+            series,
+            special: run.special,
+            cursor,
+        }
+    }
+}
+
+impl<'p, 'a> Iterator for RunRecords<'p, 'a> {
+    type Item = (u32, RecordParts<'p, 'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.cursor {
+            RunCursor::Histograms(r) => {
+                let i = r.next()?;
+                Some((i, self.series.histogram_record(i)))
+            }
+            RunCursor::Samples(walk) => loop {
+                let (at, s) = walk.next()?;
+                // A run holds one kind of record; the series' others are in another run.
+                if s.value.is_finite() != self.special {
+                    return Some((at, self.series.sample_record(s)));
+                }
+            },
+        }
+    }
 }
 
 /// One WriteRecords call.
@@ -316,8 +385,10 @@ pub struct RecordRef {
 pub struct Batch<'a> {
     /// Index into `WritePlan::destinations`.
     pub destination: u32,
-    /// Range of `WritePlan::records`.
-    pub records: Range<usize>,
+    /// Range of `WritePlan::runs`.
+    pub runs: Range<usize>,
+    /// Records in the call.
+    pub len: usize,
     /// Metric name shared by every record, if any.
     pub common_name: Option<&'a str>,
     /// Timestamp shared by every record, if any.
@@ -352,15 +423,17 @@ impl PlanStats {
     }
 }
 
-/// The translated request.
+/// The translated request. Its size grows with series and batches, never with samples:
+/// records are described by runs of a series' samples, which stay in the body.
 #[derive(Debug, Clone, Default)]
 pub struct WritePlan<'a> {
     /// Distinct destinations.
     pub destinations: Vec<Destination<'a>>,
     /// Series to write, sorted.
     pub series: Vec<PlannedSeries<'a>>,
-    /// One per accepted sample, in batch order.
-    pub records: Vec<RecordRef>,
+    /// The records in batch order, as runs of one series each (a run never spans two
+    /// batches).
+    pub runs: Vec<Run>,
     /// WriteRecords calls.
     pub batches: Vec<Batch<'a>>,
     /// Counts.
@@ -368,20 +441,58 @@ pub struct WritePlan<'a> {
 }
 
 impl<'a> WritePlan<'a> {
-    /// The metric name and timestamp of a record, for error messages.
-    pub fn record(&self, r: RecordRef) -> (&'a str, i64) {
-        let s = &self.series[r.series as usize];
-        (s.name, s.parts(r.sample).timestamp)
+    /// Records to write (every batch's).
+    pub fn record_count(&self) -> usize {
+        self.batches.iter().map(|b| b.len).sum()
     }
 
-    /// The metric name of a record, for error messages.
-    pub fn record_name(&self, index: usize) -> &'a str {
-        self.series[self.records[index].series as usize].name
+    /// The records of one run, with their cursors.
+    pub fn run_records(&self, run: &Run) -> RunRecords<'_, 'a> {
+        RunRecords::new(&self.series[run.series as usize], run)
     }
 
-    /// The measure name, dimensions, time and value of a record as it is written.
-    pub fn record_parts(&self, r: RecordRef) -> RecordParts<'_, 'a> {
-        self.series[r.series as usize].parts(r.sample)
+    /// The records of one batch, as they are written, in order.
+    pub fn batch_records<'p>(
+        &'p self,
+        batch: &Batch<'_>,
+    ) -> impl Iterator<Item = RecordParts<'p, 'a>> + 'p {
+        self.runs[batch.runs.clone()]
+            .iter()
+            .flat_map(move |r| self.run_records(r).map(|(_, p)| p))
+    }
+
+    /// Every record, in batch order.
+    pub fn records(&self) -> impl Iterator<Item = RecordParts<'_, 'a>> + '_ {
+        self.runs
+            .iter()
+            .flat_map(move |r| self.run_records(r).map(|(_, p)| p))
+    }
+
+    /// The run that holds record `i` of `batch`, and the record's place in it.
+    pub fn batch_run(&self, batch: &Batch<'_>, mut i: usize) -> Option<(&Run, usize)> {
+        for run in &self.runs[batch.runs.clone()] {
+            if i < run.records as usize {
+                return Some((run, i));
+            }
+            i -= run.records as usize;
+        }
+        None
+    }
+
+    /// The metric name and timestamp of record `i` of `batch`, for error messages.
+    pub fn record(&self, batch: &Batch<'_>, i: usize) -> Option<(&'a str, i64)> {
+        let (run, j) = self.batch_run(batch, i)?;
+        let (_, parts) = self.run_records(run).nth(j)?;
+        Some((self.series[run.series as usize].name, parts.timestamp))
+    }
+
+    /// Native histogram records in `batch`.
+    pub fn histograms_in(&self, batch: &Batch<'_>) -> u64 {
+        self.runs[batch.runs.clone()]
+            .iter()
+            .filter(|r| self.series[r.series as usize].is_histograms())
+            .map(|r| u64::from(r.records))
+            .sum()
     }
 }
 
@@ -411,7 +522,7 @@ impl LabelPair for LabelRef<'_> {
     }
 }
 
-/// What [`plan_write`] reads: series of labels and samples, by index.
+/// What [`plan`] reads: series of labels and samples, by index.
 pub trait WriteInput {
     /// The label type.
     type Label: LabelPair;
@@ -420,7 +531,7 @@ pub trait WriteInput {
     /// Labels of series `i` (wire order).
     fn series_labels(&self, i: usize) -> &[Self::Label];
     /// Samples of series `i`.
-    fn series_samples(&self, i: usize) -> &[Sample];
+    fn series_samples(&self, i: usize) -> SamplesRef<'_>;
     /// Native histogram samples in the whole request.
     fn histogram_count(&self) -> u64;
     /// Native histograms of series `i`, as wire bytes (none for inputs that do not keep
@@ -438,8 +549,8 @@ impl WriteInput for WriteRequest {
     fn series_labels(&self, i: usize) -> &[Label] {
         &self.timeseries[i].labels
     }
-    fn series_samples(&self, i: usize) -> &[Sample] {
-        &self.timeseries[i].samples
+    fn series_samples(&self, i: usize) -> SamplesRef<'_> {
+        SamplesRef::decoded(&self.timeseries[i].samples)
     }
     fn histogram_count(&self) -> u64 {
         self.timeseries
@@ -457,7 +568,7 @@ impl<'b> WriteInput for WriteRequestView<'b> {
     fn series_labels(&self, i: usize) -> &[LabelRef<'b>] {
         self.series(i).labels
     }
-    fn series_samples(&self, i: usize) -> &[Sample] {
+    fn series_samples(&self, i: usize) -> SamplesRef<'_> {
         self.series(i).samples
     }
     fn histogram_count(&self) -> u64 {
@@ -592,404 +703,549 @@ fn cmp_series(a: &PlannedSeries<'_>, b: &PlannedSeries<'_>) -> Ordering {
 }
 
 /// Translates a request into batches. Errors only for what must refuse the whole request.
-pub fn plan_write<'a, R: WriteInput + ?Sized>(
+pub fn plan<'a, R: WriteInput + ?Sized>(
     req: &'a R,
     opts: &PlanOptions<'a>,
 ) -> Result<WritePlan<'a>, PlanError> {
-    let dest_cfg = opts.destination;
-    let db_label = dest_cfg.database_label.as_deref();
-    let table_label = dest_cfg.table_label.as_deref();
     let mut plan = WritePlan::default();
-    let mut total_records = 0usize;
     let histograms = req.histogram_count();
     plan.stats.received += histograms;
     // What is not planned below (the flag is off, or the input does not keep them).
     let mut unplanned_histograms = histograms;
-    let mut dup_histograms = 0u64;
-
+    let mut repeated_histograms = 0u64;
     for i in 0..req.series_count() {
-        let labels = req.series_labels(i);
-        let samples = req.series_samples(i);
         let hist = if opts.native_histograms {
             req.series_histograms(i)
         } else {
             HistogramsRef::default()
         };
         unplanned_histograms -= u64::from(hist.count).min(unplanned_histograms);
-        let n_samples = samples.len() as u64;
-        plan.stats.received += n_samples;
-        // Skips and refusals of the whole series count its histograms too.
-        let n_all = n_samples + u64::from(hist.count);
-        if n_all == 0 {
-            continue;
-        }
-        let mut name: Option<&'a str> = None;
-        let mut database: Option<&'a str> = None;
-        let mut table: Option<&'a str> = None;
-        let mut dims: Vec<Dim<'a>> = Vec::with_capacity(labels.len());
-        for l in labels {
-            let (n, v) = (l.name(), l.value());
-            if n == METRIC_NAME_LABEL {
-                if !v.is_empty() {
-                    name = Some(v);
-                }
-            } else if Some(n) == db_label {
-                if !v.is_empty() {
-                    database = Some(v);
-                }
-            } else if Some(n) == table_label {
-                if !v.is_empty() {
-                    table = Some(v);
-                }
-            } else if !v.is_empty() {
-                // Prometheus treats an empty value as an absent label; Timestream refuses it.
-                dims.push(Dim { name: n, value: v });
-            }
-        }
-        let Some(name) = name else {
-            return Err(PlanError::MissingMetricName {
-                labels: labels_to_string(labels),
-            });
-        };
-        // Senders must sort labels; checking is cheaper than trusting.
-        if !dims.windows(2).all(|w| w[0].name < w[1].name) {
-            dims.sort_unstable_by(|a, b| a.name.cmp(b.name));
-            if let Some(w) = dims.windows(2).find(|w| w[0].name == w[1].name) {
-                return Err(PlanError::DuplicateLabel {
-                    series: labels_to_string(labels),
-                    name: w[0].name.to_string(),
-                });
-            }
-        }
-        if let Some((reason, detail)) = unstorable(name, &dims) {
-            if opts.fail_on_long_label {
-                return Err(PlanError::Unstorable {
-                    series: labels_to_string(labels),
-                    detail,
-                });
-            }
-            tracing::debug!(series = %labels_to_string(labels), reason = reason.as_str(), %detail, "series skipped");
+        repeated_histograms += plan_series(
+            &mut plan,
+            req.series_labels(i),
+            req.series_samples(i),
+            hist,
+            opts,
+        )?;
+    }
+    plan.stats.ignored[IgnoreReason::NativeHistogram as usize] += unplanned_histograms;
+    plan.series.sort_unstable_by(cmp_series);
+    let runs = runs_in_batch_order(&plan.series);
+    (plan.runs, plan.batches) = cut_batches(&plan.series, &runs);
+    plan.stats.accepted = plan.record_count() as u64 + repeated_histograms;
+    Ok(plan)
+}
+
+/// Plans one series: its labels, then its histograms and samples; what is written goes to
+/// `plan.series` (up to two entries: the histograms, the samples), what is not is counted
+/// in `plan.stats`. Returns the histograms that repeat the one before them (one record,
+/// counted as accepted once per copy).
+fn plan_series<'a, L: LabelPair>(
+    plan: &mut WritePlan<'a>,
+    labels: &'a [L],
+    samples: SamplesRef<'a>,
+    hist: HistogramsRef<'a>,
+    opts: &PlanOptions<'a>,
+) -> Result<u64, PlanError> {
+    let n_samples = samples.len() as u64;
+    plan.stats.received += n_samples;
+    // Skips and refusals of the whole series count its histograms too.
+    let n_all = n_samples + u64::from(hist.count);
+    if n_all == 0 {
+        return Ok(0);
+    }
+    let series = match resolve_labels(labels, opts)? {
+        Resolved::Write(s) => s,
+        Resolved::Skip(reason) => {
             plan.stats.ignored[reason as usize] += n_all;
-            continue;
+            return Ok(0);
         }
-        let database = match database {
-            Some(d) => d,
-            None if !dest_cfg.default_database.is_empty() => dest_cfg.default_database.as_str(),
-            None => {
-                return Err(PlanError::NoDestination {
-                    series: labels_to_string(labels),
-                    label: db_label.unwrap_or_default().to_string(),
-                    flag: "--default-database",
-                })
-            }
-        };
-        let table = match table {
-            Some(t) => t,
-            None if !dest_cfg.default_table.is_empty() => dest_cfg.default_table.as_str(),
-            None => {
-                return Err(PlanError::NoDestination {
-                    series: labels_to_string(labels),
-                    label: table_label.unwrap_or_default().to_string(),
-                    flag: "--default-table",
-                })
-            }
-        };
-        let reserved = if opts.special_values && name == special::MEASURE_NAME {
-            Some("NaN/±Inf samples (--write.special-values)")
-        } else if opts.native_histograms && name == histogram::MEASURE_NAME {
-            Some("native histograms (--write.native-histograms)")
-        } else {
-            None
-        };
-        if let Some(what) = reserved {
-            // Its numbers would share a measure with VARCHAR records, which Timestream
-            // refuses (one type per measure name and table).
-            let detail = format!("the metric name {name:?} is reserved for {what}");
-            if opts.fail_on_long_label {
-                return Err(PlanError::Unstorable {
-                    series: labels_to_string(labels),
-                    detail,
-                });
-            }
-            plan.stats.ignored[IgnoreReason::ReservedMetricName as usize] += n_all;
-            continue;
+    };
+    let hist_part = plan_histograms(&series, hist, labels, opts, &mut plan.stats)?;
+    let (finite, specials) = count_samples(&series, samples, labels, opts, &mut plan.stats)?;
+    if finite + specials + hist_part.offsets.len() == 0 {
+        return Ok(hist_part.repeats);
+    }
+    let SeriesLabels {
+        name,
+        dims,
+        destination,
+    } = series;
+    let destination = match plan.destinations.iter().position(|x| *x == destination) {
+        Some(i) => i,
+        None => {
+            plan.destinations.push(destination);
+            plan.destinations.len() - 1
         }
-        // Native histograms: one VARCHAR record each, with the `__name__` dimension.
-        let mut hist_offsets = Vec::new();
-        let mut hist_dims = Vec::new();
-        if hist.count > 0 {
-            if dims.len() + 2 > MAX_DIMENSIONS {
-                if opts.fail_on_long_label {
-                    return Err(PlanError::Unstorable {
-                        series: labels_to_string(labels),
-                        detail: format!(
-                            "its native histograms need two dimensions more than its {} labels; Timestream's limit is {MAX_DIMENSIONS}",
-                            dims.len()
-                        ),
-                    });
-                }
-                plan.stats.ignored[IgnoreReason::TooManyLabels as usize] += u64::from(hist.count);
-            } else {
-                hist_dims = with_name_dimension(&dims, name);
-                // `__histogram__` sorts before `__name__`; both before any label but `_*`.
-                let at = hist_dims.partition_point(|x| x.name < histogram::KIND_DIMENSION);
-                hist_dims.insert(
-                    at,
-                    Dim {
-                        name: histogram::KIND_DIMENSION,
-                        value: histogram::KIND_VALUE,
-                    },
-                );
-                // Timestream's record size: 8 bytes of time, the names and values of the
-                // dimensions, the measure name and the value.
-                let fixed = 8
-                    + histogram::MEASURE_NAME.len()
-                    + hist_dims
-                        .iter()
-                        .map(|d| d.name.len() + d.value.len())
-                        .sum::<usize>();
-                let mut last: Option<&[u8]> = None;
-                for (offset, bytes) in hist.iter() {
-                    if last == Some(bytes) {
-                        // The same histogram again: the same record, written once.
-                        plan.stats.histograms += 1;
-                        dup_histograms += 1;
-                        continue;
-                    }
-                    let parsed = histogram::parse(bytes);
-                    if !histogram::interpretable(&parsed) {
-                        plan.stats.ignored[IgnoreReason::InvalidHistogram as usize] += 1;
-                        continue;
-                    }
-                    let len = histogram::stored_len(&parsed);
-                    if len > histogram::MAX_VALUE_CHARS || fixed + len > MAX_RECORD_BYTES {
-                        if opts.fail_on_long_label {
-                            return Err(PlanError::Unstorable {
-                                series: labels_to_string(labels),
-                                detail: format!(
-                                    "a native histogram at {} ms is {len} characters stored, in a record of {} bytes; Timestream's limits are {} characters and {MAX_RECORD_BYTES} bytes",
-                                    histogram_timestamp(bytes),
-                                    fixed + len,
-                                    histogram::MAX_VALUE_CHARS
-                                ),
-                            });
-                        }
-                        plan.stats.ignored[IgnoreReason::HistogramTooLarge as usize] += 1;
-                        continue;
-                    }
-                    last = Some(bytes);
-                    plan.stats.histograms += 1;
-                    hist_offsets.push(offset);
-                }
-            }
-        }
-        let mut finite = 0usize;
-        let mut specials = 0usize;
-        for s in samples {
-            if s.value.is_finite() {
-                finite += 1;
-            } else if opts.special_values && dims.len() < MAX_DIMENSIONS {
-                specials += 1;
-                if let Some(k) = special::Kind::of(s.value) {
-                    plan.stats.specials[k as usize] += 1;
-                }
-            } else if opts.special_values {
-                // The `__name__` dimension would be one more than Timestream stores.
-                if opts.fail_on_long_label {
-                    return Err(PlanError::Unstorable {
-                        series: labels_to_string(labels),
-                        detail: format!(
-                            "its NaN/±Inf samples need a dimension more than its {} labels; Timestream's limit is {MAX_DIMENSIONS}",
-                            dims.len()
-                        ),
-                    });
-                }
-                plan.stats.ignored[IgnoreReason::TooManyLabels as usize] += 1;
-            } else if is_stale_marker(s.value) {
-                plan.stats.ignored[IgnoreReason::StaleMarker as usize] += 1;
-            } else if opts.fail_on_invalid_sample_value {
-                return Err(PlanError::InvalidSampleValue {
-                    series: labels_to_string(labels),
-                    value: s.value,
-                    timestamp_ms: s.timestamp,
-                });
-            } else {
-                plan.stats.ignored[IgnoreReason::NonFinite as usize] += 1;
-            }
-        }
-        if finite + specials + hist_offsets.len() == 0 {
-            continue;
-        }
-        total_records += finite + specials + hist_offsets.len();
-        let d = Destination { database, table };
-        let destination = match plan.destinations.iter().position(|x| *x == d) {
-            Some(i) => i,
-            None => {
-                plan.destinations.push(d);
-                plan.destinations.len() - 1
-            }
-        } as u32;
-        let target = [
-            dims.iter()
-                .find(|d| d.name == "job")
-                .map_or("", |d| d.value),
-            dims.iter()
-                .find(|d| d.name == "instance")
-                .map_or("", |d| d.value),
-        ];
-        let key = [
-            KEY_HASHER.hash_one(target),
-            KEY_HASHER.hash_one(name),
-            KEY_HASHER.hash_one(&dims),
-        ];
+    } as u32;
+    let target = [
+        dims.iter()
+            .find(|d| d.name == "job")
+            .map_or("", |d| d.value),
+        dims.iter()
+            .find(|d| d.name == "instance")
+            .map_or("", |d| d.value),
+    ];
+    let key = [
+        KEY_HASHER.hash_one(target),
+        KEY_HASHER.hash_one(name),
+        KEY_HASHER.hash_one(&dims),
+    ];
+    if !hist_part.offsets.is_empty() {
+        plan.series.push(PlannedSeries {
+            destination,
+            name,
+            target,
+            key,
+            dims: hist_part.dims,
+            special_dims: Vec::new(),
+            samples: SamplesRef::default(),
+            histograms: hist,
+            varchars: hist_part.offsets.len() as u32,
+            doubles: 0,
+            hist_offsets: hist_part.offsets,
+        });
+    }
+    if finite + specials > 0 {
         let special_dims = if specials > 0 {
             with_name_dimension(&dims, name)
         } else {
             Vec::new()
         };
-        if !hist_offsets.is_empty() {
-            plan.series.push(PlannedSeries {
-                destination,
-                name,
-                target,
-                key,
-                dims: hist_dims,
-                special_dims: Vec::new(),
-                samples: &[],
-                histograms: hist,
-                hist_offsets,
-            });
+        plan.series.push(PlannedSeries {
+            destination,
+            name,
+            target,
+            key,
+            dims,
+            special_dims,
+            samples,
+            histograms: HistogramsRef::default(),
+            hist_offsets: Vec::new(),
+            doubles: finite as u32,
+            varchars: specials as u32,
+        });
+    }
+    Ok(hist_part.repeats)
+}
+
+/// What a series' labels make of it: its metric name, dimensions and destination.
+struct SeriesLabels<'a> {
+    name: &'a str,
+    /// Sorted by name.
+    dims: Vec<Dim<'a>>,
+    destination: Destination<'a>,
+}
+
+/// Whether a series is written, or skipped whole for a reason.
+enum Resolved<'a> {
+    Write(SeriesLabels<'a>),
+    Skip(IgnoreReason),
+}
+
+/// Reads a series' labels: `__name__`, the routing labels, the other ones as dimensions
+/// (empty values dropped: Prometheus treats them as absent labels, Timestream refuses them).
+/// Refuses the request for what no flag lets through (no metric name, a repeated label, no
+/// destination); skips the series (or refuses, with `fail_on_long_label`) when Timestream
+/// cannot store its names or its metric name is reserved.
+fn resolve_labels<'a, L: LabelPair>(
+    labels: &'a [L],
+    opts: &PlanOptions<'a>,
+) -> Result<Resolved<'a>, PlanError> {
+    let cfg = opts.destination;
+    let db_label = cfg.database_label.as_deref();
+    let table_label = cfg.table_label.as_deref();
+    let (mut name, mut database, mut table) = (None, None, None);
+    let mut dims: Vec<Dim<'a>> = Vec::with_capacity(labels.len());
+    for l in labels {
+        let (n, v) = (l.name(), l.value());
+        if v.is_empty() {
+            continue;
         }
-        if finite + specials > 0 {
-            plan.series.push(PlannedSeries {
-                destination,
-                name,
-                target,
-                key,
-                dims,
-                special_dims,
-                samples,
-                histograms: HistogramsRef::default(),
-                hist_offsets: Vec::new(),
+        if n == METRIC_NAME_LABEL {
+            name = Some(v);
+        } else if Some(n) == db_label {
+            database = Some(v);
+        } else if Some(n) == table_label {
+            table = Some(v);
+        } else {
+            dims.push(Dim { name: n, value: v });
+        }
+    }
+    let Some(name) = name else {
+        return Err(PlanError::MissingMetricName {
+            labels: labels_to_string(labels),
+        });
+    };
+    // Senders must sort labels; checking is cheaper than trusting.
+    if !dims.windows(2).all(|w| w[0].name < w[1].name) {
+        dims.sort_unstable_by(|a, b| a.name.cmp(b.name));
+        if let Some(w) = dims.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(PlanError::DuplicateLabel {
+                series: labels_to_string(labels),
+                name: w[0].name.to_string(),
             });
         }
     }
-    plan.stats.ignored[IgnoreReason::NativeHistogram as usize] += unplanned_histograms;
+    if let Some((reason, detail)) = unstorable(name, &dims) {
+        if !opts.fail_on_long_label {
+            tracing::debug!(series = %labels_to_string(labels), reason = reason.as_str(), %detail, "series skipped");
+        }
+        return skip_or_refuse(opts, labels, reason, detail);
+    }
+    let route = |value: Option<&'a str>,
+                 default: &'a str,
+                 label: Option<&str>,
+                 flag: &'static str| match value {
+        Some(v) => Ok(v),
+        None if !default.is_empty() => Ok(default),
+        None => Err(PlanError::NoDestination {
+            series: labels_to_string(labels),
+            label: label.unwrap_or_default().to_string(),
+            flag,
+        }),
+    };
+    let destination = Destination {
+        database: route(
+            database,
+            &cfg.default_database,
+            db_label,
+            "--default-database",
+        )?,
+        table: route(table, &cfg.default_table, table_label, "--default-table")?,
+    };
+    let reserved = if opts.special_values && name == special::MEASURE_NAME {
+        Some("NaN/±Inf samples (--write.special-values)")
+    } else if opts.native_histograms && name == histogram::MEASURE_NAME {
+        Some("native histograms (--write.native-histograms)")
+    } else {
+        None
+    };
+    if let Some(what) = reserved {
+        // Its numbers would share a measure with VARCHAR records, which Timestream
+        // refuses (one type per measure name and table).
+        let detail = format!("the metric name {name:?} is reserved for {what}");
+        return skip_or_refuse(opts, labels, IgnoreReason::ReservedMetricName, detail);
+    }
+    Ok(Resolved::Write(SeriesLabels {
+        name,
+        dims,
+        destination,
+    }))
+}
 
-    plan.series.sort_unstable_by(cmp_series);
-    plan.records.reserve_exact(total_records);
-    // Per destination: the numbers first, then the special values (they share a measure
-    // name and type, so they batch together), each in series order.
+/// A series Timestream cannot store: skipped, or the request refused with
+/// `--fail-on-long-label`.
+fn skip_or_refuse<'a, L: LabelPair>(
+    opts: &PlanOptions<'_>,
+    labels: &[L],
+    reason: IgnoreReason,
+    detail: String,
+) -> Result<Resolved<'a>, PlanError> {
+    if opts.fail_on_long_label {
+        return Err(PlanError::Unstorable {
+            series: labels_to_string(labels),
+            detail,
+        });
+    }
+    Ok(Resolved::Skip(reason))
+}
+
+/// The histogram part of a series: the dimensions of its records, the histograms written
+/// (offsets for [`HistogramsRef::at`]), and the copies of a histogram that follow it
+/// (written once).
+#[derive(Default)]
+struct HistogramPart<'a> {
+    dims: Vec<Dim<'a>>,
+    offsets: Vec<u32>,
+    repeats: u64,
+}
+
+/// Native histograms: one VARCHAR record each, with the `__histogram__` and `__name__`
+/// dimensions (`documentation/native-histograms.md`). One that no reader could interpret,
+/// or that would exceed Timestream's 2 KiB limits, is counted and skipped (or, when too
+/// large, refuses the request with `fail_on_long_label`).
+fn plan_histograms<'a, L: LabelPair>(
+    series: &SeriesLabels<'a>,
+    hist: HistogramsRef<'a>,
+    labels: &[L],
+    opts: &PlanOptions<'_>,
+    stats: &mut PlanStats,
+) -> Result<HistogramPart<'a>, PlanError> {
+    let mut part = HistogramPart::default();
+    if hist.count == 0 {
+        return Ok(part);
+    }
+    let dims = &series.dims;
+    if dims.len() + 2 > MAX_DIMENSIONS {
+        if opts.fail_on_long_label {
+            return Err(PlanError::Unstorable {
+                series: labels_to_string(labels),
+                detail: format!(
+                    "its native histograms need two dimensions more than its {} labels; Timestream's limit is {MAX_DIMENSIONS}",
+                    dims.len()
+                ),
+            });
+        }
+        stats.ignored[IgnoreReason::TooManyLabels as usize] += u64::from(hist.count);
+        return Ok(part);
+    }
+    part.dims = with_name_dimension(dims, series.name);
+    // `__histogram__` sorts before `__name__`; both before any label but `_*`.
+    let at = part
+        .dims
+        .partition_point(|x| x.name < histogram::KIND_DIMENSION);
+    part.dims.insert(
+        at,
+        Dim {
+            name: histogram::KIND_DIMENSION,
+            value: histogram::KIND_VALUE,
+        },
+    );
+    // Timestream's record size: 8 bytes of time, the names and values of the
+    // dimensions, the measure name and the value.
+    let fixed = 8
+        + histogram::MEASURE_NAME.len()
+        + part
+            .dims
+            .iter()
+            .map(|d| d.name.len() + d.value.len())
+            .sum::<usize>();
+    let mut last: Option<&[u8]> = None;
+    for (offset, bytes) in hist.iter() {
+        if last == Some(bytes) {
+            // The same histogram again: the same record, written once.
+            stats.histograms += 1;
+            part.repeats += 1;
+            continue;
+        }
+        let parsed = histogram::parse(bytes);
+        if !histogram::interpretable(&parsed) {
+            stats.ignored[IgnoreReason::InvalidHistogram as usize] += 1;
+            continue;
+        }
+        let len = histogram::stored_len(&parsed);
+        if len > histogram::MAX_VALUE_CHARS || fixed + len > MAX_RECORD_BYTES {
+            if opts.fail_on_long_label {
+                return Err(PlanError::Unstorable {
+                    series: labels_to_string(labels),
+                    detail: format!(
+                        "a native histogram at {} ms is {len} characters stored, in a record of {} bytes; Timestream's limits are {} characters and {MAX_RECORD_BYTES} bytes",
+                        histogram_timestamp(bytes),
+                        fixed + len,
+                        histogram::MAX_VALUE_CHARS
+                    ),
+                });
+            }
+            stats.ignored[IgnoreReason::HistogramTooLarge as usize] += 1;
+            continue;
+        }
+        last = Some(bytes);
+        stats.histograms += 1;
+        part.offsets.push(offset);
+    }
+    Ok(part)
+}
+
+/// Sorts a series' samples by what becomes of them: (finite numbers, special values) to
+/// write. NaN and ±Inf are special values when `special_values` is on and the `__name__`
+/// dimension fits; otherwise they are counted as skipped (or refuse the request, per flag;
+/// stale markers never do).
+fn count_samples<L: LabelPair>(
+    series: &SeriesLabels<'_>,
+    samples: SamplesRef<'_>,
+    labels: &[L],
+    opts: &PlanOptions<'_>,
+    stats: &mut PlanStats,
+) -> Result<(usize, usize), PlanError> {
+    let dims = series.dims.len();
+    let mut finite = 0usize;
+    let mut specials = 0usize;
+    for s in samples.iter() {
+        if s.value.is_finite() {
+            finite += 1;
+        } else if opts.special_values && dims < MAX_DIMENSIONS {
+            specials += 1;
+            if let Some(k) = special::Kind::of(s.value) {
+                stats.specials[k as usize] += 1;
+            }
+        } else if opts.special_values {
+            // The `__name__` dimension would be one more than Timestream stores.
+            if opts.fail_on_long_label {
+                return Err(PlanError::Unstorable {
+                    series: labels_to_string(labels),
+                    detail: format!(
+                        "its NaN/±Inf samples need a dimension more than its {dims} labels; Timestream's limit is {MAX_DIMENSIONS}"
+                    ),
+                });
+            }
+            stats.ignored[IgnoreReason::TooManyLabels as usize] += 1;
+        } else if is_stale_marker(s.value) {
+            stats.ignored[IgnoreReason::StaleMarker as usize] += 1;
+        } else if opts.fail_on_invalid_sample_value {
+            return Err(PlanError::InvalidSampleValue {
+                series: labels_to_string(labels),
+                value: s.value,
+                timestamp_ms: s.timestamp,
+            });
+        } else {
+            stats.ignored[IgnoreReason::NonFinite as usize] += 1;
+        }
+    }
+    Ok((finite, specials))
+}
+
+/// The records of the sorted series in the order they are batched, one run per series and
+/// kind: per destination, the numbers first, then the special values and histograms
+/// (VARCHAR: they share a measure type, so they batch together), each in series order.
+fn runs_in_batch_order(series: &[PlannedSeries<'_>]) -> Vec<Run> {
+    let mut runs = Vec::with_capacity(series.len());
     let mut from = 0;
-    while from < plan.series.len() {
-        let dest = plan.series[from].destination;
+    while from < series.len() {
+        let dest = series[from].destination;
         let to = from
-            + plan.series[from..]
+            + series[from..]
                 .iter()
                 .take_while(|s| s.destination == dest)
                 .count();
         for special in [false, true] {
-            for si in from..to {
-                let s = &plan.series[si];
-                if s.is_histograms() {
-                    // VARCHAR records: they go with the special values.
-                    if special {
-                        plan.records
-                            .extend((0..s.hist_offsets.len()).map(|i| RecordRef {
-                                series: si as u32,
-                                sample: i as u32,
-                            }));
-                    }
+            for (i, s) in series.iter().enumerate().take(to).skip(from) {
+                let records = if special { s.varchars } else { s.doubles };
+                if records == 0 {
                     continue;
                 }
-                if special && s.special_dims.is_empty() {
-                    continue;
-                }
-                for (i, sample) in s.samples.iter().enumerate() {
-                    let finite = sample.value.is_finite();
-                    // `special_dims` is empty when the series' special values are not written.
-                    if (finite && !special) || (!finite && special && !s.special_dims.is_empty()) {
-                        plan.records.push(RecordRef {
-                            series: si as u32,
-                            sample: i as u32,
-                        });
-                    }
-                }
+                let end = if s.is_histograms() {
+                    s.hist_offsets.len() as u32
+                } else {
+                    s.samples.end()
+                };
+                runs.push(Run {
+                    series: i as u32,
+                    from: 0,
+                    to: end,
+                    records,
+                    special,
+                });
             }
         }
         from = to;
     }
-    plan.stats.accepted = plan.records.len() as u64 + dup_histograms;
-    plan.batches = cut_batches(&plan.series, &plan.records);
-    Ok(plan)
+    runs
 }
 
 /// A batch is only cut early (before 100 records) once it holds this many: below that, an
 /// extra call's CommonAttributes would cost more than repeating the attribute per record.
 pub const MIN_BATCH_BEFORE_EARLY_CUT: usize = 50;
 
-/// Cuts the sorted records into batches of ≤100 with one destination each, tracking what
+/// The batch being filled by [`cut_batches`], and its last record's series and kind.
+struct OpenBatch<'a> {
+    batch: Batch<'a>,
+    last_series: u32,
+    last_special: bool,
+}
+
+impl<'a> OpenBatch<'a> {
+    fn new(runs_start: usize, series: u32, destination: u32, p: &RecordParts<'_, 'a>) -> Self {
+        let special = p.value.is_varchar();
+        OpenBatch {
+            batch: Batch {
+                destination,
+                runs: runs_start..runs_start,
+                len: 1,
+                common_name: Some(p.measure_name),
+                common_time: Some(p.timestamp),
+                common_dims: p.dims.to_vec(),
+                common_special: Some(special),
+            },
+            last_series: series,
+            last_special: special,
+        }
+    }
+
+    /// Adds the record unless the batch is full, the record goes elsewhere, or the batch
+    /// holds enough records to be cut where the record would take something out of what
+    /// they share (so the next batch can share it again).
+    fn admit(&mut self, series: u32, destination: u32, p: &RecordParts<'_, 'a>) -> bool {
+        let b = &mut self.batch;
+        if b.len >= MAX_RECORDS_PER_CALL || destination != b.destination {
+            return false;
+        }
+        let special = p.value.is_varchar();
+        let name_lost = b.common_name.is_some_and(|n| n != p.measure_name);
+        let time_lost = b.common_time.is_some_and(|x| x != p.timestamp);
+        let dims_lost = (series != self.last_series || special != self.last_special)
+            && !all_shared(&b.common_dims, p.dims);
+        let kind_lost = b.common_special.is_some_and(|k| k != special);
+        if (name_lost || time_lost || dims_lost || kind_lost) && b.len >= MIN_BATCH_BEFORE_EARLY_CUT
+        {
+            return false;
+        }
+        if name_lost {
+            b.common_name = None;
+        }
+        if time_lost {
+            b.common_time = None;
+        }
+        if dims_lost {
+            retain_shared(&mut b.common_dims, p.dims);
+        }
+        if kind_lost {
+            b.common_special = None;
+        }
+        self.last_series = series;
+        self.last_special = special;
+        b.len += 1;
+        true
+    }
+}
+
+/// Cuts the runs of records into batches of ≤100 with one destination each, tracking what
 /// every record of the batch shares. A batch is cut early (at ≥50 records) where the next
 /// record would take something out of the shared set (a dimension, the metric name, the
-/// timestamp), so the next batch can share it again.
-fn cut_batches<'a>(series: &[PlannedSeries<'a>], records: &[RecordRef]) -> Vec<Batch<'a>> {
-    let mut batches = Vec::with_capacity(records.len() / MAX_RECORDS_PER_CALL + 1);
-    let mut start = 0;
-    while start < records.len() {
-        let first = records[start];
-        let s0 = &series[first.series as usize];
-        let p0 = s0.parts(first.sample);
-        let mut b = Batch {
-            destination: s0.destination,
-            records: start..start + 1,
-            common_name: Some(p0.measure_name),
-            common_time: Some(p0.timestamp),
-            common_dims: p0.dims.to_vec(),
-            common_special: Some(p0.value.is_varchar()),
-        };
-        let mut last_special = p0.value.is_varchar();
-        let mut last_series = first.series;
-        let mut end = start + 1;
-        while end < records.len() && end - start < MAX_RECORDS_PER_CALL {
-            let r = records[end];
-            let s = &series[r.series as usize];
-            if s.destination != b.destination {
-                break;
+/// timestamp), so the next batch can share it again. A run cut by a batch's end becomes two
+/// runs, so each batch is a range of the runs returned.
+fn cut_batches<'a>(series: &[PlannedSeries<'a>], runs: &[Run]) -> (Vec<Run>, Vec<Batch<'a>>) {
+    let records: usize = runs.iter().map(|r| r.records as usize).sum();
+    let mut batches = Vec::with_capacity(records / MAX_RECORDS_PER_CALL + 1);
+    let mut out = Vec::with_capacity(runs.len() + records / MAX_RECORDS_PER_CALL + 1);
+    let mut open: Option<OpenBatch<'a>> = None;
+    for run in runs {
+        let s = &series[run.series as usize];
+        let mut piece = Run { records: 0, ..*run };
+        for (cursor, p) in RunRecords::new(s, run) {
+            if let Some(b) = open.as_mut() {
+                if b.admit(run.series, s.destination, &p) {
+                    piece.records += 1;
+                    continue;
+                }
+                if piece.records > 0 {
+                    out.push(Run {
+                        to: cursor,
+                        ..piece
+                    });
+                }
+                piece = Run {
+                    from: cursor,
+                    records: 0,
+                    ..*run
+                };
+                let mut done = open.take().expect("open").batch;
+                done.runs.end = out.len();
+                batches.push(done);
             }
-            let p = s.parts(r.sample);
-            let (t, special) = (p.timestamp, p.value.is_varchar());
-            let (name, dims) = (p.measure_name, p.dims);
-            let name_lost = b.common_name.is_some_and(|n| n != name);
-            let time_lost = b.common_time.is_some_and(|x| x != t);
-            let dims_lost = (r.series != last_series || special != last_special)
-                && !all_shared(&b.common_dims, dims);
-            let kind_lost = b.common_special.is_some_and(|k| k != special);
-            if (name_lost || time_lost || dims_lost || kind_lost)
-                && end - start >= MIN_BATCH_BEFORE_EARLY_CUT
-            {
-                break;
-            }
-            if name_lost {
-                b.common_name = None;
-            }
-            if time_lost {
-                b.common_time = None;
-            }
-            if dims_lost {
-                retain_shared(&mut b.common_dims, dims);
-            }
-            if kind_lost {
-                b.common_special = None;
-            }
-            last_series = r.series;
-            last_special = special;
-            end += 1;
+            open = Some(OpenBatch::new(out.len(), run.series, s.destination, &p));
+            piece.records += 1;
         }
-        b.records = start..end;
-        batches.push(b);
-        start = end;
+        if piece.records > 0 {
+            out.push(piece);
+        }
     }
-    batches
+    if let Some(b) = open {
+        let mut done = b.batch;
+        done.runs.end = out.len();
+        batches.push(done);
+    }
+    (out, batches)
 }
 
 /// Whether every dimension of `common` is in `other` with the same value (both sorted).
@@ -1089,8 +1345,8 @@ mod tests {
                 (2.0, 5),
             ],
         )]);
-        let p = plan_write(&r, &opts(&d)).unwrap();
-        assert_eq!(p.records.len(), 2);
+        let p = plan(&r, &opts(&d)).unwrap();
+        assert_eq!(p.record_count(), 2);
         assert_eq!(p.stats.received, 5);
         assert_eq!(p.stats.accepted, 2);
         assert_eq!(p.stats.ignored[IgnoreReason::NonFinite as usize], 2);
@@ -1116,16 +1372,16 @@ mod tests {
             native_histograms: false,
             ..opts(&d)
         };
-        let p = plan_write(&r, &off).unwrap();
+        let p = plan(&r, &off).unwrap();
         assert_eq!(p.stats.received, 4);
         assert_eq!(p.stats.accepted, 1);
         assert_eq!(p.stats.ignored[IgnoreReason::NativeHistogram as usize], 3);
         let bytes = prost::Message::encode_to_vec(&r);
         let view = WriteRequestView::decode(&bytes).unwrap();
-        let pv = plan_write(&view, &off).unwrap();
+        let pv = plan(&view, &off).unwrap();
         assert_eq!(pv.stats, p.stats);
         // prost's owned request keeps no wire bytes: its histograms stay skipped.
-        assert_eq!(plan_write(&r, &opts(&d)).unwrap().stats, p.stats);
+        assert_eq!(plan(&r, &opts(&d)).unwrap().stats, p.stats);
         assert_eq!(IgnoreReason::NativeHistogram.as_str(), "native_histogram");
     }
 
@@ -1148,16 +1404,14 @@ mod tests {
         r.timeseries[0].histograms = vec![h(2, 3), h(3, 0), h(4, 10), h(4, 10), h(6, 1600)];
         let bytes = prost::Message::encode_to_vec(&r);
         let view = WriteRequestView::decode(&bytes).unwrap();
-        let p = plan_write(&view, &opts(&d)).unwrap();
+        let p = plan(&view, &opts(&d)).unwrap();
         assert_eq!(p.stats.received, 6);
         assert_eq!(p.stats.accepted, 5);
         assert_eq!(p.stats.histograms, 4);
         assert_eq!(p.stats.ignored[IgnoreReason::HistogramTooLarge as usize], 1);
-        assert_eq!(p.records.len(), 4);
+        assert_eq!(p.record_count(), 4);
         let hist: Vec<_> = p
-            .records
-            .iter()
-            .map(|r| p.record_parts(*r))
+            .records()
             .filter(|x| matches!(x.value, RecordValue::Histogram(_)))
             .collect();
         assert_eq!(hist.len(), 3);
@@ -1179,7 +1433,7 @@ mod tests {
             fail_on_long_label: true,
             ..opts(&d)
         };
-        let e = plan_write(&view, &strict).unwrap_err().to_string();
+        let e = plan(&view, &strict).unwrap_err().to_string();
         assert!(e.contains("native histogram at 6 ms"), "{e}");
         assert_eq!(
             IgnoreReason::HistogramTooLarge.as_str(),
@@ -1191,11 +1445,11 @@ mod tests {
     fn missing_name_is_refused_naming_it() {
         let d = dest();
         let r = req(vec![series(&[("job", "a")], &[(1.0, 1)])]);
-        let e = plan_write(&r, &opts(&d)).unwrap_err();
+        let e = plan(&r, &opts(&d)).unwrap_err();
         assert!(e.to_string().contains("__name__"));
         // Without samples nothing is written, so nothing is wrong.
         let r = req(vec![series(&[("job", "a")], &[])]);
-        assert!(plan_write(&r, &opts(&d)).unwrap().records.is_empty());
+        assert_eq!(plan(&r, &opts(&d)).unwrap().record_count(), 0);
     }
 
     #[test]
@@ -1210,24 +1464,21 @@ mod tests {
             vec![("__name__", "m"), ("measure_name", "v")],
         ] {
             let r = req(vec![series(&labels, &[(1.0, 1), (2.0, 2)])]);
-            let p = plan_write(&r, &opts(&d)).unwrap();
-            assert!(p.records.is_empty());
+            let p = plan(&r, &opts(&d)).unwrap();
+            assert_eq!(p.record_count(), 0);
             assert_eq!(p.stats.ignored_total(), 2);
             let mut o = opts(&d);
             o.fail_on_long_label = true;
-            assert!(matches!(
-                plan_write(&r, &o),
-                Err(PlanError::Unstorable { .. })
-            ));
+            assert!(matches!(plan(&r, &o), Err(PlanError::Unstorable { .. })));
         }
         let name = "m".repeat(257);
         let r = req(vec![series(&[("__name__", &name)], &[(1.0, 1)])]);
-        let p = plan_write(&r, &opts(&d)).unwrap();
+        let p = plan(&r, &opts(&d)).unwrap();
         assert_eq!(p.stats.ignored[IgnoreReason::LongMetricName as usize], 1);
         let ok = "m".repeat(256);
         let l60 = "l".repeat(60);
         let r = req(vec![series(&[("__name__", &ok), (&l60, "v")], &[(1.0, 1)])]);
-        assert_eq!(plan_write(&r, &opts(&d)).unwrap().records.len(), 1);
+        assert_eq!(plan(&r, &opts(&d)).unwrap().record_count(), 1);
     }
 
     #[test]
@@ -1239,13 +1490,13 @@ mod tests {
             &[("__name__", "m")],
             &[(f64::from_bits(STALE_NAN_BITS), 1)],
         )]);
-        assert!(plan_write(&r, &o).is_ok());
+        assert!(plan(&r, &o).is_ok());
         let r = req(vec![series(
             &[("__name__", "m")],
             &[(f64::NEG_INFINITY, 1)],
         )]);
         assert!(matches!(
-            plan_write(&r, &o),
+            plan(&r, &o),
             Err(PlanError::InvalidSampleValue { .. })
         ));
     }
@@ -1265,7 +1516,7 @@ mod tests {
             ),
             series(&[("__name__", "a"), ("k", "v")], &[(1.0, 1)]),
         ]);
-        let p = plan_write(&r, &opts(&d)).unwrap();
+        let p = plan(&r, &opts(&d)).unwrap();
         assert_eq!(p.destinations.len(), 2);
         assert_eq!(p.batches.len(), 2);
         for s in &p.series {
@@ -1289,7 +1540,7 @@ mod tests {
         };
         let r = req(vec![series(&[("__name__", "a")], &[(1.0, 1)])]);
         assert!(matches!(
-            plan_write(&r, &opts(&nd)),
+            plan(&r, &opts(&nd)),
             Err(PlanError::NoDestination { .. })
         ));
     }
@@ -1315,11 +1566,11 @@ mod tests {
             &[(1.0, 1000), (1.0, 2000)],
         ));
         let r = req(ts);
-        let p = plan_write(&r, &opts(&d)).unwrap();
-        assert_eq!(p.records.len(), 252);
+        let p = plan(&r, &opts(&d)).unwrap();
+        assert_eq!(p.record_count(), 252);
         // Series are grouped by (target, metric) in hash order, so whether "up" comes
         // before or after "cpu" is not fixed; what the batching promises is.
-        let sizes: Vec<_> = p.batches.iter().map(|b| b.records.len()).collect();
+        let sizes: Vec<_> = p.batches.iter().map(|b| b.len).collect();
         assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
         assert!(sizes.len() <= 4, "{sizes:?}");
         let shared = [
@@ -1345,22 +1596,18 @@ mod tests {
             .batches
             .iter()
             .filter(|b| b.common_name == Some("cpu") && b.common_time == Some(1000))
-            .map(|b| b.records.len())
+            .map(|b| b.len)
             .sum();
         assert!(cpu_only >= 150, "{sizes:?}");
         let up = p
             .batches
             .iter()
-            .find(|b| {
-                p.records[b.records.clone()]
-                    .iter()
-                    .any(|r| p.record(*r).0 == "up")
-            })
+            .find(|b| (0..b.len).any(|i| p.record(b, i).unwrap().0 == "up"))
             .unwrap();
         assert_eq!(up.common_time, None, "two timestamps");
         // Every record's own dims + common dims = its series' dims.
         for b in &p.batches {
-            for r in &p.records[b.records.clone()] {
+            for r in &p.runs[b.runs.clone()] {
                 let s = &p.series[r.series as usize];
                 let own: Vec<_> = own_dims(&s.dims, &b.common_dims).copied().collect();
                 let mut all = own.clone();
@@ -1394,8 +1641,8 @@ mod tests {
             }
         }
         let r = req(ts);
-        let p = plan_write(&r, &opts(&d)).unwrap();
-        let sizes: Vec<_> = p.batches.iter().map(|b| b.records.len()).collect();
+        let p = plan(&r, &opts(&d)).unwrap();
+        let sizes: Vec<_> = p.batches.iter().map(|b| b.len).collect();
         assert_eq!(sizes, vec![60, 60]);
         for b in &p.batches {
             assert!(b.common_time.is_some());
@@ -1444,16 +1691,36 @@ mod tests {
                 &[(1.0, 1)],
             )]),
         ];
+        // Runs are compared by what they hold: their cursors are indices in prost's
+        // arrays and byte offsets in the body.
         let summary = |p: &WritePlan<'_>| {
+            let batches: Vec<_> = p
+                .batches
+                .iter()
+                .map(|b| {
+                    let records: Vec<_> = p
+                        .batch_records(b)
+                        .map(|r| (r.measure_name, r.dims.to_vec(), r.timestamp, r.value))
+                        .collect();
+                    let runs: Vec<_> = p.runs[b.runs.clone()]
+                        .iter()
+                        .map(|r| (r.series, r.records, r.special))
+                        .collect();
+                    let b = Batch {
+                        runs: 0..0,
+                        ..b.clone()
+                    };
+                    format!("{b:?} {runs:?} {records:?}")
+                })
+                .collect();
             format!(
-                "{:?} {:?} {:?} {:?}",
+                "{:?} {:?} {:?}",
                 p.destinations,
                 p.series
                     .iter()
                     .map(|s| (s.destination, s.name, s.target, &s.dims, s.samples.len()))
                     .collect::<Vec<_>>(),
-                p.records,
-                p.batches,
+                batches,
             ) + &format!("{:?}", p.stats)
         };
         for (r, special_values) in std::iter::once(&ok)
@@ -1466,13 +1733,91 @@ mod tests {
                 special_values,
                 ..opts(&d)
             };
-            match (plan_write(r, &o), plan_write(&view, &o)) {
+            match (plan(r, &o), plan(&view, &o)) {
                 (Ok(a), Ok(b)) => {
-                    assert!(a.records.len() > 100);
+                    assert!(a.record_count() > 100);
                     assert_eq!(summary(&a), summary(&b));
                 }
                 (Err(a), Err(b)) => assert_eq!(a, b),
                 (a, b) => panic!("{:?} vs {:?}", a.is_ok(), b.is_ok()),
+            }
+        }
+    }
+
+    /// Runs of samples cut by batches hold exactly the records one per sample would: every
+    /// finite sample of the destination's series in series order, then every special
+    /// value, none twice, none lost; the plan holds O(series + batches) runs.
+    #[test]
+    fn runs_hold_every_record_once_in_batch_order() {
+        use prost::Message;
+        let d = dest();
+        let mut ts = Vec::new();
+        for i in 0..7 {
+            let samples: Vec<(f64, i64)> = (0..(40 + 97 * i))
+                .map(|j| {
+                    let v = if (j + i) % 9 == 0 { f64::NAN } else { j as f64 };
+                    (v, 1000 + (j / 60) as i64)
+                })
+                .collect();
+            let n = format!("m{}", i % 3);
+            let k = i.to_string();
+            ts.push(series(&[("__name__", &n), ("k", &k)], &samples));
+        }
+        let r = req(ts);
+        let bytes = r.encode_to_vec();
+        let view = WriteRequestView::decode(&bytes).unwrap();
+        for special_values in [false, true] {
+            let o = PlanOptions {
+                special_values,
+                ..opts(&d)
+            };
+            for p in [plan(&r, &o).unwrap(), plan(&view, &o).unwrap()] {
+                let mut want = Vec::new();
+                for special in [false, true] {
+                    for s in &p.series {
+                        for x in s.samples.iter() {
+                            let written = special_values || x.value.is_finite();
+                            if written && x.value.is_finite() != special {
+                                want.push((s.name, x.timestamp, x.value.to_bits()));
+                            }
+                        }
+                    }
+                }
+                let got: Vec<_> = p
+                    .batches
+                    .iter()
+                    .flat_map(|b| {
+                        assert!(b.len <= MAX_RECORDS_PER_CALL);
+                        assert_eq!(
+                            p.runs[b.runs.clone()]
+                                .iter()
+                                .map(|r| r.records as usize)
+                                .sum::<usize>(),
+                            b.len
+                        );
+                        assert_eq!(p.batch_records(b).count(), b.len);
+                        p.batch_records(b).map(|x| {
+                            let RecordValue::Number(v) = x.value else {
+                                unreachable!()
+                            };
+                            let name = match x.measure_name {
+                                special::MEASURE_NAME => x.dims[0].value,
+                                n => n,
+                            };
+                            (name, x.timestamp, v.to_bits())
+                        })
+                    })
+                    .collect();
+                assert_eq!(got, want);
+                assert_eq!(p.record_count(), want.len());
+                assert!(p.runs.len() <= 2 * p.series.len() + p.batches.len());
+                // Record i of a batch, as the writer looks up a rejected one.
+                let b = &p.batches[p.batches.len() / 2];
+                let all: Vec<_> = p.batch_records(b).map(|x| x.timestamp).collect();
+                for (i, t) in all.iter().enumerate() {
+                    assert_eq!(p.record(b, i).unwrap().1, *t);
+                }
+                assert_eq!(p.record(b, all.len()), None);
             }
         }
     }
@@ -1504,17 +1849,15 @@ mod tests {
                 &[(f64::NEG_INFINITY, 1), (odd_nan, 2), (f64::NAN, 3)],
             ),
         ]);
-        let p = plan_write(&r, &with_specials(&d)).unwrap();
+        let p = plan(&r, &with_specials(&d)).unwrap();
         assert_eq!(p.stats.received, 7);
         assert_eq!(p.stats.accepted, 7);
         assert_eq!(p.stats.ignored_total(), 0);
         assert_eq!(p.stats.specials, [2, 1, 1, 1]);
         type Parts<'s> = Vec<(&'s str, Vec<(&'s str, &'s str)>, u64)>;
         let parts: Parts<'_> = p
-            .records
-            .iter()
-            .map(|r| {
-                let parts = p.record_parts(*r);
+            .records()
+            .map(|parts| {
                 let dims = parts.dims.iter().map(|d| (d.name, d.value)).collect();
                 let RecordValue::Number(v) = parts.value else {
                     panic!("no histogram here")
@@ -1556,7 +1899,7 @@ mod tests {
             &[("__name__", "r"), ("job", "a")],
             &[(f64::NAN, 1), (f64::INFINITY, 2)],
         )]);
-        let p2 = plan_write(&r2, &with_specials(&d)).unwrap();
+        let p2 = plan(&r2, &with_specials(&d)).unwrap();
         assert_eq!(p2.batches[0].common_special, Some(true));
         assert_eq!(p2.batches[0].common_name, Some(special::MEASURE_NAME));
         assert_eq!(p2.batches[0].common_dims.len(), 2, "__name__ and job");
@@ -1569,7 +1912,7 @@ mod tests {
             &[("__name__", "q")],
             &[(f64::NAN, 1), (f64::from_bits(STALE_NAN_BITS), 2), (1.0, 3)],
         )]);
-        let p = plan_write(&r, &opts(&d)).unwrap();
+        let p = plan(&r, &opts(&d)).unwrap();
         assert_eq!(p.stats.accepted, 1);
         assert_eq!(p.stats.specials, [0; 4]);
         assert_eq!(p.stats.ignored[IgnoreReason::NonFinite as usize], 1);
@@ -1579,7 +1922,7 @@ mod tests {
             fail_on_invalid_sample_value: true,
             ..with_specials(&d)
         };
-        assert_eq!(plan_write(&r, &o).unwrap().stats.accepted, 3);
+        assert_eq!(plan(&r, &o).unwrap().stats.accepted, 3);
     }
 
     #[test]
@@ -1589,9 +1932,9 @@ mod tests {
         let mut labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
         labels.push(("__name__", "wide"));
         let r = req(vec![series(&labels, &[(1.0, 1), (f64::NAN, 2)])]);
-        let p = plan_write(&r, &with_specials(&d)).unwrap();
-        assert_eq!(p.records.len(), 1);
-        assert!(!p.record_parts(p.records[0]).value.is_varchar());
+        let p = plan(&r, &with_specials(&d)).unwrap();
+        assert_eq!(p.record_count(), 1);
+        assert!(!p.records().next().unwrap().value.is_varchar());
         assert_eq!(p.stats.ignored[IgnoreReason::TooManyLabels as usize], 1);
         assert_eq!(p.stats.specials, [0; 4]);
         let strict = PlanOptions {
@@ -1599,12 +1942,12 @@ mod tests {
             ..with_specials(&d)
         };
         assert!(matches!(
-            plan_write(&r, &strict),
+            plan(&r, &strict),
             Err(PlanError::Unstorable { .. })
         ));
         // One label fewer: the special value fits.
         let r = req(vec![series(&labels[1..], &[(f64::NAN, 2)])]);
-        assert_eq!(plan_write(&r, &with_specials(&d)).unwrap().records.len(), 1);
+        assert_eq!(plan(&r, &with_specials(&d)).unwrap().record_count(), 1);
     }
 
     #[test]
@@ -1614,13 +1957,13 @@ mod tests {
             &[("__name__", special::MEASURE_NAME)],
             &[(1.0, 1), (f64::NAN, 2)],
         )]);
-        let p = plan_write(&r, &with_specials(&d)).unwrap();
-        assert!(p.records.is_empty());
+        let p = plan(&r, &with_specials(&d)).unwrap();
+        assert_eq!(p.record_count(), 0);
         assert_eq!(
             p.stats.ignored[IgnoreReason::ReservedMetricName as usize],
             2
         );
-        assert_eq!(plan_write(&r, &opts(&d)).unwrap().records.len(), 1);
+        assert_eq!(plan(&r, &opts(&d)).unwrap().record_count(), 1);
     }
 
     #[test]
@@ -1630,14 +1973,14 @@ mod tests {
             &[("__name__", "m"), ("b", "1"), ("a", "2")],
             &[(1.0, 1)],
         )]);
-        let p = plan_write(&r, &opts(&d)).unwrap();
+        let p = plan(&r, &opts(&d)).unwrap();
         assert_eq!(p.series[0].dims[0].name, "a");
         let r = req(vec![series(
             &[("__name__", "m"), ("b", "1"), ("b", "2")],
             &[(1.0, 1)],
         )]);
         assert!(matches!(
-            plan_write(&r, &opts(&d)),
+            plan(&r, &opts(&d)),
             Err(PlanError::DuplicateLabel { .. })
         ));
     }
