@@ -163,3 +163,150 @@ remote_write:
     }
     drop(connector);
 }
+
+/// Series of the table that holds only special values.
+const ONLY_SPECIALS: &[&str] = &[
+    "so_nan",
+    "so_inf",
+    "so_vanishing",
+    r#"{__name__=~"so_.*"}"#,
+    "count_over_time(so_vanishing[30s])",
+    "last_over_time(so_nan[10s])",
+    "so_inf > 0",
+];
+
+async fn only_specials_target(State(present): State<Arc<AtomicBool>>) -> String {
+    let mut out = String::from("so_nan NaN\nso_inf +Inf\n");
+    if present.load(Ordering::Relaxed) {
+        out.push_str("so_vanishing{kind=\"nan then gone\"} NaN\n");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_only_special_values_matches_own_tsdb_prometheus_2() {
+    only_specials(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_only_special_values_matches_own_tsdb_prometheus_3_streamed() {
+    only_specials(3).await;
+}
+
+/// A table that never got a number (Timestream gives it no `measure_value::double` column):
+/// A remote-writes only NaN, +Inf and a NaN series that vanishes (its staleness marker), its
+/// own `up` and scrape series dropped by `write_relabel_configs`; B must answer as A.
+async fn only_specials(major: u32) {
+    let test = format!("a table of only special values with Prometheus {major}.x");
+    let Some((prom, version)) = clients::require_prometheus(major, &test) else {
+        return;
+    };
+    clients::note(&format!("{test}: {version}"));
+    let dir = TestDir::new(&format!("only_specials{major}"));
+    let d = dir.path();
+    let present = Arc::new(AtomicBool::new(true));
+    let app = Router::new()
+        .route("/metrics", get(only_specials_target))
+        .with_state(present.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.ok();
+    });
+    let store_port = free_port();
+    let connector = Connector::start(
+        "connector",
+        free_port(),
+        &local_store_args(d, store_port, &[]),
+        None,
+        d,
+    )
+    .await;
+    let auth =
+        format!("    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n");
+    let a_config = format!(
+        r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: only_specials
+    static_configs:
+      - targets: ["{target_addr}"]
+remote_write:
+  - url: "{write}"
+{auth}    write_relabel_configs:
+      - source_labels: [__name__]
+        regex: "so_.*"
+        action: keep
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+        write = connector.url("/write"),
+    );
+    let b_config = format!(
+        "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
+        read = connector.url("/read"),
+    );
+    let a = Prometheus::start(&prom, "prometheus-a", free_port(), &a_config, d).await;
+    let b = Prometheus::start(&prom, "prometheus-b", free_port(), &b_config, d).await;
+
+    // Prometheus' first scrape comes a few seconds after it is ready: wait for it, then let
+    // a few more samples arrive before the series vanishes.
+    wait_for("A's first scrape", Duration::from_secs(30), || async {
+        (!is_empty(&a.instant("so_vanishing", now_secs()).await)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let vanished_at = now_secs();
+    present.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let t_eval = (now_secs() - 1.5).floor() + 0.437;
+    a.wait_remote_write_past(t_eval).await;
+
+    // The premise: the store holds special-value rows and nothing else.
+    let q = query_client(&format!("http://127.0.0.1:{store_port}")).await;
+    let from = format!(r#"FROM "{DATABASE}"."{TABLE}""#);
+    let all = count_rows(&q, &format!("SELECT count(*) {from}")).await;
+    let special = count_rows(
+        &q,
+        &format!("SELECT count(*) {from} WHERE measure_name = '__special_value__'"),
+    )
+    .await;
+    assert!(all > 0 && all == special, "{all} rows, {special} special");
+
+    let mut failures = Vec::new();
+    for query in ONLY_SPECIALS {
+        let from_a = normalise(&a.instant(query, t_eval).await);
+        let from_b = normalise(&b.instant(query, t_eval).await);
+        if from_a != from_b {
+            failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+        let (start, end) = (vanished_at - 3.25, t_eval);
+        let from_a = normalise(&a.range(query, start, end, 0.5).await);
+        let from_b = normalise(&b.range(query, start, end, 0.5).await);
+        if from_a != from_b {
+            failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} comparisons differ:\n{}",
+        failures.len(),
+        2 * ONLY_SPECIALS.len(),
+        failures.join("\n")
+    );
+    for q in ["so_nan", "so_inf"] {
+        assert!(!is_empty(&a.instant(q, t_eval).await), "A has no {q}");
+    }
+    assert!(
+        is_empty(&a.instant("so_vanishing", t_eval).await)
+            && !is_empty(
+                &a.range("so_vanishing", vanished_at - 3.25, t_eval, 0.5)
+                    .await
+            ),
+        "A's so_vanishing must be there before it vanished and gone after"
+    );
+    drop(connector);
+}
