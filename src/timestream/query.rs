@@ -122,7 +122,7 @@ impl Storage for TimestreamStorage {
     }
 
     /// `DESCRIBE db.table`: the rows whose Timestream attribute type is DIMENSION, and
-    /// whether a MEASURE_VALUE row is `measure_value::double`. Not
+    /// whether a row is `measure_value::double`. Not
     /// understood (a ValidationException, or columns other than Timestream's) →
     /// [`Described::NotUnderstood`]; IAM's refusal of the action (AccessDeniedException; a
     /// policy may grant `Select` without `DescribeTable`, which AWS documents as the action
@@ -146,7 +146,10 @@ impl Storage for TimestreamStorage {
                         (Some(n), Some("DIMENSION")) => {
                             dims.insert(n.to_string());
                         }
-                        (Some("measure_value::double"), Some("MEASURE_VALUE")) => double = true,
+                        // By name alone (Timestream's type for it is MEASURE_VALUE): a
+                        // dimension may not be named `measure_value::…`, and a wrong type
+                        // string must not hide every number of a table.
+                        (Some("measure_value::double"), _) => double = true,
                         _ => {}
                     }
                     Ok(())
