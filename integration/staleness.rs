@@ -54,6 +54,76 @@ async fn target(State(present): State<Arc<AtomicBool>>) -> String {
     out
 }
 
+/// A target, a connector with its own store, Prometheus A scraping the target every second and
+/// remote-writing through the connector (`write_extra`: more lines for its remote_write
+/// entry), and Prometheus B answering from remote read alone. Fields drop in order: the
+/// processes before their directory.
+struct Pair {
+    _connector: Connector,
+    a: Prometheus,
+    b: Prometheus,
+    store_port: u16,
+    _dir: TestDir,
+}
+
+impl Pair {
+    async fn start(
+        major: u32,
+        prom: &std::path::Path,
+        name: &str,
+        job: &str,
+        target: Router,
+        write_extra: &str,
+    ) -> Pair {
+        let dir = TestDir::new(&format!("{name}{major}"));
+        let d = dir.path();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target_addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, target).await.ok();
+        });
+        let store_port = free_port();
+        let mut args = local_store_args(d, store_port, &[]);
+        if major < 3 {
+            args.push("--read.dot-matches-newline=false".to_string());
+        }
+        let connector = Connector::start("connector", free_port(), &args, None, d).await;
+        let auth = format!(
+            "    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n"
+        );
+        let a_config = format!(
+            r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: {job}
+    static_configs:
+      - targets: ["{target_addr}"]
+remote_write:
+  - url: "{write}"
+{auth}{write_extra}    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+            write = connector.url("/write"),
+        );
+        let b_config = format!(
+            "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
+            read = connector.url("/read"),
+        );
+        let a = Prometheus::start(prom, "prometheus-a", free_port(), &a_config, d).await;
+        let b = Prometheus::start(prom, "prometheus-b", free_port(), &b_config, d).await;
+        Pair {
+            _connector: connector,
+            a,
+            b,
+            store_port,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staleness_nan_inf_and_case_differing_labels_match_own_tsdb_prometheus_2() {
     specials(2).await;
@@ -70,50 +140,12 @@ async fn specials(major: u32) {
         return;
     };
     clients::note(&format!("{test}: {version}"));
-    let dir = TestDir::new(&format!("staleness{major}"));
-    let d = dir.path();
     let present = Arc::new(AtomicBool::new(true));
-    let app = Router::new()
+    let target = Router::new()
         .route("/metrics", get(target))
         .with_state(present.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.ok();
-    });
-
-    let store_port = free_port();
-    let mut args = local_store_args(d, store_port, &[]);
-    if major < 3 {
-        args.push("--read.dot-matches-newline=false".to_string());
-    }
-    let connector = Connector::start("connector", free_port(), &args, None, d).await;
-    let auth =
-        format!("    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n");
-    let a_port = free_port();
-    let a_config = format!(
-        r#"global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: specials
-    static_configs:
-      - targets: ["{target_addr}"]
-remote_write:
-  - url: "{write}"
-{auth}    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"#,
-        write = connector.url("/write"),
-    );
-    let b_config = format!(
-        "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
-        read = connector.url("/read"),
-    );
-    let a = Prometheus::start(&prom, "prometheus-a", a_port, &a_config, d).await;
-    let b = Prometheus::start(&prom, "prometheus-b", free_port(), &b_config, d).await;
+    let pair = Pair::start(major, &prom, "staleness", "specials", target, "").await;
+    let Pair { a, b, .. } = &pair;
 
     tokio::time::sleep(Duration::from_secs(8)).await;
     let vanished_at = now_secs();
@@ -161,7 +193,7 @@ remote_write:
     ] {
         assert!(!is_empty(&a.instant(q, t_eval).await), "A has no {q}");
     }
-    drop(connector);
+    drop(pair);
 }
 
 /// Series of the table that holds only special values.
@@ -202,56 +234,13 @@ async fn only_specials(major: u32) {
         return;
     };
     clients::note(&format!("{test}: {version}"));
-    let dir = TestDir::new(&format!("only_specials{major}"));
-    let d = dir.path();
     let present = Arc::new(AtomicBool::new(true));
-    let app = Router::new()
+    let target = Router::new()
         .route("/metrics", get(only_specials_target))
         .with_state(present.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.ok();
-    });
-    let store_port = free_port();
-    let connector = Connector::start(
-        "connector",
-        free_port(),
-        &local_store_args(d, store_port, &[]),
-        None,
-        d,
-    )
-    .await;
-    let auth =
-        format!("    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n");
-    let a_config = format!(
-        r#"global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: only_specials
-    static_configs:
-      - targets: ["{target_addr}"]
-remote_write:
-  - url: "{write}"
-{auth}    write_relabel_configs:
-      - source_labels: [__name__]
-        regex: "so_.*"
-        action: keep
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"#,
-        write = connector.url("/write"),
-    );
-    let b_config = format!(
-        "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
-        read = connector.url("/read"),
-    );
-    let a = Prometheus::start(&prom, "prometheus-a", free_port(), &a_config, d).await;
-    let b = Prometheus::start(&prom, "prometheus-b", free_port(), &b_config, d).await;
-
+    let keep = "    write_relabel_configs:\n      - source_labels: [__name__]\n        regex: \"so_.*\"\n        action: keep\n";
+    let pair = Pair::start(major, &prom, "only_specials", "only_specials", target, keep).await;
+    let Pair { a, b, .. } = &pair;
     // Prometheus' first scrape comes a few seconds after it is ready: wait for it, then let
     // a few more samples arrive before the series vanishes.
     wait_for("A's first scrape", Duration::from_secs(30), || async {
@@ -266,7 +255,7 @@ remote_write:
     a.wait_remote_write_past(t_eval).await;
 
     // The premise: the store holds special-value rows and nothing else.
-    let q = query_client(&format!("http://127.0.0.1:{store_port}")).await;
+    let q = query_client(&format!("http://127.0.0.1:{}", pair.store_port)).await;
     let from = format!(r#"FROM "{DATABASE}"."{TABLE}""#);
     let all = count_rows(&q, &format!("SELECT count(*) {from}")).await;
     let special = count_rows(
@@ -308,5 +297,5 @@ remote_write:
             ),
         "A's so_vanishing must be there before it vanished and gone after"
     );
-    drop(connector);
+    drop(pair);
 }
