@@ -224,25 +224,36 @@ fn is_empty(data: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_and_nhcb_histograms_match_own_tsdb_prometheus_3_remote_write_1() {
-    histograms(false).await;
+    histograms(false, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_and_nhcb_histograms_match_own_tsdb_prometheus_3_remote_write_2() {
-    histograms(true).await;
+    histograms(true, false).await;
 }
 
-async fn histograms(rw2: bool) {
-    let test = format!("native histograms with Prometheus 3.x, remote write 2.0: {rw2}");
+/// A table that holds native histograms and nothing else (no number was ever written, so
+/// Timestream gave it no `measure_value::double` column): A's `write_relabel_configs` keeps
+/// only `nh_latency_seconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_only_native_histograms_matches_own_tsdb_prometheus_3() {
+    histograms(false, true).await;
+}
+
+/// `only`: A remote-writes the native histogram alone.
+async fn histograms(rw2: bool, only: bool) {
+    let test = format!(
+        "native histograms with Prometheus 3.x, remote write 2.0: {rw2}, histograms only: {only}"
+    );
     let test = test.as_str();
     let Some((prom, version)) = clients::require_prometheus(3, test) else {
         return;
     };
     clients::note(&format!("{test}: {version}"));
-    let dir = TestDir::new(if rw2 {
-        "native_histograms2"
-    } else {
-        "native_histograms1"
+    let dir = TestDir::new(match (rw2, only) {
+        (_, true) => "native_histograms_only",
+        (true, false) => "native_histograms2",
+        (false, false) => "native_histograms1",
     });
     let d = dir.path();
     let app = Router::new()
@@ -279,7 +290,7 @@ scrape_configs:
 remote_write:
   - url: "{write}"
     send_native_histograms: true
-{protocol}{auth}    queue_config:
+{protocol}{auth}{keep}    queue_config:
       batch_send_deadline: 1s
       min_backoff: 100ms
       max_backoff: 1s
@@ -287,6 +298,11 @@ remote_write:
         write = connector.url("/write"),
         protocol = if rw2 {
             "    protobuf_message: io.prometheus.write.v2.Request\n"
+        } else {
+            ""
+        },
+        keep = if only {
+            "    write_relabel_configs:\n      - source_labels: [__name__]\n        regex: nh_latency_seconds\n        action: keep\n"
         } else {
             ""
         },
@@ -312,7 +328,18 @@ remote_write:
         );
     }
     // What the connector itself answers (SAMPLES): the custom bounds A sent are there.
-    if rw2 {
+    if only {
+        // The premise: the store holds histogram rows and nothing else.
+        let q = query_client(&format!("http://127.0.0.1:{store_port}")).await;
+        let from = format!(r#"FROM "{DATABASE}"."{TABLE}""#);
+        let all = count_rows(&q, &format!("SELECT count(*) {from}")).await;
+        let hs = count_rows(
+            &q,
+            &format!("SELECT count(*) {from} WHERE measure_name = '__native_histogram__'"),
+        )
+        .await;
+        assert!(all > 0 && all == hs, "{all} rows, {hs} histograms");
+    } else if rw2 {
         check_nhcb(&connector, t_eval).await;
     } else {
         // 3.5.3 sends custom-bucket histograms over 1.0 without their bounds: skipped and

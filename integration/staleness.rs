@@ -54,6 +54,101 @@ async fn target(State(present): State<Arc<AtomicBool>>) -> String {
     out
 }
 
+/// A target, a connector with its own store, Prometheus A scraping the target every second and
+/// remote-writing through the connector (`write_extra`: more lines for its remote_write
+/// entry), and Prometheus B answering from remote read alone. Fields drop in order: the
+/// processes before their directory.
+struct Pair {
+    _connector: Connector,
+    a: Prometheus,
+    b: Prometheus,
+    store_port: u16,
+    _dir: TestDir,
+}
+
+impl Pair {
+    async fn start(
+        major: u32,
+        prom: &std::path::Path,
+        name: &str,
+        job: &str,
+        target: Router,
+        write_extra: &str,
+    ) -> Pair {
+        let dir = TestDir::new(&format!("{name}{major}"));
+        let d = dir.path();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target_addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, target).await.ok();
+        });
+        let store_port = free_port();
+        let mut args = local_store_args(d, store_port, &[]);
+        if major < 3 {
+            args.push("--read.dot-matches-newline=false".to_string());
+        }
+        let connector = Connector::start("connector", free_port(), &args, None, d).await;
+        let auth = format!(
+            "    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n"
+        );
+        let a_config = format!(
+            r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: {job}
+    static_configs:
+      - targets: ["{target_addr}"]
+remote_write:
+  - url: "{write}"
+{auth}{write_extra}    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+            write = connector.url("/write"),
+        );
+        let b_config = format!(
+            "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
+            read = connector.url("/read"),
+        );
+        let a = Prometheus::start(prom, "prometheus-a", free_port(), &a_config, d).await;
+        let b = Prometheus::start(prom, "prometheus-b", free_port(), &b_config, d).await;
+        Pair {
+            _connector: connector,
+            a,
+            b,
+            store_port,
+            _dir: dir,
+        }
+    }
+}
+
+/// Every query answers the same JSON from A and from B, instant at `t_eval` and as a range
+/// from `start` to `t_eval` (step 0.5 s).
+async fn same_answers(a: &Prometheus, b: &Prometheus, queries: &[&str], start: f64, t_eval: f64) {
+    let mut failures = Vec::new();
+    for query in queries {
+        let from_a = normalise(&a.instant(query, t_eval).await);
+        let from_b = normalise(&b.instant(query, t_eval).await);
+        if from_a != from_b {
+            failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+        let from_a = normalise(&a.range(query, start, t_eval, 0.5).await);
+        let from_b = normalise(&b.range(query, start, t_eval, 0.5).await);
+        if from_a != from_b {
+            failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} comparisons (instant and range) differ:\n{}",
+        failures.len(),
+        2 * queries.len(),
+        failures.join("\n")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staleness_nan_inf_and_case_differing_labels_match_own_tsdb_prometheus_2() {
     specials(2).await;
@@ -70,50 +165,12 @@ async fn specials(major: u32) {
         return;
     };
     clients::note(&format!("{test}: {version}"));
-    let dir = TestDir::new(&format!("staleness{major}"));
-    let d = dir.path();
     let present = Arc::new(AtomicBool::new(true));
-    let app = Router::new()
+    let target = Router::new()
         .route("/metrics", get(target))
         .with_state(present.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.ok();
-    });
-
-    let store_port = free_port();
-    let mut args = local_store_args(d, store_port, &[]);
-    if major < 3 {
-        args.push("--read.dot-matches-newline=false".to_string());
-    }
-    let connector = Connector::start("connector", free_port(), &args, None, d).await;
-    let auth =
-        format!("    basic_auth:\n      username: {ACCESS_KEY}\n      password: {SECRET_KEY}\n");
-    let a_port = free_port();
-    let a_config = format!(
-        r#"global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: specials
-    static_configs:
-      - targets: ["{target_addr}"]
-remote_write:
-  - url: "{write}"
-{auth}    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"#,
-        write = connector.url("/write"),
-    );
-    let b_config = format!(
-        "global:\n  scrape_interval: 1m\nremote_read:\n  - url: \"{read}\"\n    read_recent: true\n{auth}",
-        read = connector.url("/read"),
-    );
-    let a = Prometheus::start(&prom, "prometheus-a", a_port, &a_config, d).await;
-    let b = Prometheus::start(&prom, "prometheus-b", free_port(), &b_config, d).await;
+    let pair = Pair::start(major, &prom, "staleness", "specials", target, "").await;
+    let Pair { a, b, .. } = &pair;
 
     tokio::time::sleep(Duration::from_secs(8)).await;
     let vanished_at = now_secs();
@@ -128,28 +185,8 @@ remote_write:
         is_empty(&gone_in_a),
         "A still returns the vanished series: {gone_in_a}"
     );
-    let mut failures = Vec::new();
-    for query in QUERIES {
-        let from_a = normalise(&a.instant(query, t_eval).await);
-        let from_b = normalise(&b.instant(query, t_eval).await);
-        if from_a != from_b {
-            failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));
-        }
-        // A range across the moment the series vanished.
-        let (start, end) = (vanished_at - 5.25, t_eval);
-        let from_a = normalise(&a.range(query, start, end, 0.5).await);
-        let from_b = normalise(&b.range(query, start, end, 0.5).await);
-        if from_a != from_b {
-            failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} comparisons (instant and range) differ:\n{}",
-        failures.len(),
-        2 * QUERIES.len(),
-        failures.join("\n")
-    );
+    // Ranges across the moment the series vanished.
+    same_answers(a, b, QUERIES, vanished_at - 5.25, t_eval).await;
     // The fixture is not trivially empty: A answers the steady, NaN and case queries.
     for q in [
         "st_steady",
@@ -161,5 +198,89 @@ remote_write:
     ] {
         assert!(!is_empty(&a.instant(q, t_eval).await), "A has no {q}");
     }
-    drop(connector);
+    drop(pair);
+}
+
+/// Series of the table that holds only special values.
+const ONLY_SPECIALS: &[&str] = &[
+    "so_nan",
+    "so_inf",
+    "so_vanishing",
+    r#"{__name__=~"so_.*"}"#,
+    "count_over_time(so_vanishing[30s])",
+    "last_over_time(so_nan[10s])",
+    "so_inf > 0",
+];
+
+async fn only_specials_target(State(present): State<Arc<AtomicBool>>) -> String {
+    let mut out = String::from("so_nan NaN\nso_inf +Inf\n");
+    if present.load(Ordering::Relaxed) {
+        out.push_str("so_vanishing{kind=\"nan then gone\"} NaN\n");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_only_special_values_matches_own_tsdb_prometheus_2() {
+    only_specials(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_only_special_values_matches_own_tsdb_prometheus_3_streamed() {
+    only_specials(3).await;
+}
+
+/// A table that never got a number (Timestream gives it no `measure_value::double` column):
+/// A remote-writes only NaN, +Inf and a NaN series that vanishes (its staleness marker), its
+/// own `up` and scrape series dropped by `write_relabel_configs`; B must answer as A.
+async fn only_specials(major: u32) {
+    let test = format!("a table of only special values with Prometheus {major}.x");
+    let Some((prom, version)) = clients::require_prometheus(major, &test) else {
+        return;
+    };
+    clients::note(&format!("{test}: {version}"));
+    let present = Arc::new(AtomicBool::new(true));
+    let target = Router::new()
+        .route("/metrics", get(only_specials_target))
+        .with_state(present.clone());
+    let keep = "    write_relabel_configs:\n      - source_labels: [__name__]\n        regex: \"so_.*\"\n        action: keep\n";
+    let pair = Pair::start(major, &prom, "only_specials", "only_specials", target, keep).await;
+    let Pair { a, b, .. } = &pair;
+    // Prometheus' first scrape comes a few seconds after it is ready: wait for it, then let
+    // a few more samples arrive before the series vanishes.
+    wait_for("A's first scrape", Duration::from_secs(30), || async {
+        (!is_empty(&a.instant("so_vanishing", now_secs()).await)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let vanished_at = now_secs();
+    present.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let t_eval = (now_secs() - 1.5).floor() + 0.437;
+    a.wait_remote_write_past(t_eval).await;
+
+    // The premise: the store holds special-value rows and nothing else.
+    let q = query_client(&format!("http://127.0.0.1:{}", pair.store_port)).await;
+    let from = format!(r#"FROM "{DATABASE}"."{TABLE}""#);
+    let all = count_rows(&q, &format!("SELECT count(*) {from}")).await;
+    let special = count_rows(
+        &q,
+        &format!("SELECT count(*) {from} WHERE measure_name = '__special_value__'"),
+    )
+    .await;
+    assert!(all > 0 && all == special, "{all} rows, {special} special");
+
+    same_answers(a, b, ONLY_SPECIALS, vanished_at - 3.25, t_eval).await;
+    for q in ["so_nan", "so_inf"] {
+        assert!(!is_empty(&a.instant(q, t_eval).await), "A has no {q}");
+    }
+    assert!(
+        is_empty(&a.instant("so_vanishing", t_eval).await)
+            && !is_empty(
+                &a.range("so_vanishing", vanished_at - 3.25, t_eval, 0.5)
+                    .await
+            ),
+        "A's so_vanishing must be there before it vanished and gone after"
+    );
+    drop(pair);
 }

@@ -291,8 +291,8 @@ async fn limits_flag_and_sql_view() {
         length: 1500,
     }];
     big.positive_deltas = vec![1; 1500];
-    // (A float too: a table without any number has no `measure_value::double` column and
-    // reads of it answer nothing, the known limit of special values.)
+    // (A float too; a table of histograms alone is read too, see
+    // `tables_without_numbers_read_their_histograms_and_special_values`.)
     let mut ts = series(&[("__name__", "lat"), ("job", "a")], &[(3.0, t0)]);
     ts.histograms = vec![sample_histogram(t0 + 1), big];
     let (st, body) = env.write(&request(vec![ts])).await;
@@ -348,5 +348,144 @@ async fn limits_flag_and_sql_view() {
     let got = samples_response(&body);
     assert_eq!(got.len(), 1, "{m}");
     assert!(got[0].histograms.is_empty());
+    env.shutdown().await;
+}
+
+/// Tables that never got a number have no `measure_value::double` column: one that only got
+/// histograms, one that got histograms and special values (stale markers, NaN, +Inf), and
+/// one of each kind in one request. They read what they hold, bit for bit, and still do
+/// after their first number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_without_numbers_read_their_histograms_and_special_values() {
+    let env = start_with(EnvOptions {
+        tables: vec![
+            (DB.into(), TABLE.into()),
+            (DB.into(), "hist".into()),
+            (DB.into(), "mixed".into()),
+        ],
+        args: vec!["--max-write-retries=2".into(), "--table-label=tbl".into()],
+        ..EnvOptions::default()
+    })
+    .await;
+    let t0 = now_ms() - 600_000;
+    const STALE: u64 = 0x7ff0_0000_0000_0002;
+    let hist_series = |tbl: &str| {
+        let mut ts = series(&[("__name__", "lat"), ("job", "a"), ("tbl", tbl)], &[]);
+        ts.histograms = vec![sample_histogram(t0 + 1), sample_histogram(t0 + 2)];
+        ts
+    };
+    let specials = [
+        (f64::from_bits(STALE), t0),
+        (f64::NAN, t0 + 1),
+        (f64::INFINITY, t0 + 2),
+    ];
+    let req = request(vec![
+        hist_series("hist"),
+        hist_series("mixed"),
+        series(
+            &[("__name__", "up"), ("job", "a"), ("tbl", "mixed")],
+            &specials,
+        ),
+    ]);
+    let (st, body) = env.write(&req).await;
+    assert_eq!(st, 200, "{body}");
+    let in_table = |name: &str, tbl: &str| {
+        let mut q = by_name(name, t0 - 1, t0 + 100);
+        q.matchers.push(LabelMatcher {
+            r#type: T::Eq as i32,
+            name: "tbl".into(),
+            value: tbl.into(),
+        });
+        q
+    };
+    let bits = |s: &[(f64, i64)]| -> Vec<(i64, u64)> {
+        s.iter().map(|(v, t)| (*t, v.to_bits())).collect()
+    };
+    // (histograms of lat in hist, of lat in mixed, samples of up in mixed), read as SAMPLES
+    // alone and as Prometheus 3.x asks (streamed chunks or SAMPLES).
+    let read = |accepted: Vec<ResponseType>| {
+        let env = &env;
+        let q = vec![
+            in_table("lat", "hist"),
+            in_table("lat", "mixed"),
+            in_table("up", "mixed"),
+        ];
+        async move {
+            let (ct, body) = post_read(env, q, accepted).await;
+            assert_eq!(ct, "application/x-protobuf");
+            let r = ReadResponse::decode(body.as_slice()).unwrap().results;
+            let one = |i: usize| -> (Vec<Vec<u8>>, Vec<(i64, u64)>) {
+                let ts = &r[i].timeseries;
+                (
+                    ts.iter().flat_map(|s| bytes_of(&s.histograms)).collect(),
+                    ts.iter()
+                        .flat_map(|s| s.samples.iter().map(|x| (x.timestamp, x.value.to_bits())))
+                        .collect(),
+                )
+            };
+            (one(0), one(1), one(2))
+        }
+    };
+    let hs = bytes_of(&[sample_histogram(t0 + 1), sample_histogram(t0 + 2)]);
+    for accepted in [
+        vec![ResponseType::Samples],
+        vec![ResponseType::StreamedXorChunks, ResponseType::Samples],
+    ] {
+        let got = read(accepted).await;
+        assert_eq!(got.0, (hs.clone(), vec![]), "histograms alone");
+        assert_eq!(
+            got.1,
+            (hs.clone(), vec![]),
+            "histograms beside special values"
+        );
+        assert_eq!(
+            got.2,
+            (vec![], bits(&specials)),
+            "special values beside histograms"
+        );
+    }
+    // A client that accepts streamed chunks only gets the floats: the special values.
+    let (ct, body) = post_read(
+        &env,
+        vec![in_table("up", "mixed")],
+        vec![ResponseType::StreamedXorChunks],
+    )
+    .await;
+    assert!(ct.starts_with("application/x-streamed-protobuf"), "{ct}");
+    assert!(!body.is_empty(), "the special values are streamed");
+
+    // The first numbers: everything still reads (the column lists notice the new column at
+    // most one rate-limited refresh later).
+    let numbers = [(2.5, t0 + 50)];
+    let req = request(vec![
+        series(
+            &[("__name__", "lat"), ("job", "a"), ("tbl", "hist")],
+            &numbers,
+        ),
+        series(
+            &[("__name__", "up"), ("job", "a"), ("tbl", "mixed")],
+            &numbers,
+        ),
+    ]);
+    let (st, body) = env.write(&req).await;
+    assert_eq!(st, 200, "{body}");
+    let mut up = specials.to_vec();
+    up.extend(numbers);
+    let want = (
+        (hs.clone(), bits(&numbers)),
+        (hs.clone(), vec![]),
+        (vec![], bits(&up)),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = read(vec![ResponseType::Samples]).await;
+        if got == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let got = read(vec![ResponseType::StreamedXorChunks, ResponseType::Samples]).await;
+    assert_eq!(got, want);
     env.shutdown().await;
 }

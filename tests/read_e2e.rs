@@ -1127,3 +1127,99 @@ async fn special_values_off_counts_them_as_ignored_and_stores_nothing_new() {
     strict.shutdown().await;
     env.shutdown().await;
 }
+
+/// A table that only ever got special values has no `measure_value::double` column: it is
+/// read without it (it once answered nothing until a number was written), and once a number
+/// arrives everything reads together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_only_special_values_reads_them_before_and_after_its_first_number() {
+    let env = start().await;
+    let t0 = now_ms() - 600_000;
+    let f = f64::from_bits;
+    let mut fx: Fixture = vec![
+        // A series whose every sample is a staleness marker (a target that went away).
+        (
+            vec![("__name__", "up"), ("job", "gone")],
+            vec![(f(STALE), t0), (f(STALE), t0 + 1000)],
+        ),
+        (
+            vec![("__name__", "rpc"), ("quantile", "0.99")],
+            vec![(f(PROM_NAN), t0), (f64::INFINITY, t0 + 1)],
+        ),
+        (
+            vec![("__name__", "x"), ("job", "api")],
+            vec![
+                (f64::NEG_INFINITY, t0),
+                (f64::NAN, t0 + 1),
+                (f(0x7ff0_0000_dead_beef), t0 + 2),
+                (f(STALE), t0 + 3),
+            ],
+        ),
+    ];
+    let (status, body) = env
+        .write(&request(fx.iter().map(|(l, s)| series(l, s)).collect()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let cols = query_rows(&env.store.url(), &format!(r#"DESCRIBE "{DB}"."{TABLE}""#)).await;
+    assert!(
+        !cols
+            .iter()
+            .any(|r| r.values().any(|v| v == "measure_value::double")),
+        "the store must lack the double column for this test to mean anything: {cols:?}"
+    );
+    let selectors: Vec<Vec<LabelMatcher>> = vec![
+        vec![m(T::Eq, "__name__", "up")],
+        vec![m(T::Re, "__name__", ".+")],
+        vec![m(T::Nre, "__name__", "up"), m(T::Eq, "zone", "")],
+        vec![m(T::Eq, "job", "api")],
+        vec![m(T::Eq, "quantile", "0.99")],
+        vec![m(T::Eq, "__name__", "none")],
+    ];
+    let check = |fx: Fixture| {
+        let env = &env;
+        let selectors = &selectors;
+        async move {
+            for sel in selectors {
+                let want = oracle(&fx, sel, t0 - 1, t0 + 5000);
+                let got = read_samples(env, vec![q(t0 - 1, t0 + 5000, sel.clone())]).await;
+                if sorted(got[0].clone()) != want {
+                    return Err(format!("SAMPLES for {sel:?}: {:?} != {want:?}", got[0]));
+                }
+                let got = read_streamed(env, vec![q(t0 - 1, t0 + 5000, sel.clone())]).await;
+                if sorted(got[0].clone()) != want {
+                    return Err(format!("STREAMED for {sel:?}: {:?} != {want:?}", got[0]));
+                }
+            }
+            Ok(())
+        }
+    };
+    check(fx.clone()).await.unwrap();
+    assert_eq!(
+        oracle(&fx, &selectors[1], t0 - 1, t0 + 5000).len(),
+        3,
+        "the matrix reads every series"
+    );
+
+    // The first number: the table gets the column; its number reads with the rest (at most
+    // one on-demand column refresh, rate-limited to one a second, after the last one).
+    let number = (vec![("__name__", "x"), ("job", "api")], vec![(4.5, t0 + 4)]);
+    let plain = (vec![("__name__", "n")], vec![(1.0, t0 + 10)]);
+    let (status, body) = env
+        .write(&request(vec![
+            series(&number.0, &number.1),
+            series(&plain.0, &plain.1),
+        ]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    fx[2].1.push(number.1[0]);
+    fx.push(plain);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match check(fx.clone()).await {
+            Ok(()) => break,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    env.shutdown().await;
+}

@@ -37,7 +37,7 @@ pub struct Layout {
     /// (label name, source), sorted by label name.
     slots: Vec<(String, Src)>,
     time: usize,
-    value: usize,
+    value: Option<usize>,
     /// `measure_value::varchar`, where special values are (when selected).
     special: Option<usize>,
     columns: usize,
@@ -92,7 +92,12 @@ impl Layout {
             keys,
             slots,
             time: time.ok_or_else(|| missing("time"))?,
-            value: value.ok_or_else(|| missing("measure_value::double"))?,
+            // A table without doubles is read without the column; then the rows must carry
+            // special values.
+            value: match (value, special) {
+                (None, None) => return Err(missing("measure_value::double")),
+                (v, _) => v,
+            },
             special,
             columns: columns.len(),
         })
@@ -156,7 +161,10 @@ impl Layout {
         let timestamp = times
             .parse(t)
             .ok_or_else(|| ReadError::Internal(format!("unparsable time {t:?}")))?;
-        let value = match (row[self.value], self.special.and_then(|c| row[c])) {
+        let value = match (
+            self.value.and_then(|c| row[c]),
+            self.special.and_then(|c| row[c]),
+        ) {
             (Some(v), _) => parse_value(v)
                 .ok_or_else(|| ReadError::Internal(format!("unparsable value {v:?}")))?,
             (None, Some(v)) => match special::decode(v) {
@@ -941,6 +949,9 @@ mod tests {
     #[test]
     fn layout_requires_core_columns() {
         assert!(Layout::new(&["job", "time", "measure_value::double"]).is_err());
+        // A table without doubles is read without that column, never without both.
+        assert!(Layout::new(&["measure_name", "time", "measure_value::varchar"]).is_ok());
+        assert!(Layout::new(&["measure_name", "time", "measure_value::bigint"]).is_err());
         assert!(Layout::new(&[
             "measure_name",
             "time",

@@ -17,6 +17,12 @@
 //!   that never exists cannot buy a DESCRIBE per query) and only that: the first fill or a
 //!   TTL refresh a moment ago does not delay one.
 //!
+//! - on demand too (rate-limited alike) while the table has no `measure_value::double`:
+//!   Timestream adds that column with the first number written, and until then the planner
+//!   must not name it (a table that only got special values or native histograms is read
+//!   without it), so the first number is read at most [`MIN_REFRESH`] after a list that
+//!   lacked it (reads through another app see it at the latest on that app's next refresh).
+//!
 //! One refresh per table runs at a time; reads waiting for it use its result instead of
 //! fetching again (a refresh that started after a read decided to refresh saw everything
 //! that read would see).
@@ -112,9 +118,19 @@ struct Table {
     gate: tokio::sync::Mutex<()>,
 }
 
+/// A table's columns as reads plan from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumns {
+    /// The dimension columns.
+    pub dimensions: Arc<BTreeSet<String>>,
+    /// The table has `measure_value::double` (some number was written to it).
+    pub double: bool,
+}
+
 #[derive(Clone)]
 struct Columns {
     dims: Arc<BTreeSet<String>>,
+    double: bool,
     /// When the fetch that produced `dims` started (anything written before is in it).
     fetched: Instant,
 }
@@ -163,7 +179,7 @@ fn refresh_reason(e: &TableState, wanted: &[&str], force: bool, now: Instant) ->
     if now.saturating_duration_since(c.fetched) > COLUMNS_TTL {
         return Some(Refresh::Missing);
     }
-    let unknown = wanted.iter().any(|w| !c.dims.contains(*w));
+    let unknown = !c.double || wanted.iter().any(|w| !c.dims.contains(*w));
     (unknown && on_demand_allowed(e, now)).then_some(Refresh::OnDemand)
 }
 
@@ -217,16 +233,16 @@ where
         self.tables.entry_count()
     }
 
-    /// The table's dimensions: cached, or refreshed when stale, when `labels` (label names
-    /// the query's matchers use) or a write note name a dimension the list lacks
-    /// (rate-limited), or when `force`.
+    /// The table's columns: cached, or refreshed when stale, when `labels` (label names
+    /// the query's matchers use) or a write note name a dimension the list lacks, or the
+    /// table had no `measure_value::double` (rate-limited), or when `force`.
     pub async fn dimensions<S: Storage>(
         &self,
         storage: &S,
         t: &TableRef,
         labels: &[&str],
         force: bool,
-    ) -> Result<Arc<BTreeSet<String>>, ReadError> {
+    ) -> Result<TableColumns, ReadError> {
         let mut wanted: Vec<&str> = labels.to_vec();
         let key = (t.database.clone(), t.table.clone());
         if self.specials.contains_key(&key) {
@@ -244,12 +260,12 @@ async fn dimensions<S: Storage>(
     t: &TableRef,
     wanted: &[&str],
     force: bool,
-) -> Result<Arc<BTreeSet<String>>, ReadError> {
+) -> Result<TableColumns, ReadError> {
     let decided = Instant::now();
     {
         let e = t.entry.state();
         if let (None, Some(cols)) = (refresh_reason(&e, wanted, force, decided), &e.columns) {
-            return Ok(cols.dims.clone());
+            return Ok(cols.known());
         }
     }
     let _fetching = t.entry.gate.lock().await;
@@ -258,13 +274,13 @@ async fn dimensions<S: Storage>(
         // A refresh that started after our decision (while we waited for the gate) saw
         // everything we would see.
         if let Some(cols) = e.columns.as_ref().filter(|c| c.fetched >= decided) {
-            return Ok(cols.dims.clone());
+            return Ok(cols.known());
         }
         let now = Instant::now();
         match refresh_reason(&e, wanted, force, now) {
             None => {
                 if let Some(cols) = &e.columns {
-                    return Ok(cols.dims.clone());
+                    return Ok(cols.known());
                 }
             }
             Some(Refresh::OnDemand) => e.last_on_demand = Some(now),
@@ -272,23 +288,36 @@ async fn dimensions<S: Storage>(
         }
         (now, e.describe_refused)
     };
-    let dims = Arc::new(fetch(storage, t, refused).await?);
-    t.entry.state().columns = Some(Columns {
-        dims: dims.clone(),
+    let (dims, double) = fetch(storage, t, refused).await?;
+    let cols = Columns {
+        dims: Arc::new(dims),
+        double,
         fetched: started,
-    });
-    Ok(dims)
+    };
+    let known = cols.known();
+    t.entry.state().columns = Some(cols);
+    Ok(known)
 }
 
-/// The dimensions from `describe`, else from the columns of an empty `SELECT *`.
+impl Columns {
+    fn known(&self) -> TableColumns {
+        TableColumns {
+            dimensions: self.dims.clone(),
+            double: self.double,
+        }
+    }
+}
+
+/// The dimensions and whether `measure_value::double` exists, from `describe`, else from
+/// the columns of an empty `SELECT *`.
 async fn fetch<S: Storage>(
     storage: &S,
     t: &TableRef,
     describe_refused: bool,
-) -> Result<BTreeSet<String>, ReadError> {
+) -> Result<(BTreeSet<String>, bool), ReadError> {
     if !describe_refused {
         match storage.describe(&t.database, &t.table).await? {
-            Described::Dimensions(dims) => return Ok(dims),
+            Described::Columns { dimensions, double } => return Ok((dimensions, double)),
             Described::NotUnderstood => {}
             Described::Refused(reason) => {
                 tracing::debug!(
@@ -308,14 +337,16 @@ async fn fetch<S: Storage>(
     );
     let mut cursor = storage.query(sql);
     let mut dims = BTreeSet::new();
+    let mut double = false;
     while let Some(page) = cursor.next().await? {
         for c in page.columns() {
+            double |= c == "measure_value::double";
             if c != "measure_name" && c != "time" && !c.starts_with("measure_value::") {
                 dims.insert(c.clone());
             }
         }
     }
-    Ok(dims)
+    Ok((dims, double))
 }
 
 #[cfg(test)]
@@ -331,6 +362,7 @@ mod tests {
         TableState {
             columns: Some(Columns {
                 dims: Arc::new(dims.iter().map(|d| d.to_string()).collect()),
+                double: true,
                 fetched: now - age,
             }),
             last_on_demand: on_demand_ago.map(|a| now - a),
@@ -347,6 +379,16 @@ mod tests {
             refresh_reason(&e, &["job", "new"], false, now),
             Some(Refresh::OnDemand)
         );
+    }
+
+    #[test]
+    fn a_list_without_the_double_column_is_refreshed_on_demand() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let mut e = entry(&["job"], Duration::from_millis(5), None, now);
+        e.columns.as_mut().unwrap().double = false;
+        assert_eq!(refresh_reason(&e, &[], false, now), Some(Refresh::OnDemand));
+        e.last_on_demand = Some(now - MIN_REFRESH / 2);
+        assert_eq!(refresh_reason(&e, &[], false, now), None);
     }
 
     #[test]
@@ -426,7 +468,10 @@ mod tests {
             Ok(if self.refuse_describe {
                 Described::Refused("AccessDeniedException: not allowed".into())
             } else {
-                Described::Dimensions(self.dims.iter().map(|d| d.to_string()).collect())
+                Described::Columns {
+                    dimensions: self.dims.iter().map(|d| d.to_string()).collect(),
+                    double: true,
+                }
             })
         }
     }
@@ -450,7 +495,11 @@ mod tests {
         let k: ColumnKnowledge<&str> = ColumnKnowledge::new();
         let t = k.table(&"alice", "db", "t");
         let dims = k.dimensions(&s, &t, &[], false).await.unwrap();
-        assert_eq!(*dims, ["instance", "job"].map(String::from).into());
+        assert_eq!(
+            *dims.dimensions,
+            ["instance", "job"].map(String::from).into()
+        );
+        assert!(dims.double);
         assert_eq!((count(&s.describes), count(&s.selects)), (1, 1));
         // A forced refresh fetches again, straight from the fallback.
         k.dimensions(&s, &t, &[], true).await.unwrap();
@@ -471,7 +520,7 @@ mod tests {
             async move { k.dimensions(s, &t, &["job"], false).await.unwrap() }
         });
         let all = futures::future::join_all(reads).await;
-        assert!(all.iter().all(|d| d.contains("job")));
+        assert!(all.iter().all(|d| d.dimensions.contains("job")));
         assert_eq!((count(&s.describes), count(&s.selects)), (1, 0));
     }
 

@@ -19,7 +19,9 @@
 //! A query that fails because the table's columns changed since they were fetched (a
 //! selected column no longer exists, or two series collide on a dimension the list lacks)
 //! is planned again with freshly fetched columns, once, as long as nothing of it was sent.
-//! A table without `measure_value::double` holds no Prometheus sample: its answer is empty.
+//! A table without `measure_value::double` (Timestream adds it with the first number
+//! written) is planned without it: its special values and native histograms are read, and
+//! a table without those either costs no query.
 //!
 //! Special values (`crate::special`): a table that holds them has the `__name__` dimension.
 //! It is not a label column: the planner adds the special-value rows to the query instead,
@@ -317,15 +319,16 @@ where
             .map(|m| m.name.as_str())
             .filter(|n| *n != METRIC_NAME_LABEL && !routing.iter().any(|r| r == n))
             .collect();
-        let known = self
+        let cols = self
             .columns
             .dimensions(storage, &table, &labels, false)
             .await?;
-        let (known, specials, histograms) = self.label_columns(&known);
+        let (known, specials, histograms) = self.label_columns(&cols.dimensions);
         let opts = PlanOptions {
             regex: o.regex,
             order: Some(order),
             specials,
+            no_double: !cols.double,
         };
         let mut plan = sql::plan(&q, &table.database, &table.table, &known, &opts)?;
         if let Plan::Select(s) = &mut plan {
@@ -360,15 +363,16 @@ where
     /// Re-plan after the storage reported a missing column or series collided (a column
     /// list older than the data).
     async fn replan<S: Storage>(&self, storage: &S, p: &Prepared) -> Result<Plan, ReadError> {
-        let dims = self
+        let cols = self
             .columns
             .dimensions(storage, &p.table, &[], true)
             .await?;
-        let (known, specials, _) = self.label_columns(&dims);
+        let (known, specials, _) = self.label_columns(&cols.dimensions);
         let opts = PlanOptions {
             regex: self.options.regex,
             order: Some(p.order),
             specials,
+            no_double: !cols.double,
         };
         let mut plan = sql::plan(&p.query, &p.table.database, &p.table.table, &known, &opts)?;
         if let Plan::Select(s) = &mut plan {
@@ -585,9 +589,9 @@ fn column_missing(e: &ReadError) -> bool {
     matches!(e, ReadError::Validation(m) if m.contains("Column") && m.contains("does not exist"))
 }
 
-/// Timestream has a `measure_value::double` column only once a double was written:
-/// a table without it (e.g. just created) holds no Prometheus sample, so the
-/// answer is empty, not an error.
+/// Timestream has a `measure_value::double` column only once a double was written, and
+/// the plan names it only when the column list had it (which a storage that lists no
+/// measure columns may get wrong): the answer is empty, not an error.
 fn no_double_measure(e: &ReadError) -> bool {
     column_missing(e)
         && matches!(e, ReadError::Validation(m) if m.contains("measure_value::double"))

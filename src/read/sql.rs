@@ -90,6 +90,9 @@ pub struct Select {
     /// The table holds special-value rows (it has the `__name__` dimension): select them
     /// too and merge them into their series.
     pub specials: bool,
+    /// The table has no `measure_value::double` column (no number was ever written to
+    /// it): the SQL must not name it, and only special-value rows can match.
+    pub no_double: bool,
 }
 
 /// What a Prometheus query needs from Timestream.
@@ -107,6 +110,8 @@ pub struct PlanOptions {
     pub order: Option<Order>,
     /// The table has the special-value name dimension (see [`Select::specials`]).
     pub specials: bool,
+    /// The table lacks `measure_value::double` (see [`Select::no_double`]).
+    pub no_double: bool,
 }
 
 fn ident(out: &mut String, name: &str) {
@@ -251,9 +256,13 @@ pub fn render(s: &Select) -> String {
     if s.specials {
         // A special-value row's metric is its `__name__`; ordinary rows have none.
         column(&mut out, &Column::MetricName);
-        out.push_str(
-            " AS measure_name, time, \"measure_value::double\", \"measure_value::varchar\" FROM ",
-        );
+        if s.no_double {
+            out.push_str(" AS measure_name, time, \"measure_value::varchar\" FROM ");
+        } else {
+            out.push_str(
+                " AS measure_name, time, \"measure_value::double\", \"measure_value::varchar\" FROM ",
+            );
+        }
     } else {
         out.push_str("measure_name, time, \"measure_value::double\" FROM ");
     }
@@ -488,6 +497,7 @@ pub fn plan(
         order: opts.order.unwrap_or(Order::None),
         constant_labels: Vec::new(),
         specials: opts.specials,
+        no_double: opts.no_double,
     })
     .len()
         + TIME_RANGE_BYTES;
@@ -536,14 +546,17 @@ pub fn plan(
     let Some((start_ms, end_ms)) = time_range(query) else {
         return Ok(Plan::Empty);
     };
-    if never {
+    // Without `measure_value::double` only special-value rows exist (if any).
+    if never || (opts.no_double && !opts.specials) {
         return Ok(Plan::Empty);
     }
     if opts.specials {
-        predicates.insert(
-            0,
-            Predicate::Or(vec![Predicate::And(ordinary), Predicate::And(specials)]),
-        );
+        let rows = if opts.no_double {
+            Predicate::And(specials)
+        } else {
+            Predicate::Or(vec![Predicate::And(ordinary), Predicate::And(specials)])
+        };
+        predicates.insert(0, rows);
     }
     predicates.push(Predicate::TimeRange { start_ms, end_ms });
     Ok(Plan::Select(Select {
@@ -554,6 +567,7 @@ pub fn plan(
         order: opts.order.unwrap_or(Order::None),
         constant_labels: Vec::new(),
         specials: opts.specials,
+        no_double: opts.no_double,
     }))
 }
 
@@ -742,6 +756,7 @@ mod tests {
             order: Order::SeriesThenTime,
             constant_labels: vec![],
             specials: false,
+            no_double: false,
         };
         let sql = render(&s);
         let order = sql.split(" ORDER BY ").nth(1).unwrap();
@@ -806,6 +821,92 @@ mod tests {
     }
 
     #[test]
+    fn a_table_without_doubles_is_read_without_naming_the_column() {
+        let query = q(vec![
+            m(MatcherType::Nre, "__name__", "a.*"),
+            m(MatcherType::Eq, "job", "x"),
+        ]);
+        let only_specials = PlanOptions {
+            specials: true,
+            no_double: true,
+            order: Some(Order::SeriesThenTime),
+            ..PlanOptions::default()
+        };
+        let Plan::Select(s) = plan(&query, "db", "t", &known(&["job"]), &only_specials).unwrap()
+        else {
+            panic!("empty plan");
+        };
+        assert_eq!(
+            render(&s),
+            "SELECT \"job\", coalesce(\"__name__\", measure_name) AS measure_name, time, \
+             \"measure_value::varchar\" FROM \"db\".\"t\" WHERE \
+             ((measure_name = '__special_value__' OR measure_name = '__native_histogram__') AND NOT (regexp_like(\"__name__\", '\\A(?:a(?:(?s:.))*)\\z'))) \
+             AND \"job\" = 'x' AND time >= from_milliseconds(1000) AND time <= from_milliseconds(2500) \
+             ORDER BY coalesce(\"__name__\", measure_name), \
+             CASE WHEN \"job\" IS NOT NULL THEN 1 ELSE 0 END, \"job\", time"
+                .replace("\\\\", "\\")
+        );
+        // SAMPLES order (also the fallback when histograms may come back): no ORDER BY.
+        let samples = PlanOptions {
+            order: Some(Order::None),
+            ..only_specials
+        };
+        let Plan::Select(s) = plan(&query, "db", "t", &known(&["job"]), &samples).unwrap() else {
+            panic!("empty plan");
+        };
+        let sql = render(&s);
+        assert!(
+            !sql.contains("measure_value::double") && !sql.contains("ORDER BY"),
+            "{sql}"
+        );
+        // Neither numbers nor special values: nothing to ask.
+        let nothing = PlanOptions {
+            specials: false,
+            ..only_specials
+        };
+        assert_eq!(
+            plan(&query, "db", "t", &known(&["job"]), &nothing).unwrap(),
+            Plan::Empty
+        );
+    }
+
+    /// Tables that have the double column (upstream-written ones among them) are read with
+    /// the SQL they always were, byte for byte.
+    #[test]
+    fn tables_with_doubles_keep_their_sql() {
+        let query = q(vec![
+            m(MatcherType::Eq, "__name__", "up"),
+            m(MatcherType::Re, "job", "a|b"),
+        ]);
+        for (order, want) in [
+            (
+                Order::None,
+                "SELECT \"job\", measure_name, time, \"measure_value::double\" FROM \"db\".\"t\" \
+                 WHERE \"measure_value::double\" IS NOT NULL AND measure_name = 'up' AND \
+                 regexp_like(\"job\", '\\A(?:[ab])\\z') AND time >= from_milliseconds(1000) \
+                 AND time <= from_milliseconds(2500)",
+            ),
+            (
+                Order::SeriesThenTime,
+                "SELECT \"job\", measure_name, time, \"measure_value::double\" FROM \"db\".\"t\" \
+                 WHERE \"measure_value::double\" IS NOT NULL AND measure_name = 'up' AND \
+                 regexp_like(\"job\", '\\A(?:[ab])\\z') AND time >= from_milliseconds(1000) \
+                 AND time <= from_milliseconds(2500) ORDER BY measure_name, \
+                 CASE WHEN \"job\" IS NOT NULL THEN 1 ELSE 0 END, \"job\", time",
+            ),
+        ] {
+            let opts = PlanOptions {
+                order: Some(order),
+                ..PlanOptions::default()
+            };
+            let Plan::Select(s) = plan(&query, "db", "t", &known(&["job"]), &opts).unwrap() else {
+                panic!("empty plan");
+            };
+            assert_eq!(render(&s), want.replace("\\\\", "\\"));
+        }
+    }
+
+    #[test]
     fn oversized_sql_is_rejected() {
         let s = Select {
             database: "db".into(),
@@ -818,6 +919,7 @@ mod tests {
             order: Order::None,
             constant_labels: vec![],
             specials: false,
+            no_double: false,
         };
         assert!(matches!(
             render_checked(&s),

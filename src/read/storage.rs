@@ -20,8 +20,8 @@ pub trait Storage: Send + Sync {
     /// Starts `sql`. Nothing may be sent before the cursor's first `next`.
     fn query(&self, sql: String) -> Self::Cursor;
 
-    /// The dimension columns of `database.table` as the storage describes them (for
-    /// Timestream: `DESCRIBE`), or why it cannot say.
+    /// The dimension columns of `database.table` and whether it has `measure_value::double`,
+    /// as the storage describes them (for Timestream: `DESCRIBE`), or why it cannot say.
     fn describe(
         &self,
         database: &str,
@@ -60,8 +60,13 @@ pub trait Page: Send {
 /// What a `describe` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Described {
-    /// The table's dimension columns.
-    Dimensions(BTreeSet<String>),
+    /// The table's dimension columns, and whether it has a `measure_value::double` column
+    /// (Timestream adds it with the first double written; a table that only ever got
+    /// special values or native histograms, `crate::special`, has none).
+    Columns {
+        dimensions: BTreeSet<String>,
+        double: bool,
+    },
     /// The storage does not understand the request (an older or emulated service): ask the
     /// columns of an empty `SELECT *` instead.
     NotUnderstood,

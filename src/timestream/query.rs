@@ -121,7 +121,8 @@ impl Storage for TimestreamStorage {
         }
     }
 
-    /// `DESCRIBE db.table`: the rows whose Timestream attribute type is DIMENSION. Not
+    /// `DESCRIBE db.table`: the rows whose Timestream attribute type is DIMENSION, and
+    /// whether a row is `measure_value::double`. Not
     /// understood (a ValidationException, or columns other than Timestream's) →
     /// [`Described::NotUnderstood`]; IAM's refusal of the action (AccessDeniedException; a
     /// policy may grant `Select` without `DescribeTable`, which AWS documents as the action
@@ -130,6 +131,7 @@ impl Storage for TimestreamStorage {
     async fn describe(&self, database: &str, table: &str) -> Result<Described, ReadError> {
         let mut cursor = self.query(format!("DESCRIBE {}.{}", ident(database), ident(table)));
         let mut dims = BTreeSet::new();
+        let mut double = false;
         let described: Result<(), ReadError> = async {
             while let Some(page) = cursor.next().await? {
                 let cols = page.columns();
@@ -140,8 +142,15 @@ impl Storage for TimestreamStorage {
                 };
                 page.each_row(|cells| {
                     let cell = |i: usize| cells.get(i).copied().flatten();
-                    if let (Some(n), Some("DIMENSION")) = (cell(name), cell(kind)) {
-                        dims.insert(n.to_string());
+                    match (cell(name), cell(kind)) {
+                        (Some(n), Some("DIMENSION")) => {
+                            dims.insert(n.to_string());
+                        }
+                        // By name alone (Timestream's type for it is MEASURE_VALUE): a
+                        // dimension may not be named `measure_value::…`, and a wrong type
+                        // string must not hide every number of a table.
+                        (Some("measure_value::double"), _) => double = true,
+                        _ => {}
                     }
                     Ok(())
                 })?;
@@ -150,7 +159,10 @@ impl Storage for TimestreamStorage {
         }
         .await;
         match described {
-            Ok(()) => Ok(Described::Dimensions(dims)),
+            Ok(()) => Ok(Described::Columns {
+                dimensions: dims,
+                double,
+            }),
             Err(ReadError::Validation(_)) | Err(ReadError::Internal(_)) => {
                 Ok(Described::NotUnderstood)
             }
