@@ -17,11 +17,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
 use prost::Message;
-use serde_json::Value;
 
 use crate::harness::*;
 use timestream_prometheus_connector::remote::pb;
@@ -203,25 +202,6 @@ async fn read_samples(connector: &Connector, metric: &str, t: f64) -> Vec<pb::Ti
         .timeseries
 }
 
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn normalise(data: &Value) -> Value {
-    let mut data = data.clone();
-    if let Some(arr) = data["result"].as_array_mut() {
-        arr.sort_by_key(|s| s["metric"].to_string());
-    }
-    data
-}
-
-fn is_empty(data: &Value) -> bool {
-    data["result"].as_array().is_none_or(|a| a.is_empty())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_and_nhcb_histograms_match_own_tsdb_prometheus_3_remote_write_1() {
     histograms(false, false).await;
@@ -365,26 +345,6 @@ remote_write:
             .unwrap();
         assert!(n >= 5.0, "{n}");
     }
-    let mut failures = Vec::new();
-    for query in QUERIES {
-        let from_a = normalise(&a.instant(query, t_eval).await);
-        let from_b = normalise(&b.instant(query, t_eval).await);
-        assert!(!is_empty(&from_a), "A answers nothing for {query}");
-        if from_a != from_b {
-            failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));
-        }
-        let from_a = normalise(&a.range(query, t_eval - 8.0, t_eval, 0.5).await);
-        let from_b = normalise(&b.range(query, t_eval - 8.0, t_eval, 0.5).await);
-        if from_a != from_b {
-            failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} comparisons (instant and range) differ:\n{}",
-        failures.len(),
-        2 * QUERIES.len(),
-        failures.join("\n")
-    );
+    same_answers(&a, &b, QUERIES, t_eval - 8.0, t_eval, true).await;
     drop(connector);
 }

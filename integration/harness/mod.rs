@@ -550,3 +550,42 @@ pub fn local_store_args(dir: &Path, store_port: u16, extra: &[&str]) -> Vec<Stri
     args.extend(extra.iter().map(|a| a.to_string()));
     args
 }
+
+/// Every query answers the same JSON from A (Prometheus reading through the connector) and
+/// from B (its own TSDB), instant at `t_eval` and as a range from `start` to `t_eval` (step
+/// 0.5 s); with `require_answers`, A's instant answer must not be empty either (a
+/// comparison of two empty answers proves nothing).
+pub async fn same_answers(
+    a: &Prometheus,
+    b: &Prometheus,
+    queries: &[&str],
+    start: f64,
+    t_eval: f64,
+    require_answers: bool,
+) {
+    let mut failures = Vec::new();
+    for query in queries {
+        let from_a = normalise(&a.instant(query, t_eval).await);
+        let from_b = normalise(&b.instant(query, t_eval).await);
+        let answered = from_a["result"].as_array().is_some_and(|r| !r.is_empty());
+        assert!(
+            !require_answers || answered,
+            "A answers nothing for {query}"
+        );
+        if from_a != from_b {
+            failures.push(format!("instant {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+        let from_a = normalise(&a.range(query, start, t_eval, 0.5).await);
+        let from_b = normalise(&b.range(query, start, t_eval, 0.5).await);
+        if from_a != from_b {
+            failures.push(format!("range {query}:\n  A: {from_a}\n  B: {from_b}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} comparisons (instant and range) differ:\n{}",
+        failures.len(),
+        2 * queries.len(),
+        failures.join("\n")
+    );
+}
