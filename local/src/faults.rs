@@ -64,6 +64,10 @@ pub struct FaultHandle {
     inner: Arc<Mutex<FaultOptions>>,
     /// Per operation: (calls in flight now, most in flight at once since the last reset).
     in_flight: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+    /// Records of WriteRecords calls answered with success, duplicates included (the
+    /// table's key folds an identical re-write into one row; this count does not, so a
+    /// test can tell "written once" from "written twice").
+    records_written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One call in flight; leaving it (drop) decrements the count.
@@ -92,7 +96,19 @@ impl FaultHandle {
         FaultHandle {
             inner: Arc::new(Mutex::new(opts)),
             in_flight: Arc::default(),
+            records_written: Arc::default(),
         }
+    }
+
+    /// Records of successful WriteRecords calls since the start, duplicates included.
+    pub fn records_written(&self) -> u64 {
+        self.records_written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_records_written(&self, n: u64) {
+        self.records_written
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts one call of `op` in flight until the returned guard is dropped.

@@ -637,6 +637,7 @@ async fn write_records(st: &AppState, req: WriteRecordsIn) -> Result<String, Api
     // Existence first: a missing table wins over record problems, as in the service.
     let meta = st.store.table_meta(&db, &table)?;
     let records = parse_records(&req)?;
+    let records_n = records.len();
     let out = if st.discard_writes {
         discard(&meta, records)
     } else {
@@ -656,6 +657,7 @@ async fn write_records(st: &AppState, req: WriteRecordsIn) -> Result<String, Api
             .collect();
         return Err(ApiError::rejected(Value::Array(list)));
     }
+    st.faults.count_records_written(records_n as u64);
     Ok(json!({"RecordsIngested": {
         "Total": out.ingested,
         "MemoryStore": out.ingested - out.magnetic,
