@@ -17,11 +17,12 @@
 //!   that never exists cannot buy a DESCRIBE per query) and only that: the first fill or a
 //!   TTL refresh a moment ago does not delay one.
 //!
-//! - on demand too (rate-limited alike) while the table has no `measure_value::double`:
+//! - before every read, not rate-limited, while the table has no `measure_value::double`:
 //!   Timestream adds that column with the first number written, and until then the planner
 //!   must not name it (a table that only got special values or native histograms is read
-//!   without it), so the first number is read at most [`MIN_REFRESH`] after a list that
-//!   lacked it (reads through another app see it at the latest on that app's next refresh).
+//!   without it). A rate limit here made a write followed by a read within a second answer
+//!   empty (Prometheus reads right after its first writes); such a table costs one DESCRIBE
+//!   per read instead, as much as the failing SELECT every read of it cost before.
 //!
 //! One refresh per table runs at a time; reads waiting for it use its result instead of
 //! fetching again (a refresh that started after a read decided to refresh saw everything
@@ -179,7 +180,10 @@ fn refresh_reason(e: &TableState, wanted: &[&str], force: bool, now: Instant) ->
     if now.saturating_duration_since(c.fetched) > COLUMNS_TTL {
         return Some(Refresh::Missing);
     }
-    let unknown = !c.double || wanted.iter().any(|w| !c.dims.contains(*w));
+    if !c.double {
+        return Some(Refresh::OnDemand);
+    }
+    let unknown = wanted.iter().any(|w| !c.dims.contains(*w));
     (unknown && on_demand_allowed(e, now)).then_some(Refresh::OnDemand)
 }
 
@@ -382,12 +386,15 @@ mod tests {
     }
 
     #[test]
-    fn a_list_without_the_double_column_is_refreshed_on_demand() {
+    fn a_list_without_the_double_column_is_refreshed_before_every_read() {
         let now = Instant::now() + Duration::from_secs(3600);
         let mut e = entry(&["job"], Duration::from_millis(5), None, now);
         e.columns.as_mut().unwrap().double = false;
         assert_eq!(refresh_reason(&e, &[], false, now), Some(Refresh::OnDemand));
+        // Not rate-limited: a number written a moment after the last refresh is read at once.
         e.last_on_demand = Some(now - MIN_REFRESH / 2);
+        assert_eq!(refresh_reason(&e, &[], false, now), Some(Refresh::OnDemand));
+        e.columns.as_mut().unwrap().double = true;
         assert_eq!(refresh_reason(&e, &[], false, now), None);
     }
 
