@@ -15,8 +15,7 @@ use timestream_prometheus_connector::read::columns::MIN_REFRESH;
 use timestream_prometheus_connector::remote::pb::{
     label_matcher::Type as T, LabelMatcher, Query, ReadRequest, ReadResponse,
 };
-use timestream_prometheus_connector::server::serve;
-use timestream_prometheus_connector::{app, AppState};
+use timestream_prometheus_connector::AppState;
 
 type Labels = BTreeMap<String, String>;
 
@@ -212,18 +211,8 @@ async fn a_label_that_never_exists_does_not_buy_a_describe_per_query() {
 /// returned sender stops it.
 async fn second_app(config: Config) -> (AppState, String, tokio::sync::oneshot::Sender<()>) {
     let state = state_for(config).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = app(state.clone());
-    tokio::spawn(async move {
-        serve(listener, router, None, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("serve");
-    });
-    (state, url, stop)
+    let (addr, stop) = serve_app(&state).await;
+    (state, format!("http://{addr}"), stop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,17 +103,7 @@ pub async fn start_with(o: EnvOptions) -> Env {
     args.extend(o.args);
     let config = Config::from_args(args).expect("valid test config");
     let state = state_for(config).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = app(state.clone());
-    tokio::spawn(async move {
-        serve(listener, router, None, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("serve");
-    });
+    let (addr, stop) = serve_app(&state).await;
     Env {
         store,
         dir,
@@ -334,4 +324,20 @@ pub fn metric_value(text: &str, line_prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Serves `state`'s app on a loopback port: its address, and the sender that stops it.
+pub async fn serve_app(state: &AppState) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = app(state.clone());
+    tokio::spawn(async move {
+        serve(listener, router, None, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    (addr, stop)
 }
