@@ -112,28 +112,104 @@ const CUT: &[u8] = &[0x22];
 struct Shape {
     name: String,
     route: &'static str,
+    /// `Content-Type` of the request.
+    content_type: &'static str,
     /// Uncompressed body.
     raw: Vec<u8>,
     /// Refused before any AWS call (so it must also be quick).
     refused: bool,
-    /// Extra live bytes allowed per decompressed byte: `FACTOR`, or a known gap's pin, so
-    /// that the gap is measured and a regression of it still fails.
-    factor: usize,
 }
+
+const PROTOBUF: &str = "application/x-protobuf";
+const RW2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 
 fn write(name: &str, raw: Vec<u8>, refused: bool) -> Shape {
     Shape {
         name: name.to_string(),
         route: "/write",
+        content_type: PROTOBUF,
         raw,
         refused,
-        factor: FACTOR,
     }
 }
 
-/// A shape over the rule, pinned at `factor` (documentation/security.md, known gap 1).
-fn known_gap(shape: Shape, factor: usize) -> Shape {
-    Shape { factor, ..shape }
+/// One series of each per-series shape (1.0).
+fn per_series_shapes() -> Vec<(&'static str, Vec<u8>)> {
+    // `{__name__="amp"}` and one empty sample: 19 bytes.
+    let minimal = len_field(1, &[name_label(), len_field(2, &[])].concat());
+    // 100 labels of two-letter names and one-letter values besides the name: 820 bytes.
+    let labels: Vec<u8> = (0..100u8)
+        .flat_map(|i| {
+            let n = [b'a' + i / 26, b'a' + i % 26];
+            len_field(1, &[len_field(1, &n), len_field(2, b"v")].concat())
+        })
+        .collect();
+    let wide = len_field(1, &[name_label(), labels, len_field(2, &[])].concat());
+    vec![
+        ("minimal series", minimal),
+        ("series of 100 short labels", wide),
+    ]
+}
+
+/// The symbols `""`, `__name__`, `amp` of a 2.0 request.
+fn v2_symbols() -> Vec<u8> {
+    [
+        len_field(4, b""),
+        len_field(4, b"__name__"),
+        len_field(4, b"amp"),
+    ]
+    .concat()
+}
+
+/// A 2.0 series of `{__name__="amp"}` and one empty sample: 8 bytes.
+const V2_MINIMAL: [u8; 8] = [0x2a, 0x06, 0x0a, 0x02, 0x01, 0x02, 0x12, 0x00];
+
+/// Remote write 2.0 shapes: (name, body, refused).
+fn v2_shapes() -> Vec<(&'static str, Vec<u8>, bool)> {
+    let n = WRITE_BYTES / V2_MINIMAL.len();
+    let minimal = [v2_symbols(), V2_MINIMAL.repeat(n)].concat();
+    // A last series that refers to symbol 9 of 3: found when that series is decoded.
+    let bad_ref = [0x2a, 0x04, 0x0a, 0x02, 0x01, 0x09];
+    // Empty symbols (2 bytes each) and one series that uses the first three.
+    let symbols = [
+        v2_symbols(),
+        len_field(4, b"").repeat(WRITE_BYTES / 2),
+        V2_MINIMAL.to_vec(),
+    ]
+    .concat();
+    // One series of 2^20 one-byte refs (every pair `__name__`="amp").
+    let refs = [
+        v2_symbols(),
+        len_field(
+            5,
+            &[
+                len_field(1, &[1, 2].repeat(WRITE_BYTES / 2)),
+                len_field(2, &[]),
+            ]
+            .concat(),
+        ),
+    ]
+    .concat();
+    vec![
+        ("2.0 minimal series", minimal.clone(), false),
+        (
+            "2.0 minimal series, malformed",
+            [minimal, bad_ref.to_vec()].concat(),
+            true,
+        ),
+        ("2.0 empty symbols", symbols.clone(), false),
+        (
+            "2.0 empty symbols, malformed",
+            [symbols, bad_ref.to_vec()].concat(),
+            true,
+        ),
+        ("2.0 one series of 2^20 refs", refs.clone(), false),
+        (
+            "2.0 one series of 2^20 refs, malformed",
+            [refs, bad_ref.to_vec()].concat(),
+            true,
+        ),
+    ]
 }
 
 fn write_shapes() -> Vec<Shape> {
@@ -170,19 +246,37 @@ fn write_shapes() -> Vec<Shape> {
         [series, vec![0x0a]].concat(),
         true,
     ));
-    // Many minimal series: `{__name__="amp"}` and one empty sample each (19 bytes). Known
-    // gap: the view and the plan keep ~300 bytes per series.
-    let minimal = len_field(1, &[name_label(), len_field(2, &[])].concat());
-    let minimal = minimal.repeat(WRITE_BYTES / minimal.len());
-    v.push(known_gap(
-        write("minimal series", minimal.clone(), false),
-        30,
-    ));
+    // Bodies of many small series: what the view and the plan keep per series and per
+    // label (decoded, planned and sent a window at a time) must not grow with the body.
+    for (name, series) in per_series_shapes() {
+        let body = series.repeat(WRITE_BYTES / series.len());
+        v.push(write(name, body.clone(), false));
+        v.push(write(
+            &format!("{name}, malformed"),
+            [body, vec![0x0a]].concat(),
+            true,
+        ));
+    }
+    // One series of 131,072 labels (8 bytes each): skipped as too many labels; the view
+    // keeps 257 of them.
+    let label = len_field(1, &[len_field(1, b"a"), len_field(2, b"b")].concat());
+    let many = [
+        name_label(),
+        label.repeat(WRITE_BYTES / label.len()),
+        len_field(2, &[]),
+    ];
     v.push(write(
-        "minimal series, malformed",
-        [minimal, vec![0x0a]].concat(),
-        true,
+        "one series of 131,072 labels",
+        len_field(1, &many.concat()),
+        false,
     ));
+    // Remote write 2.0.
+    for (name, body, refused) in v2_shapes() {
+        v.push(Shape {
+            content_type: RW2,
+            ..write(name, body, refused)
+        });
+    }
     // Metadata entries (decoded one at a time).
     let meta = len_field(3, &[]).repeat(WRITE_BYTES / 2);
     v.push(write("empty metadata", meta.clone(), false));
@@ -213,9 +307,9 @@ fn read(name: &str, req: Vec<u8>, refused: bool) -> Shape {
     Shape {
         name: name.to_string(),
         route: "/read",
+        content_type: PROTOBUF,
         raw: req,
         refused,
-        factor: FACTOR,
     }
 }
 
@@ -375,11 +469,11 @@ fn basic() -> String {
     )
 }
 
-fn http_request(route: &str, body: Vec<u8>) -> Request<Body> {
+fn http_request(route: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
     Request::post(route)
         .header(header::AUTHORIZATION, basic())
         .header(header::CONTENT_ENCODING, "snappy")
-        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
         .unwrap()
 }
@@ -390,8 +484,8 @@ struct Measured {
     elapsed: Duration,
 }
 
-async fn measure(router: &axum::Router, route: &str, raw: &[u8]) -> Measured {
-    let req = http_request(route, compress(raw));
+async fn measure(router: &axum::Router, route: &str, content_type: &str, raw: &[u8]) -> Measured {
+    let req = http_request(route, content_type, compress(raw));
     let started = Instant::now();
     let (status, peak) = peak_of(async {
         let resp = router.clone().oneshot(req).await.unwrap();
@@ -431,14 +525,14 @@ async fn run(shapes: Vec<Shape>) -> Vec<String> {
             "/write" => one_series(&len_field(4, &[]), &[])[..64].to_vec(),
             _ => request_of(vec![query(vec![re("__name__", "x")])]),
         };
-        let _ = measure(&router, route, &warm).await;
-        let _ = measure(&router, route, &warm).await;
+        let _ = measure(&router, route, PROTOBUF, &warm).await;
+        let _ = measure(&router, route, PROTOBUF, &warm).await;
     }
     let report = std::env::var_os("AMPLIFICATION_REPORT").is_some();
     let mut failures = Vec::new();
     for s in shapes {
-        let m = measure(&router, s.route, &s.raw).await;
-        let bound = s.factor * s.raw.len() + ALLOWANCE;
+        let m = measure(&router, s.route, s.content_type, &s.raw).await;
+        let bound = FACTOR * s.raw.len() + ALLOWANCE;
         let line = format!(
             "{} {}: {} bytes decompressed → status {}, peak {} bytes ({:.1}×; bound {bound}), {} ms",
             s.route,
@@ -480,5 +574,46 @@ async fn write_shapes_stay_within_the_bound() {
 async fn read_shapes_stay_within_the_bound() {
     let _serial = SERIAL.lock().await;
     let failures = run(read_shapes()).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The fixed allowance must not hide a cost per series: the same shapes at 1 MiB and at
+/// 4 MiB, and the peak may grow by at most `FACTOR` × the 3 MiB added (a view and plan of
+/// the whole body grew by ~26 × for 1.0 minimal series).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_series_cost_does_not_grow_with_the_body() {
+    let _serial = SERIAL.lock().await;
+    let env = env().await;
+    let router = app(env.state.clone());
+    let mut shapes: Vec<(&str, &str, Vec<u8>, Vec<u8>)> = Vec::new();
+    for (name, series) in per_series_shapes() {
+        shapes.push((name, PROTOBUF, Vec::new(), series));
+    }
+    shapes.push(("2.0 minimal series", RW2, v2_symbols(), V2_MINIMAL.to_vec()));
+    // Warm up, as `run` does.
+    for _ in 0..2 {
+        let _ = measure(&router, "/write", PROTOBUF, &shapes[0].3).await;
+    }
+    let mut failures = Vec::new();
+    for (name, content_type, head, series) in shapes {
+        let mut peaks = Vec::new();
+        // The first request of a shape also grows caches once (the store's among them):
+        // measured twice at the small size, the second one counts.
+        for size in [WRITE_BYTES, WRITE_BYTES, 4 * WRITE_BYTES] {
+            let raw = [head.clone(), series.repeat(size / series.len())].concat();
+            let m = measure(&router, "/write", content_type, &raw).await;
+            peaks.push((raw.len(), m.peak, m.status));
+        }
+        let ((l1, p1, s1), (l2, p2, s2)) = (peaks[1], peaks[2]);
+        let slope = p2.saturating_sub(p1) as f64 / (l2 - l1) as f64;
+        let line = format!(
+            "{name}: {l1} bytes → peak {p1} (status {s1}); {l2} bytes → peak {p2} (status {s2}); {slope:.2} bytes per added byte"
+        );
+        eprintln!("{line}");
+        if slope > FACTOR as f64 {
+            failures.push(line);
+        }
+    }
+    env.shutdown().await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -35,14 +35,13 @@ use super::auth::Creds;
 use super::limits::{self, Limits};
 use super::AppState;
 use crate::error::ApiError;
-use crate::remote::codec::{
-    decode_write_request_v2, decode_write_request_view, decompress, CodecError,
-};
+use crate::remote::codec::{decompress, CodecError, WriteBody};
+use crate::remote::view::WindowLimits;
 use crate::special;
 use crate::timestream::client::RequestCredentials;
 use crate::timestream::error::FailureKind;
 use crate::timestream::writer::{self, WriteOutcome, WriterOptions};
-use crate::write::{IgnoreReason, PlanOptions};
+use crate::write::{IgnoreReason, PlanError, PlanOptions, PlanStats, WritePlan, MAX_SERIES_LABELS};
 
 /// `proto=` of a remote-write 1.0 body.
 pub const PROTO_V1: &str = "prometheus.WriteRequest";
@@ -163,6 +162,32 @@ pub async fn handle(
 }
 
 /// Decode → plan → send, the same for both protocols; fills `written` as it goes.
+/// How much of a body is decoded and planned at a time. A window of minimal series (19
+/// bytes each) keeps about 3 MiB of view and plan; Prometheus' batches (2,000 samples by
+/// default) and vmagent's (10,000 rows) fit in one window of ordinary series, so only
+/// larger bodies are read twice (issue 13).
+const WINDOW: WindowLimits = WindowLimits {
+    series: 8192,
+    labels: 65_536,
+    series_labels: MAX_SERIES_LABELS + 1,
+};
+
+/// What planning the whole request found: its counts, records and exemplars.
+#[derive(Default)]
+struct Totals {
+    stats: PlanStats,
+    records: usize,
+    exemplars: u64,
+}
+
+impl Totals {
+    fn add(&mut self, plan: &WritePlan<'_>, exemplars: u64) {
+        self.stats.add(&plan.stats);
+        self.records += plan.record_count();
+        self.exemplars += exemplars;
+    }
+}
+
 async fn write(
     state: &AppState,
     creds: RequestCredentials,
@@ -171,8 +196,9 @@ async fn write(
     protocol: Protocol,
     written: &mut Written,
 ) -> Result<StatusCode, ApiError> {
+    let body_len = body.len();
     let refuse = |e: CodecError| {
-        tracing::info!(error = %e, bytes = body.len(), protocol = protocol.as_str(), "undecodable write request");
+        tracing::info!(error = %e, bytes = body_len, protocol = protocol.as_str(), "undecodable write request");
         ApiError::from(e)
     };
     let limit = state.config.max_decompressed_bytes;
@@ -184,13 +210,13 @@ async fn write(
         decompress(&body, limit)
     }
     .map_err(refuse)?;
-    // Labels borrow `raw` from here on (no copy per label); the plan borrows `req`.
-    let (req, exemplars) = limits::cpu_heavy(large, || match protocol {
-        Protocol::V1 => decode_write_request_view(&raw).map(|v| (v, 0)),
-        Protocol::V2 => decode_write_request_v2(&raw).map(|r| (r.view, r.exemplars)),
+    drop(body);
+    // Labels borrow `raw` from here on (no copy per label); a plan borrows its window.
+    let wb = limits::cpu_heavy(large, || match protocol {
+        Protocol::V1 => Ok(WriteBody::v1(&raw)),
+        Protocol::V2 => WriteBody::v2(&raw),
     })
     .map_err(refuse)?;
-    drop(body);
     let cfg = &state.config;
     let metrics = &state.metrics;
     let opts = PlanOptions {
@@ -200,42 +226,75 @@ async fn write(
         special_values: cfg.write.special_values,
         native_histograms: cfg.write.native_histograms,
     };
-    let plan = match limits::cpu_heavy(large, || crate::write::plan(&req, &opts)) {
-        Ok(p) => p,
-        Err(e) => {
-            let received = req.sample_count() as u64;
-            metrics.received_samples.inc_by(received);
-            tracing::info!(error = %e, "write request refused");
-            return Err(ApiError::WriteRefused {
-                reason: e,
-                received,
-            });
+    let window = |from| limits::cpu_heavy(large, || wb.window(from, WINDOW)).map_err(refuse);
+    let refused = |e: PlanError, received: u64| {
+        metrics.received_samples.inc_by(received);
+        tracing::info!(error = %e, "write request refused");
+        ApiError::WriteRefused {
+            reason: e,
+            received,
         }
     };
-    metrics.received_samples.inc_by(plan.stats.received);
+    let first = window(0)?;
+    // A body of one window is planned once and sent. A larger one is decoded and planned
+    // a window at a time twice: first all of it, so that what refuses the request (a
+    // malformed byte, a series without a name) still refuses it before anything is
+    // written; then again, each window sent before the next is decoded.
+    let mut totals = Totals::default();
+    let mut single = None;
+    if first.next.is_none() {
+        match limits::cpu_heavy(large, || crate::write::plan(&first.view, &opts)) {
+            Ok(p) => {
+                totals.add(&p, first.exemplars);
+                single = Some(p);
+            }
+            Err(e) => return Err(refused(e, first.view.sample_count() as u64)),
+        }
+    } else {
+        let mut received = 0u64;
+        let mut refusal = None;
+        let mut next = Some(0);
+        while let Some(from) = next {
+            let w = if from == 0 { None } else { Some(window(from)?) };
+            let w = w.as_ref().unwrap_or(&first);
+            next = w.next;
+            received += w.view.sample_count() as u64;
+            if refusal.is_none() {
+                match limits::cpu_heavy(large, || crate::write::plan(&w.view, &opts)) {
+                    Ok(p) => totals.add(&p, w.exemplars),
+                    Err(e) => refusal = Some(e),
+                }
+            }
+        }
+        if let Some(e) = refusal {
+            return Err(refused(e, received));
+        }
+    }
+    let stats = &totals.stats;
+    metrics.received_samples.inc_by(stats.received);
     for r in IgnoreReason::ALL {
-        metrics.add_ignored(r.as_str(), plan.stats.ignored[r as usize]);
+        metrics.add_ignored(r.as_str(), stats.ignored[r as usize]);
     }
     for k in special::Kind::ALL {
-        metrics.add_special(k.as_str(), plan.stats.specials[k as usize]);
+        metrics.add_special(k.as_str(), stats.specials[k as usize]);
     }
-    if plan.stats.ignored_total() > 0 {
+    if stats.ignored_total() > 0 {
         tracing::debug!(
-            ignored = plan.stats.ignored_total(),
-            received = plan.stats.received,
+            ignored = stats.ignored_total(),
+            received = stats.received,
             "samples skipped"
         );
     }
     // Settled by a skip rule whatever happens to the rest.
-    let histograms = plan.stats.ignored[IgnoreReason::NativeHistogram as usize]
-        + plan.stats.ignored[IgnoreReason::HistogramTooLarge as usize]
-        + plan.stats.ignored[IgnoreReason::InvalidHistogram as usize];
+    let histograms = stats.ignored[IgnoreReason::NativeHistogram as usize]
+        + stats.ignored[IgnoreReason::HistogramTooLarge as usize]
+        + stats.ignored[IgnoreReason::InvalidHistogram as usize];
     *written = Written {
-        samples: plan.stats.ignored_total() - histograms,
+        samples: stats.ignored_total() - histograms,
         histograms,
-        exemplars,
+        exemplars: totals.exemplars,
     };
-    if plan.record_count() == 0 {
+    if totals.records == 0 {
         return Ok(StatusCode::OK);
     }
     let clients = state.clients.get(&creds);
@@ -245,46 +304,78 @@ async fn write(
             &f,
         )
     })?;
-    // Global bound on WriteRecords calls across requests (absent only outside `app`).
-    let want = cfg.write.concurrency.min(plan.batches.len()).max(1);
-    let slots = match &limits {
-        Some(Extension(l)) => Some(l.write_slots(want).await),
-        None => None,
-    };
-    let outcome = writer::send(
-        &client,
-        &plan,
-        WriterOptions {
-            concurrency: slots.as_ref().map_or(want, |s| s.count()),
-            common_attributes: cfg.write.common_attributes,
-        },
-        metrics,
-    )
-    .await;
+    let mut outcome = WriteOutcome::default();
+    let mut next = Some(0);
+    while let Some(from) = next {
+        let decoded;
+        let plan = match single.take() {
+            Some(p) => {
+                next = None;
+                p
+            }
+            None => {
+                let w = if from == 0 {
+                    &first
+                } else {
+                    decoded = window(from)?;
+                    &decoded
+                };
+                next = w.next;
+                // Planned before without error: the same window plans the same way.
+                limits::cpu_heavy(large, || crate::write::plan(&w.view, &opts))
+                    .map_err(|e| refused(e, 0))?
+            }
+        };
+        if plan.record_count() == 0 {
+            continue;
+        }
+        // Global bound on WriteRecords calls across requests (absent only outside `app`).
+        let want = cfg.write.concurrency.min(plan.batches.len()).max(1);
+        let slots = match &limits {
+            Some(Extension(l)) => Some(l.write_slots(want).await),
+            None => None,
+        };
+        let o = writer::send(
+            &client,
+            &plan,
+            WriterOptions {
+                concurrency: slots.as_ref().map_or(want, |s| s.count()),
+                common_attributes: cfg.write.common_attributes,
+            },
+            metrics,
+        )
+        .await;
+        drop(slots);
+        note_new_columns(state, &plan, &o);
+        outcome.merge(o);
+    }
     // Histograms stored count as histograms (2.0 headers); copies of a histogram that were
     // one record count once that record is stored.
     written.samples += outcome.samples_written - outcome.histograms_written;
     written.histograms += outcome.histograms_written;
     if outcome.histograms_written > 0 && outcome.failures.is_empty() {
-        written.histograms += plan.stats.accepted - plan.record_count() as u64;
+        written.histograms += stats.accepted - totals.records as u64;
     }
-    if outcome.histograms_written > 0 {
+    outcome_to_result(&outcome, stats.ignored_total())
+}
+
+/// Tells the read service what a window's writes created: the first special value or
+/// histogram of a table creates its `__name__` column, so reads through this app look for
+/// it now instead of after the column cache expires.
+fn note_new_columns(state: &AppState, plan: &WritePlan<'_>, o: &WriteOutcome) {
+    if o.histograms_written > 0 {
         for d in &plan.destinations {
             state.read.note_histograms_written(d.database, d.table);
         }
     }
     let varchar = plan.stats.specials.iter().sum::<u64>() + plan.stats.histograms;
-    if varchar > 0 && outcome.samples_written > 0 {
-        // The first special value or histogram of a table creates its `__name__` column:
-        // reads through this app look for it now instead of after the column cache expires.
+    if varchar > 0 && o.samples_written > 0 {
         for d in &plan.destinations {
             state.read.note_special_values_written(d.database, d.table);
         }
     }
-    outcome_to_result(&outcome, plan.stats.ignored_total())
 }
 
-/// Maps what happened to the status Prometheus should see.
 pub fn outcome_to_result(outcome: &WriteOutcome, ignored: u64) -> Result<StatusCode, ApiError> {
     if outcome.failures.is_empty() {
         return Ok(StatusCode::OK);

@@ -6,8 +6,8 @@ use prost::Message;
 
 use super::pb::WriteRequest;
 use super::pb_v2;
-use super::view::{ViewError, WriteRequestView};
-use super::view_v2::{self, RequestV2};
+use super::view::{ViewError, WindowLimits, WriteRequestView};
+use super::view_v2::{self, BodyV2, RequestV2};
 
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,68 @@ pub fn decode_write_request_view(raw: &[u8]) -> Result<WriteRequestView<'_>, Cod
 /// [`decompress`]) into the same borrowed view as 1.0.
 pub fn decode_write_request_v2(raw: &[u8]) -> Result<RequestV2<'_>, CodecError> {
     Ok(view_v2::decode(raw)?)
+}
+
+/// A decompressed remote-write body of either protocol, decoded a window of series at a
+/// time ([`WriteBody::window`]) so that what the decoder and the planner keep per series
+/// is bounded by the window, not by the body.
+#[derive(Debug)]
+pub enum WriteBody<'a> {
+    /// Remote write 1.0.
+    V1(&'a [u8]),
+    /// Remote write 2.0, its framing and symbol table checked.
+    V2(BodyV2<'a>),
+}
+
+/// One window of a [`WriteBody`].
+#[derive(Debug)]
+pub struct Window<'a> {
+    /// The window's series.
+    pub view: WriteRequestView<'a>,
+    /// Exemplars in them (2.0; validated, not stored).
+    pub exemplars: u64,
+    /// Where the next window starts; `None` for the last one.
+    pub next: Option<usize>,
+}
+
+impl<'a> WriteBody<'a> {
+    /// A 1.0 body (nothing is checked until a window is decoded).
+    pub fn v1(raw: &'a [u8]) -> Self {
+        WriteBody::V1(raw)
+    }
+
+    /// A 2.0 body: its framing and symbol table are checked here.
+    pub fn v2(raw: &'a [u8]) -> Result<Self, CodecError> {
+        Ok(WriteBody::V2(BodyV2::new(raw)?))
+    }
+
+    /// The window that starts at byte `from`: 0, or the previous window's `next`.
+    pub fn window(&self, from: usize, limits: WindowLimits) -> Result<Window<'a>, CodecError> {
+        match self {
+            WriteBody::V1(raw) => {
+                let (view, next) =
+                    WriteRequestView::decode_window(raw, from, limits).map_err(|e| {
+                        CodecError::Protobuf {
+                            message: "prometheus.WriteRequest",
+                            source: e.into(),
+                        }
+                    })?;
+                Ok(Window {
+                    view,
+                    exemplars: 0,
+                    next,
+                })
+            }
+            WriteBody::V2(body) => {
+                let (req, next) = body.window(from, limits)?;
+                Ok(Window {
+                    view: req.view,
+                    exemplars: req.exemplars,
+                    next,
+                })
+            }
+        }
+    }
 }
 
 /// Encodes a `WriteRequest` the way Prometheus sends it (for tests and the load tool).

@@ -46,6 +46,30 @@ pub(super) struct Span<'a> {
     pub(super) histogram_count: u32,
 }
 
+/// How much of a body one window of [`WriteRequestView::decode_window`] (or of the 2.0
+/// decoder's) keeps: what the view holds per series and per label is several times the
+/// wire size of a minimal series, so a large body is decoded, planned and sent a bounded
+/// window at a time (issue 13: a body of 19-byte series cost 26× its size when it was
+/// decoded whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    /// The window ends once it holds this many series...
+    pub series: usize,
+    /// ...or this many labels (checked between series).
+    pub labels: usize,
+    /// Labels kept per series (with a non-empty value); the rest are validated only.
+    pub series_labels: usize,
+}
+
+impl WindowLimits {
+    /// No limit: the whole body in one window, every label kept.
+    pub const WHOLE: WindowLimits = WindowLimits {
+        series: usize::MAX,
+        labels: usize::MAX,
+        series_labels: usize::MAX,
+    };
+}
+
 /// The float samples of one series. From the body they are the byte range of the series
 /// message that holds them (other fields that sit between two samples are skipped on each
 /// walk); the decoder validated every field in it, so a walk cannot fail. prost's owned
@@ -578,17 +602,40 @@ impl<'a> WriteRequestView<'a> {
     /// Decodes an uncompressed `WriteRequest`; refuses exactly what prost refuses (with
     /// the view's own error, never by decoding the body again).
     pub fn decode(buf: &'a [u8]) -> Result<Self, ViewError> {
-        let mut view = WriteRequestView::new(4);
-        view.decode_inner(buf)?;
-        Ok(view)
+        Ok(Self::decode_window(buf, 0, WindowLimits::WHOLE)?.0)
     }
 
-    fn decode_inner(&mut self, buf: &'a [u8]) -> R<()> {
+    /// Decodes the series of `buf` from byte `from` (0, or where the previous window ended)
+    /// until `limits` are reached, and returns them with where the next window starts
+    /// (`None`: the body ends in this window, which then validated all of it from `from`).
+    /// The rest of the body is not looked at: a caller that wants all or nothing decodes
+    /// every window before using one.
+    pub fn decode_window(
+        buf: &'a [u8],
+        from: usize,
+        limits: WindowLimits,
+    ) -> Result<(Self, Option<usize>), ViewError> {
+        let mut view = WriteRequestView::new(4);
+        let next = view.decode_inner(buf, from, limits)?;
+        Ok((view, next))
+    }
+
+    fn decode_inner(
+        &mut self,
+        buf: &'a [u8],
+        from: usize,
+        limits: WindowLimits,
+    ) -> R<Option<usize>> {
         // Sized from the body (never from a declared length): ~28 bytes per label on the
         // wire for node_exporter-like series.
-        self.labels.reserve(buf.len() / 32);
+        self.labels
+            .reserve(((buf.len() - from) / 32).min(limits.labels));
         let mut r = Reader::new(buf);
+        r.pos = from;
         while !r.done() {
+            if self.series.len() >= limits.series || self.labels.len() >= limits.labels {
+                return Ok(Some(r.pos));
+            }
             let (tag, wire_type) = r.key()?;
             match tag {
                 1 if wire_type != LEN => {
@@ -599,17 +646,18 @@ impl<'a> WriteRequestView<'a> {
                 }
                 1 => {
                     let series = within(r.message(), "WriteRequest.timeseries")?;
-                    self.decode_series(series)?;
+                    self.decode_series(series, limits.series_labels)?;
                 }
                 // Metadata: unused, but refused when prost would refuse it.
                 3 => check_metadata(within(r.message(), "WriteRequest.metadata")?)?,
                 _ => within(r.skip(wire_type, tag, RECURSION_LIMIT), "WriteRequest")?,
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn decode_series(&mut self, mut r: Reader<'a>) -> R<()> {
+    /// One series; keeps at most `max_labels` of its labels (the rest are validated).
+    fn decode_series(&mut self, mut r: Reader<'a>, max_labels: usize) -> R<()> {
         const CTX: u32 = RECURSION_LIMIT - 1;
         let l0 = self.labels.len();
         let (mut samples, mut histograms) = (0u32, 0u32);
@@ -623,7 +671,7 @@ impl<'a> WriteRequestView<'a> {
                     let label = decode_label(within(r.message(), "TimeSeries.labels")?, CTX - 1)?;
                     // Prometheus treats an empty value as an absent label (the write plan
                     // drops it): not kept, so 2-byte empty labels cost nothing.
-                    if !label.value.is_empty() {
+                    if !label.value.is_empty() && self.labels.len() - l0 < max_labels {
                         self.labels.push(label);
                     }
                 }
@@ -1194,6 +1242,36 @@ pub(super) mod tests {
             check_agree(&bytes)?;
         }
 
+        /// Windows of any size, one after another, hold what the whole view holds, and
+        /// a damaged body is refused by some window exactly when the whole view refuses it.
+        #[test]
+        fn windows_read_what_the_whole_view_reads(
+            req in request(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..2),
+            series in 1usize..4,
+            labels in 1usize..6,
+        ) {
+            let bytes = damage(req.encode_to_vec(), &edits);
+            let limits = WindowLimits { series, labels, series_labels: usize::MAX };
+            let mut from = Some(0);
+            let mut got = Ok(Flat::new());
+            while let (Some(at), Ok(flat)) = (from, got.as_mut()) {
+                match WriteRequestView::decode_window(&bytes, at, limits) {
+                    Ok((v, next)) => {
+                        prop_assert!(v.len() <= series);
+                        flat.extend(flat_view(&v));
+                        from = next;
+                    }
+                    Err(e) => got = Err(e),
+                }
+            }
+            match (WriteRequestView::decode(&bytes), got) {
+                (Ok(whole), Ok(windows)) => prop_assert_eq!(flat_view(&whole), windows),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "whole {:?}, windows {:?}", a.map(|v| v.len()), b.map(|f| f.len())),
+            }
+        }
+
         /// Valid requests with a few bytes overwritten, inserted or cut off reach the
         /// deeper branches (bad UTF-8, wrong wire types, lengths past the end).
         #[test]
@@ -1204,6 +1282,34 @@ pub(super) mod tests {
             let bytes = damage(req.encode_to_vec(), &edits);
             check_agree(&bytes)?;
         }
+    }
+
+    #[test]
+    fn a_window_keeps_the_first_labels_of_a_series_up_to_its_cap() {
+        let labels: Vec<Label> = (0..10)
+            .map(|i| Label {
+                name: format!("l{i}"),
+                value: if i == 3 { String::new() } else { "v".into() },
+            })
+            .collect();
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: labels.clone(),
+                samples: vec![crate::remote::pb::Sample::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let bytes = req.encode_to_vec();
+        let limits = WindowLimits {
+            series_labels: 5,
+            ..WindowLimits::WHOLE
+        };
+        let (v, next) = WriteRequestView::decode_window(&bytes, 0, limits).unwrap();
+        assert_eq!(next, None);
+        let names: Vec<_> = v.series(0).labels.iter().map(|l| l.name).collect();
+        // The empty value is not kept, nor counted.
+        assert_eq!(names, ["l0", "l1", "l2", "l4", "l5"]);
     }
 
     fn key(tag: u32, wire_type: u8) -> Vec<u8> {

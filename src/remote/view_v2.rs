@@ -1,6 +1,6 @@
 //! Zero-copy decoder of a remote-write 2.0 `io.prometheus.write.v2.Request` into the same
 //! [`WriteRequestView`] the 1.0 decoder yields, so both protocols share one write planner
-//! and one status mapping. The symbol table is a `Vec<&str>` into the decompressed body;
+//! and one status mapping. The symbol table keeps each symbol's offset in the decompressed body;
 //! each series' `labels_refs` are resolved into borrowed [`LabelRef`]s (no string is
 //! copied); its samples and native histograms stay in the body (the series keeps the byte
 //! range of its samples, as the 1.0 view does).
@@ -25,7 +25,7 @@
 //! samples add nothing to the view (the planner would skip them), so a body of millions
 //! of empty series costs no memory per series.
 
-use super::view::{LabelRef, Span, WriteRequestView};
+use super::view::{LabelRef, Span, WindowLimits, WriteRequestView};
 
 /// prost's recursion budget at the top message (`prost::RECURSION_LIMIT`).
 const RECURSION_LIMIT: u32 = 100;
@@ -321,10 +321,14 @@ pub struct RequestV2<'a> {
     pub exemplars: u64,
 }
 
-/// The symbol table and the running state of one decode.
-struct Decoder<'a> {
-    symbols: Vec<&'a str>,
+/// The symbol table and the running state of one window's decode.
+struct Decoder<'s, 'a> {
+    buf: &'a [u8],
+    /// Where each symbol's length is in `buf` ([`BodyV2::symbols`]).
+    symbols: &'s [u32],
     out: RequestV2<'a>,
+    /// Labels kept per series (the rest are resolved and checked only).
+    series_labels: usize,
 }
 
 /// Resolves `labels_refs` pairs, carrying a name across packed runs and unpacked
@@ -334,24 +338,28 @@ struct Pairs<'a> {
     count: usize,
 }
 
-impl<'a> Decoder<'a> {
+impl<'a> Decoder<'_, 'a> {
     #[inline]
     fn symbol(&self, r: &mut Reader<'a>) -> R<&'a str> {
         let start = r.pos;
         // prost reads a uint32 as the varint truncated to 32 bits.
         let reference = r.varint()? as u32;
-        self.symbols
-            .get(reference as usize)
-            .copied()
-            .ok_or_else(|| {
-                r.fail(
-                    start,
-                    Problem::RefOutOfRange {
-                        reference,
-                        symbols: self.symbols.len(),
-                    },
-                )
-            })
+        let Some(&at) = self.symbols.get(reference as usize) else {
+            return Err(r.fail(
+                start,
+                Problem::RefOutOfRange {
+                    reference,
+                    symbols: self.symbols.len(),
+                },
+            ));
+        };
+        // Checked when the table was read; read again rather than kept as a `&str`.
+        Reader {
+            buf: self.buf,
+            pos: at as usize,
+            end: self.buf.len(),
+        }
+        .str()
     }
 
     /// One `labels_refs` field occurrence (packed or a single unpacked element); each
@@ -362,27 +370,32 @@ impl<'a> Decoder<'a> {
         r: &mut Reader<'a>,
         wire_type: u8,
         pairs: &mut Pairs<'a>,
-        mut out: Option<&mut Vec<LabelRef<'a>>>,
+        mut out: Option<(&mut Vec<LabelRef<'a>>, usize)>,
     ) -> R<()> {
-        let mut one = |d: &Self, r: &mut Reader<'a>, out: &mut Option<&mut Vec<LabelRef<'a>>>| {
-            let s = d.symbol(r)?;
-            pairs.count += 1;
-            match pairs.name.take() {
-                None => pairs.name = Some(s),
-                Some(name) => {
-                    if let Some(out) = out {
-                        out.push(LabelRef { name, value: s });
+        // `out`: where complete pairs go, and how many labels it may still take.
+        let mut one =
+            |d: &Self, r: &mut Reader<'a>, out: &mut Option<(&mut Vec<LabelRef<'a>>, usize)>| {
+                let s = d.symbol(r)?;
+                pairs.count += 1;
+                match pairs.name.take() {
+                    None => pairs.name = Some(s),
+                    Some(name) => {
+                        if let Some((out, room)) = out {
+                            if *room > 0 {
+                                out.push(LabelRef { name, value: s });
+                                *room -= 1;
+                            }
+                        }
                     }
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         match wire_type {
             LEN => {
                 let mut packed = r.sub()?;
-                if let Some(out) = out.as_mut() {
+                if let Some((out, room)) = out.as_mut() {
                     // At most one pair per two bytes: no growth chain on a long run.
-                    out.reserve((packed.end - packed.pos) / 2);
+                    out.reserve(((packed.end - packed.pos) / 2).min(*room));
                 }
                 while !packed.done() {
                     one(self, &mut packed, &mut out)?;
@@ -414,7 +427,8 @@ impl<'a> Decoder<'a> {
             match tag {
                 1 => {
                     let mut labels = std::mem::take(&mut self.out.view.labels);
-                    let res = self.refs(&mut r, wire_type, &mut pairs, Some(&mut labels));
+                    let room = self.series_labels.saturating_sub(labels.len() - l0);
+                    let res = self.refs(&mut r, wire_type, &mut pairs, Some((&mut labels, room)));
                     self.out.view.labels = labels;
                     res.at("TimeSeries.labels_refs")?;
                 }
@@ -584,68 +598,106 @@ fn histogram(r: Reader<'_>) -> R<()> {
     })
 }
 
-/// Decodes an uncompressed `io.prometheus.write.v2.Request`.
+/// A 2.0 body whose framing and symbol table are checked: its series are decoded a
+/// window at a time ([`BodyV2::window`]).
+#[derive(Debug)]
+pub struct BodyV2<'a> {
+    buf: &'a [u8],
+    /// Each symbol as the offset of its length in `buf`: 4 bytes per symbol, where a
+    /// `&str` took 16 (8 × an empty symbol's 2 bytes on the wire; issue 13).
+    symbols: Vec<u32>,
+}
+
+/// Decodes an uncompressed `io.prometheus.write.v2.Request` whole.
 pub fn decode(buf: &[u8]) -> Result<RequestV2<'_>, DecodeError> {
-    // Pass 1: the top level's framing, and the symbol count (the table is then allocated
-    // once, at its exact size; symbols may come before or after the series).
-    let mut symbols = 0usize;
-    Reader::new(buf)
-        .fields(RECURSION_LIMIT, |r, tag, wire_type| {
-            match tag {
-                4 => {
-                    r.message(wire_type).at("Request.symbols")?;
+    Ok(BodyV2::new(buf)?.window(0, WindowLimits::WHOLE)?.0)
+}
+
+impl<'a> BodyV2<'a> {
+    /// Checks the top level's framing and reads the symbol table (series may refer to
+    /// symbols that come after them, so the table is read before any series).
+    pub fn new(buf: &'a [u8]) -> Result<Self, DecodeError> {
+        // Pass 1: the top level's framing, and the symbol count (the table is then
+        // allocated once, at its exact size; symbols may come before or after the series).
+        let mut count = 0usize;
+        Reader::new(buf)
+            .fields(RECURSION_LIMIT, |r, tag, wire_type| {
+                match tag {
+                    4 => {
+                        r.message(wire_type).at("Request.symbols")?;
+                    }
+                    5 => {
+                        r.message(wire_type).at("Request.timeseries")?;
+                    }
+                    _ => return Ok(false),
                 }
-                5 => {
-                    r.message(wire_type).at("Request.timeseries")?;
+                if tag == 4 {
+                    count += 1;
                 }
-                _ => return Ok(false),
+                Ok(true)
+            })
+            .at("Request")?;
+        // Pass 2: the symbols (framing known good: only UTF-8 can fail).
+        let mut symbols = Vec::with_capacity(count);
+        let mut first = None;
+        Reader::new(buf).fields(RECURSION_LIMIT, |r, tag, wire_type| {
+            if tag != 4 {
+                return Ok(false);
             }
-            if tag == 4 {
-                symbols += 1;
-            }
+            debug_assert_eq!(wire_type, LEN);
+            let at = r.pos;
+            let s = r.str().at("Request.symbols")?;
+            first.get_or_insert((s, at));
+            let at = u32::try_from(at).map_err(|_| r.fail(at, Problem::TooMany))?;
+            symbols.push(at);
             Ok(true)
-        })
-        .at("Request")?;
-    // Pass 2: the symbols (framing known good: only UTF-8 can fail).
-    let mut d = Decoder {
-        symbols: Vec::with_capacity(symbols),
-        out: RequestV2 {
-            view: WriteRequestView::new(3),
-            exemplars: 0,
-        },
-    };
-    let mut first = None;
-    Reader::new(buf).fields(RECURSION_LIMIT, |r, tag, wire_type| {
-        if tag != 4 {
-            return Ok(false);
+        })?;
+        if let Some((s, at)) = first {
+            if !s.is_empty() {
+                return Err(DecodeError {
+                    field: "Request.symbols",
+                    offset: at,
+                    problem: Problem::FirstSymbol,
+                });
+            }
         }
-        debug_assert_eq!(wire_type, LEN);
-        first.get_or_insert(r.pos);
-        d.symbols.push(r.str().at("Request.symbols")?);
-        Ok(true)
-    })?;
-    if let (Some(s), Some(at)) = (d.symbols.first(), first) {
-        if !s.is_empty() {
-            return Err(DecodeError {
-                field: "Request.symbols",
-                offset: at,
-                problem: Problem::FirstSymbol,
-            });
-        }
+        Ok(BodyV2 { buf, symbols })
     }
-    // Pass 3: the series.
-    let mut r = Reader::new(buf);
-    while !r.done() {
-        // Framing errors were found by pass 1.
-        let (tag, wire_type) = r.key().at("Request")?;
-        if tag == 5 {
-            let body = r.sub().at("Request.timeseries")?;
-            d.series(body)?;
-        } else {
-            r.skip(wire_type, tag, RECURSION_LIMIT).at("Request")?;
+
+    /// The series from byte `from` (0, or where the previous window ended) until `limits`
+    /// are reached, and where the next window starts (`None`: the body ends here).
+    pub fn window(
+        &self,
+        from: usize,
+        limits: WindowLimits,
+    ) -> Result<(RequestV2<'a>, Option<usize>), DecodeError> {
+        let mut d = Decoder {
+            buf: self.buf,
+            symbols: &self.symbols,
+            out: RequestV2 {
+                view: WriteRequestView::new(3),
+                exemplars: 0,
+            },
+            series_labels: limits.series_labels,
+        };
+        let mut r = Reader::new(self.buf);
+        r.pos = from;
+        while !r.done() {
+            let view = &d.out.view;
+            if view.series.len() >= limits.series || view.labels.len() >= limits.labels {
+                return Ok((d.out, Some(r.pos)));
+            }
+            // Framing errors were found by pass 1.
+            let (tag, wire_type) = r.key().at("Request")?;
+            if tag == 5 {
+                let body = r.sub().at("Request.timeseries")?;
+                d.series(body)?;
+            } else {
+                r.skip(wire_type, tag, RECURSION_LIMIT).at("Request")?;
+            }
         }
+        Ok((d.out, None))
     }
-    Ok(d.out)
 }
 
 #[cfg(test)]
@@ -864,6 +916,67 @@ mod tests {
             let bytes = crate::remote::view::tests::damage(req.encode_to_vec(), &edits);
             check_agree(&bytes)?;
         }
+
+        /// Windows of any size, one after another, hold what the whole decode holds, and
+        /// a damaged body is refused (with the same error) exactly when it refuses it.
+        #[test]
+        fn windows_read_what_the_whole_decode_reads(
+            req in request(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..2),
+            series in 1usize..4,
+            labels in 1usize..6,
+        ) {
+            let bytes = crate::remote::view::tests::damage(req.encode_to_vec(), &edits);
+            let limits = WindowLimits { series, labels, series_labels: usize::MAX };
+            let windows = || -> R<Flat> {
+                let body = BodyV2::new(&bytes)?;
+                let mut all: Flat = (Vec::new(), 0, 0);
+                let mut from = Some(0);
+                while let Some(at) = from {
+                    let (w, next) = body.window(at, limits)?;
+                    assert!(w.view.len() <= series);
+                    let (s, h, e) = flat(&w);
+                    all.0.extend(s);
+                    all.1 += h;
+                    all.2 += e;
+                    from = next;
+                }
+                Ok(all)
+            };
+            match (decode(&bytes), windows()) {
+                (Ok(whole), Ok(w)) => prop_assert_eq!(flat(&whole), w),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "whole {:?}, windows {:?}", a.map(|v| v.view.len()), b.map(|f| f.0.len())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_keeps_the_first_labels_of_a_series_up_to_its_cap() {
+        // Symbols "", a, b, c, d; one series of the pairs a=b, c=d, a=d, c=b, one sample.
+        let syms: Vec<u8> = ["", "a", "b", "c", "d"]
+            .iter()
+            .flat_map(|s| len_field(4, s.as_bytes()))
+            .collect();
+        let series = len_field(
+            5,
+            &[len_field(1, &[1, 2, 3, 4, 1, 4, 3, 2]), len_field(2, &[])].concat(),
+        );
+        let bytes = [syms, series].concat();
+        let limits = WindowLimits {
+            series_labels: 3,
+            ..WindowLimits::WHOLE
+        };
+        let (w, next) = BodyV2::new(&bytes).unwrap().window(0, limits).unwrap();
+        assert_eq!(next, None);
+        let labels: Vec<_> = w
+            .view
+            .series(0)
+            .labels
+            .iter()
+            .map(|l| (l.name, l.value))
+            .collect();
+        assert_eq!(labels, [("a", "b"), ("c", "d"), ("a", "d")]);
     }
 
     fn key(tag: u32, wire_type: u8) -> Vec<u8> {

@@ -88,6 +88,18 @@ impl WriteOutcome {
         self.failures.iter().any(|f| f.failure.kind.is_transient())
     }
 
+    /// Adds the outcome of another part of the request (a window of it).
+    pub fn merge(&mut self, o: WriteOutcome) {
+        self.samples_attempted += o.samples_attempted;
+        self.samples_written += o.samples_written;
+        self.histograms_written += o.histograms_written;
+        // Calls `o` counted but did not keep are counted here as they are.
+        self.failed_calls += o.failed_calls - o.failures.len();
+        for f in o.failures {
+            self.add_failure(f);
+        }
+    }
+
     /// Counts a failed call, and keeps it if the answer may need it.
     pub fn add_failure(&mut self, f: BatchFailure) {
         self.failed_calls += 1;

@@ -44,6 +44,11 @@ pub const MAX_DIMENSION_VALUE_BYTES: usize = 2048;
 pub const MAX_DIMENSIONS: usize = 128;
 /// Largest record Timestream stores (bytes, as its write metering counts them).
 pub const MAX_RECORD_BYTES: usize = 2048;
+/// A series with more labels than this (empty values not counted) is skipped as
+/// `too_many_labels` (refused with `fail_on_long_label`) before its labels are looked at
+/// further: at most 128 of them could become dimensions, and the decoder need not keep
+/// more than this plus one per series (issue 13: a body of one series with 10^6 labels).
+pub const MAX_SERIES_LABELS: usize = 256;
 
 /// `dims` plus `__name__` = the metric name, sorted by name: the dimensions of a series'
 /// special-value and histogram records.
@@ -420,6 +425,19 @@ impl PlanStats {
     /// Skipped samples in total.
     pub fn ignored_total(&self) -> u64 {
         self.ignored.iter().sum()
+    }
+
+    /// Adds the counts of another part of the request (a window of it).
+    pub fn add(&mut self, o: &PlanStats) {
+        self.received += o.received;
+        self.accepted += o.accepted;
+        self.histograms += o.histograms;
+        for (a, b) in self.ignored.iter_mut().zip(o.ignored) {
+            *a += b;
+        }
+        for (a, b) in self.specials.iter_mut().zip(o.specials) {
+            *a += b;
+        }
     }
 }
 
@@ -856,11 +874,22 @@ fn resolve_labels<'a, L: LabelPair>(
     let db_label = cfg.database_label.as_deref();
     let table_label = cfg.table_label.as_deref();
     let (mut name, mut database, mut table) = (None, None, None);
-    let mut dims: Vec<Dim<'a>> = Vec::with_capacity(labels.len());
+    let mut dims: Vec<Dim<'a>> = Vec::with_capacity(labels.len().min(MAX_SERIES_LABELS + 1));
+    let mut kept = 0usize;
     for l in labels {
         let (n, v) = (l.name(), l.value());
         if v.is_empty() {
             continue;
+        }
+        kept += 1;
+        if kept > MAX_SERIES_LABELS {
+            let detail = format!(
+                "it has more than {MAX_SERIES_LABELS} labels; Timestream stores at most {MAX_DIMENSIONS} dimensions"
+            );
+            if !opts.fail_on_long_label {
+                tracing::debug!(reason = IgnoreReason::TooManyLabels.as_str(), %detail, "series skipped");
+            }
+            return skip_or_refuse(opts, labels, IgnoreReason::TooManyLabels, detail);
         }
         if n == METRIC_NAME_LABEL {
             name = Some(v);
@@ -1288,6 +1317,7 @@ pub fn own_dims<'s, 'a>(
 mod tests {
     use super::*;
     use crate::remote::pb::Label;
+    use prost::Message;
 
     fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
         TimeSeries {
@@ -1482,6 +1512,46 @@ mod tests {
     }
 
     #[test]
+    fn a_series_of_more_than_max_series_labels_is_skipped_before_other_checks() {
+        let d = dest();
+        let names: Vec<String> = (0..=MAX_SERIES_LABELS)
+            .map(|i| format!("l{i:03}"))
+            .collect();
+        let mut labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        // No `__name__` and a repeated label: refusals the cap comes before.
+        labels.push(("l000", "v"));
+        // Empty values are not counted: one label fewer would be planned (and refused).
+        let mut under = labels[2..].to_vec();
+        under.push(("e", ""));
+        let over = req(vec![series(&labels, &[(1.0, 1), (2.0, 2)])]);
+        let p = plan(&over, &opts(&d)).unwrap();
+        assert_eq!(p.record_count(), 0);
+        assert_eq!(p.stats.ignored[IgnoreReason::TooManyLabels as usize], 2);
+        let mut o = opts(&d);
+        o.fail_on_long_label = true;
+        match plan(&over, &o) {
+            Err(PlanError::Unstorable { detail, .. }) => {
+                assert!(detail.contains("more than 256 labels"), "{detail}")
+            }
+            r => panic!("{r:?}"),
+        }
+        let under = req(vec![series(&under, &[(1.0, 1)])]);
+        assert!(matches!(
+            plan(&under, &opts(&d)),
+            Err(PlanError::MissingMetricName { .. })
+        ));
+        // The view keeps one label more than the cap: enough to plan the same.
+        let bytes = over.encode_to_vec();
+        let limits = crate::remote::view::WindowLimits {
+            series_labels: MAX_SERIES_LABELS + 1,
+            ..crate::remote::view::WindowLimits::WHOLE
+        };
+        let (view, _) = WriteRequestView::decode_window(&bytes, 0, limits).unwrap();
+        assert_eq!(view.series(0).labels.len(), MAX_SERIES_LABELS + 1);
+        assert_eq!(plan(&view, &opts(&d)).unwrap().stats, p.stats);
+    }
+
+    #[test]
     fn invalid_value_refused_with_flag_but_stale_markers_never() {
         let d = dest();
         let mut o = opts(&d);
@@ -1654,7 +1724,6 @@ mod tests {
     /// prost's owned request plans (same series, records, batches, stats and errors).
     #[test]
     fn view_and_prost_requests_plan_the_same() {
-        use prost::Message;
         let d = DestinationConfig {
             default_database: "db".into(),
             default_table: String::new(),
@@ -1749,7 +1818,6 @@ mod tests {
     /// value, none twice, none lost; the plan holds O(series + batches) runs.
     #[test]
     fn runs_hold_every_record_once_in_batch_order() {
-        use prost::Message;
         let d = dest();
         let mut ts = Vec::new();
         for i in 0..7 {
