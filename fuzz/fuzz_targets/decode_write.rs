@@ -2,21 +2,24 @@
 //! a body whose snappy header declares more than the cap is refused, and the borrowing
 //! decoder `/write` uses (`decode_write_request_view`) accepts exactly what prost accepts
 //! and reads the same labels, samples and histogram count. The view keeps only what the
-//! write path uses: series with samples or native histograms, labels with a non-empty value (Prometheus treats
+//! write path uses, and reads the same in small windows (as `/write` decodes large bodies): series with samples or native histograms, labels with a non-empty value (Prometheus treats
 //! an empty value as an absent label); prost's answer is filtered the same way.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use timestream_prometheus_connector::remote::codec::{
-    decode_write_request, decode_write_request_view, decompress, CodecError,
+    decode_write_request, decode_write_request_view, decompress, CodecError, WriteBody,
 };
 use timestream_prometheus_connector::remote::pb::WriteRequest;
 
-const LIMIT: usize = 1 << 20;
+#[path = "../shared/windows.rs"]
+mod windows;
+use windows::windows_agree;
 
 fn differential(raw: &[u8]) {
     let view = decode_write_request_view(raw);
+    windows_agree(Ok(WriteBody::v1(raw)), view.as_ref().ok());
     let full = WriteRequest::decode(raw);
     let (view, full) = match (view, full) {
         (Ok(v), Ok(f)) => (v, f),

@@ -3,16 +3,18 @@
 //! borrowing 2.0 decoder accepts exactly what prost accepts under the 2.0 rules
 //! (`symbols[0] == ""`, refs in range, even `labels_refs`) and reads the same labels,
 //! samples, histogram and exemplar counts. Its errors name a field and an offset inside
-//! the body.
+//! the body. Decoded in small windows (as `/write` decodes large bodies) it reads the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use timestream_prometheus_connector::remote::codec::{decompress, CodecError};
+use timestream_prometheus_connector::remote::codec::{decompress, CodecError, WriteBody};
 use timestream_prometheus_connector::remote::pb_v2::Request;
 use timestream_prometheus_connector::remote::view_v2;
 
-const LIMIT: usize = 1 << 20;
+#[path = "../shared/windows.rs"]
+mod windows;
+use windows::windows_agree;
 
 /// Per kept series: labels, samples, number of native histograms.
 type Series<'a> = Vec<(Vec<(&'a str, &'a str)>, Vec<(i64, u64)>, usize)>;
@@ -55,7 +57,9 @@ fn reference(req: &Request) -> Option<(Series<'_>, u64, u64)> {
 fn differential(raw: &[u8]) {
     let prost = Request::decode(raw).ok();
     let want = prost.as_ref().and_then(reference);
-    match (want, view_v2::decode(raw)) {
+    let whole = view_v2::decode(raw);
+    windows_agree(WriteBody::v2(raw), whole.as_ref().ok().map(|r| &r.view));
+    match (want, whole) {
         (None, Err(e)) => {
             assert!(e.offset <= raw.len(), "{e}");
             assert!(!e.field.is_empty(), "{e}");
