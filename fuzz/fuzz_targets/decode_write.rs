@@ -17,6 +17,8 @@ use timestream_prometheus_connector::remote::pb::WriteRequest;
 mod windows;
 use windows::windows_agree;
 
+const LIMIT: usize = 1 << 20;
+
 fn differential(raw: &[u8]) {
     let view = decode_write_request_view(raw);
     windows_agree(Ok(WriteBody::v1(raw)), view.as_ref().ok());

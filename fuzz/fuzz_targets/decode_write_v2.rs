@@ -16,6 +16,8 @@ use timestream_prometheus_connector::remote::view_v2;
 mod windows;
 use windows::windows_agree;
 
+const LIMIT: usize = 1 << 20;
+
 /// Per kept series: labels, samples, number of native histograms.
 type Series<'a> = Vec<(Vec<(&'a str, &'a str)>, Vec<(i64, u64)>, usize)>;
 
@@ -30,7 +32,12 @@ fn reference(req: &Request) -> Option<(Series<'_>, u64, u64)> {
             return None;
         }
         refs.chunks(2)
-            .map(|p| Some((syms.get(p[0] as usize)?.as_str(), syms.get(p[1] as usize)?.as_str())))
+            .map(|p| {
+                Some((
+                    syms.get(p[0] as usize)?.as_str(),
+                    syms.get(p[1] as usize)?.as_str(),
+                ))
+            })
             .collect()
     };
     let (mut series, mut histograms, mut exemplars) = (Vec::new(), 0, 0);
@@ -47,7 +54,11 @@ fn reference(req: &Request) -> Option<(Series<'_>, u64, u64)> {
         exemplars += ts.exemplars.len() as u64;
         // The view keeps series that carry samples or native histograms.
         if !ts.samples.is_empty() || !ts.histograms.is_empty() {
-            let samples = ts.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect();
+            let samples = ts
+                .samples
+                .iter()
+                .map(|s| (s.timestamp, s.value.to_bits()))
+                .collect();
             series.push((labels, samples, ts.histograms.len()));
         }
     }
@@ -72,8 +83,11 @@ fn differential(raw: &[u8]) {
                     (
                         s.labels.iter().map(|l| (l.name, l.value)).collect(),
                         {
-                            let samples: Vec<_> =
-                                s.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect();
+                            let samples: Vec<_> = s
+                                .samples
+                                .iter()
+                                .map(|s| (s.timestamp, s.value.to_bits()))
+                                .collect();
                             assert_eq!(s.samples.len(), samples.len());
                             samples
                         },

@@ -9,8 +9,14 @@ fn flat(v: &WriteRequestView<'_>) -> Vec<(Vec<(String, String)>, Vec<(i64, u64)>
     v.iter()
         .map(|s| {
             (
-                s.labels.iter().map(|l| (l.name.into(), l.value.into())).collect(),
-                s.samples.iter().map(|x| (x.timestamp, x.value.to_bits())).collect(),
+                s.labels
+                    .iter()
+                    .map(|l| (l.name.into(), l.value.into()))
+                    .collect(),
+                s.samples
+                    .iter()
+                    .map(|x| (x.timestamp, x.value.to_bits()))
+                    .collect(),
                 s.histograms.iter().count(),
             )
         })
@@ -19,7 +25,10 @@ fn flat(v: &WriteRequestView<'_>) -> Vec<(Vec<(String, String)>, Vec<(i64, u64)>
 
 /// Decoded in small windows one after another (as `/write` decodes a large body), the body
 /// reads the same as decoded whole, and is refused exactly when the whole decode refuses it.
-pub fn windows_agree(body: Result<WriteBody<'_>, CodecError>, whole: Option<&WriteRequestView<'_>>) {
+pub fn windows_agree(
+    body: Result<WriteBody<'_>, CodecError>,
+    whole: Option<&WriteRequestView<'_>>,
+) {
     let limits = WindowLimits {
         series: 2,
         labels: 3,
@@ -42,6 +51,3 @@ pub fn windows_agree(body: Result<WriteBody<'_>, CodecError>, whole: Option<&Wri
         (v, w) => panic!("whole ok={} windows ok={}", v.is_some(), w.is_ok()),
     }
 }
-
-const LIMIT: usize = 1 << 20;
-

@@ -35,7 +35,8 @@ use super::auth::Creds;
 use super::limits::{self, Limits};
 use super::AppState;
 use crate::error::ApiError;
-use crate::remote::codec::{decompress, CodecError, WriteBody};
+use crate::metrics::Metrics;
+use crate::remote::codec::{decompress, CodecError, Window, WriteBody};
 use crate::remote::view::WindowLimits;
 use crate::special;
 use crate::timestream::client::RequestCredentials;
@@ -161,7 +162,6 @@ pub async fn handle(
     }
 }
 
-/// Decode → plan → send, the same for both protocols; fills `written` as it goes.
 /// How much of a body is decoded and planned at a time. A window of minimal series (19
 /// bytes each) keeps about 3 MiB of view and plan; Prometheus' batches (2,000 samples by
 /// default) and vmagent's (10,000 rows) fit in one window of ordinary series, so only
@@ -188,6 +188,85 @@ impl Totals {
     }
 }
 
+/// One request's decoding and planning: its body, options, and whether it is large
+/// enough to be decoded under `block_in_place`.
+struct Windows<'a> {
+    body: WriteBody<'a>,
+    opts: PlanOptions<'a>,
+    large: bool,
+    body_len: usize,
+    protocol: Protocol,
+    metrics: &'a Metrics,
+}
+
+impl<'a> Windows<'a> {
+    fn window(&self, from: usize) -> Result<Window<'a>, ApiError> {
+        limits::cpu_heavy(self.large, || self.body.window(from, WINDOW))
+            .map_err(|e| refuse_body(e, self.body_len, self.protocol))
+    }
+
+    fn plan<'w>(&'w self, w: &'w Window<'a>) -> Result<WritePlan<'w>, PlanError> {
+        limits::cpu_heavy(self.large, || crate::write::plan(&w.view, &self.opts))
+    }
+
+    fn refused(&self, e: PlanError, received: u64) -> ApiError {
+        self.metrics.received_samples.inc_by(received);
+        tracing::info!(error = %e, "write request refused");
+        ApiError::WriteRefused {
+            reason: e,
+            received,
+        }
+    }
+
+    /// Plans the whole request. A body of one window is planned once, and its plan kept
+    /// for sending. A larger one is decoded and planned a window at a time (the plans
+    /// dropped), so that what refuses the request (a malformed byte, a series without a
+    /// name) refuses it before anything is written, wherever it is.
+    fn plan_all<'w>(
+        &'w self,
+        first: &'w Window<'a>,
+    ) -> Result<(Totals, Option<WritePlan<'w>>), ApiError> {
+        let mut totals = Totals::default();
+        if first.next.is_none() {
+            return match self.plan(first) {
+                Ok(p) => {
+                    totals.add(&p, first.exemplars);
+                    Ok((totals, Some(p)))
+                }
+                Err(e) => Err(self.refused(e, first.view.sample_count() as u64)),
+            };
+        }
+        let (mut received, mut refusal) = (0u64, None);
+        let mut next = Some(0);
+        while let Some(from) = next {
+            let decoded = if from == 0 {
+                None
+            } else {
+                Some(self.window(from)?)
+            };
+            let w = decoded.as_ref().unwrap_or(first);
+            next = w.next;
+            received += w.view.sample_count() as u64;
+            if refusal.is_none() {
+                match self.plan(w) {
+                    Ok(p) => totals.add(&p, w.exemplars),
+                    Err(e) => refusal = Some(e),
+                }
+            }
+        }
+        match refusal {
+            Some(e) => Err(self.refused(e, received)),
+            None => Ok((totals, None)),
+        }
+    }
+}
+
+fn refuse_body(e: CodecError, bytes: usize, protocol: Protocol) -> ApiError {
+    tracing::info!(error = %e, bytes, protocol = protocol.as_str(), "undecodable write request");
+    ApiError::from(e)
+}
+
+/// Decode → plan → send, the same for both protocols; fills `written` as it goes.
 async fn write(
     state: &AppState,
     creds: RequestCredentials,
@@ -197,10 +276,6 @@ async fn write(
     written: &mut Written,
 ) -> Result<StatusCode, ApiError> {
     let body_len = body.len();
-    let refuse = |e: CodecError| {
-        tracing::info!(error = %e, bytes = body_len, protocol = protocol.as_str(), "undecodable write request");
-        ApiError::from(e)
-    };
     let limit = state.config.max_decompressed_bytes;
     let large = limits::decode_off_worker(&body);
     let raw = if large {
@@ -209,67 +284,56 @@ async fn write(
     } else {
         decompress(&body, limit)
     }
-    .map_err(refuse)?;
+    .map_err(|e| refuse_body(e, body_len, protocol))?;
     drop(body);
     // Labels borrow `raw` from here on (no copy per label); a plan borrows its window.
     let wb = limits::cpu_heavy(large, || match protocol {
         Protocol::V1 => Ok(WriteBody::v1(&raw)),
         Protocol::V2 => WriteBody::v2(&raw),
     })
-    .map_err(refuse)?;
+    .map_err(|e| refuse_body(e, body_len, protocol))?;
     let cfg = &state.config;
-    let metrics = &state.metrics;
-    let opts = PlanOptions {
-        destination: &cfg.destination,
-        fail_on_long_label: cfg.write.fail_on_long_label,
-        fail_on_invalid_sample_value: cfg.write.fail_on_invalid_sample_value,
-        special_values: cfg.write.special_values,
-        native_histograms: cfg.write.native_histograms,
+    let windows = Windows {
+        body: wb,
+        opts: PlanOptions {
+            destination: &cfg.destination,
+            fail_on_long_label: cfg.write.fail_on_long_label,
+            fail_on_invalid_sample_value: cfg.write.fail_on_invalid_sample_value,
+            special_values: cfg.write.special_values,
+            native_histograms: cfg.write.native_histograms,
+        },
+        large,
+        body_len,
+        protocol,
+        metrics: &state.metrics,
     };
-    let window = |from| limits::cpu_heavy(large, || wb.window(from, WINDOW)).map_err(refuse);
-    let refused = |e: PlanError, received: u64| {
-        metrics.received_samples.inc_by(received);
-        tracing::info!(error = %e, "write request refused");
-        ApiError::WriteRefused {
-            reason: e,
-            received,
-        }
-    };
-    let first = window(0)?;
-    // A body of one window is planned once and sent. A larger one is decoded and planned
-    // a window at a time twice: first all of it, so that what refuses the request (a
-    // malformed byte, a series without a name) still refuses it before anything is
-    // written; then again, each window sent before the next is decoded.
-    let mut totals = Totals::default();
-    let mut single = None;
-    if first.next.is_none() {
-        match limits::cpu_heavy(large, || crate::write::plan(&first.view, &opts)) {
-            Ok(p) => {
-                totals.add(&p, first.exemplars);
-                single = Some(p);
-            }
-            Err(e) => return Err(refused(e, first.view.sample_count() as u64)),
-        }
-    } else {
-        let mut received = 0u64;
-        let mut refusal = None;
-        let mut next = Some(0);
-        while let Some(from) = next {
-            let w = if from == 0 { None } else { Some(window(from)?) };
-            let w = w.as_ref().unwrap_or(&first);
-            next = w.next;
-            received += w.view.sample_count() as u64;
-            if refusal.is_none() {
-                match limits::cpu_heavy(large, || crate::write::plan(&w.view, &opts)) {
-                    Ok(p) => totals.add(&p, w.exemplars),
-                    Err(e) => refusal = Some(e),
-                }
-            }
-        }
-        if let Some(e) = refusal {
-            return Err(refused(e, received));
-        }
+    let first = windows.window(0)?;
+    let (totals, single) = windows.plan_all(&first)?;
+    count_planned(&state.metrics, &totals, written);
+    if totals.records == 0 {
+        return Ok(StatusCode::OK);
     }
+    let clients = state.clients.get(&creds);
+    let client = clients.write_client().await.map_err(|f| {
+        ApiError::from_failure(
+            "Timestream endpoint discovery failed; no sample was written",
+            &f,
+        )
+    })?;
+    let outcome = send_all(state, &client, limits, &windows, &first, single).await?;
+    // Histograms stored count as histograms (2.0 headers); copies of a histogram that were
+    // one record count once that record is stored.
+    written.samples += outcome.samples_written - outcome.histograms_written;
+    written.histograms += outcome.histograms_written;
+    if outcome.histograms_written > 0 && outcome.failures.is_empty() {
+        written.histograms += totals.stats.accepted - totals.records as u64;
+    }
+    outcome_to_result(&outcome, totals.stats.ignored_total())
+}
+
+/// The request's counts into the metrics, and what is settled before any write (skipped
+/// samples and histograms, exemplars) into `written`.
+fn count_planned(metrics: &Metrics, totals: &Totals, written: &mut Written) {
     let stats = &totals.stats;
     metrics.received_samples.inc_by(stats.received);
     for r in IgnoreReason::ALL {
@@ -294,16 +358,20 @@ async fn write(
         histograms,
         exemplars: totals.exemplars,
     };
-    if totals.records == 0 {
-        return Ok(StatusCode::OK);
-    }
-    let clients = state.clients.get(&creds);
-    let client = clients.write_client().await.map_err(|f| {
-        ApiError::from_failure(
-            "Timestream endpoint discovery failed; no sample was written",
-            &f,
-        )
-    })?;
+}
+
+/// Sends the request a window at a time: `single`, the plan of a body of one window, or
+/// each window decoded and planned again (`first` is kept from planning), sent before the
+/// next is decoded.
+async fn send_all(
+    state: &AppState,
+    client: &aws_sdk_timestreamwrite::Client,
+    limits: Option<Extension<Limits>>,
+    windows: &Windows<'_>,
+    first: &Window<'_>,
+    mut single: Option<WritePlan<'_>>,
+) -> Result<WriteOutcome, ApiError> {
+    let cfg = &state.config;
     let mut outcome = WriteOutcome::default();
     let mut next = Some(0);
     while let Some(from) = next {
@@ -315,15 +383,14 @@ async fn write(
             }
             None => {
                 let w = if from == 0 {
-                    &first
+                    first
                 } else {
-                    decoded = window(from)?;
+                    decoded = windows.window(from)?;
                     &decoded
                 };
                 next = w.next;
                 // Planned before without error: the same window plans the same way.
-                limits::cpu_heavy(large, || crate::write::plan(&w.view, &opts))
-                    .map_err(|e| refused(e, 0))?
+                windows.plan(w).map_err(|e| windows.refused(e, 0))?
             }
         };
         if plan.record_count() == 0 {
@@ -336,27 +403,20 @@ async fn write(
             None => None,
         };
         let o = writer::send(
-            &client,
+            client,
             &plan,
             WriterOptions {
                 concurrency: slots.as_ref().map_or(want, |s| s.count()),
                 common_attributes: cfg.write.common_attributes,
             },
-            metrics,
+            &state.metrics,
         )
         .await;
         drop(slots);
         note_new_columns(state, &plan, &o);
         outcome.merge(o);
     }
-    // Histograms stored count as histograms (2.0 headers); copies of a histogram that were
-    // one record count once that record is stored.
-    written.samples += outcome.samples_written - outcome.histograms_written;
-    written.histograms += outcome.histograms_written;
-    if outcome.histograms_written > 0 && outcome.failures.is_empty() {
-        written.histograms += stats.accepted - totals.records as u64;
-    }
-    outcome_to_result(&outcome, stats.ignored_total())
+    Ok(outcome)
 }
 
 /// Tells the read service what a window's writes created: the first special value or
