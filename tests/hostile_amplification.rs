@@ -233,7 +233,11 @@ fn write_shapes() -> Vec<Shape> {
     // Distinct minimal native histograms (only a timestamp, 1 or 2, alternating: a
     // histogram equal to the one before it is one record, so these are all planned).
     let hist = [len_field(4, &[0x78, 1]), len_field(4, &[0x78, 2])].concat();
-    v.push(write("distinct minimal histograms", one_series(&hist, &[]), false));
+    v.push(write(
+        "distinct minimal histograms",
+        one_series(&hist, &[]),
+        false,
+    ));
     v.push(write(
         "distinct minimal histograms, malformed",
         one_series(&hist, CUT),

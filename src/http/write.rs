@@ -164,8 +164,8 @@ pub async fn handle(
 
 /// How much of a body is decoded and planned at a time. A window of minimal series (19
 /// bytes each) keeps about 3 MiB of view and plan; Prometheus' batches (2,000 samples by
-/// default) and vmagent's (10,000 rows) fit in one window of ordinary series, so only
-/// larger bodies are read twice (issue 13).
+/// default) fit in one window of ordinary series, so only larger bodies have windows
+/// read twice (checked, then sent; issue 13).
 const WINDOW: WindowLimits = WindowLimits {
     series: 8192,
     labels: 65_536,
@@ -181,9 +181,9 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, plan: &WritePlan<'_>, exemplars: u64) {
-        self.stats.add(&plan.stats);
-        self.records += plan.record_count();
+    fn add(&mut self, stats: &PlanStats, records: usize, exemplars: u64) {
+        self.stats.add(stats);
+        self.records += records;
         self.exemplars += exemplars;
     }
 }
@@ -218,45 +218,33 @@ impl<'a> Windows<'a> {
         }
     }
 
-    /// Plans the whole request. A body of one window is planned once, and its plan kept
-    /// for sending. A larger one is decoded and planned a window at a time (the plans
-    /// dropped), so that what refuses the request (a malformed byte, a series without a
-    /// name) refuses it before anything is written, wherever it is.
-    fn plan_all<'w>(
-        &'w self,
-        first: &'w Window<'a>,
-    ) -> Result<(Totals, Option<WritePlan<'w>>), ApiError> {
+    /// Plans the first window, and checks the rest of the request as it would be planned
+    /// (`write::check`, keeping nothing per series), so that what refuses the request (a
+    /// malformed byte, a series without a name) refuses it before anything is written,
+    /// wherever it is. Returns the whole request's counts and the first window's plan.
+    fn plan_all<'w>(&'w self, first: &'w Window<'a>) -> Result<(Totals, WritePlan<'w>), ApiError> {
         let mut totals = Totals::default();
-        if first.next.is_none() {
-            return match self.plan(first) {
-                Ok(p) => {
-                    totals.add(&p, first.exemplars);
-                    Ok((totals, Some(p)))
-                }
-                Err(e) => Err(self.refused(e, first.view.sample_count() as u64)),
-            };
+        let mut received = first.view.sample_count() as u64;
+        let first_plan = self.plan(first);
+        if let Ok(p) = &first_plan {
+            totals.add(&p.stats, p.record_count(), first.exemplars);
         }
-        let (mut received, mut refusal) = (0u64, None);
-        let mut next = Some(0);
+        let mut refusal = None;
+        let mut next = first.next;
         while let Some(from) = next {
-            let decoded = if from == 0 {
-                None
-            } else {
-                Some(self.window(from)?)
-            };
-            let w = decoded.as_ref().unwrap_or(first);
+            let w = self.window(from)?;
             next = w.next;
             received += w.view.sample_count() as u64;
-            if refusal.is_none() {
-                match self.plan(w) {
-                    Ok(p) => totals.add(&p, w.exemplars),
+            if first_plan.is_ok() && refusal.is_none() {
+                match limits::cpu_heavy(self.large, || crate::write::check(&w.view, &self.opts)) {
+                    Ok((stats, records)) => totals.add(&stats, records, w.exemplars),
                     Err(e) => refusal = Some(e),
                 }
             }
         }
-        match refusal {
-            Some(e) => Err(self.refused(e, received)),
-            None => Ok((totals, None)),
+        match (first_plan, refusal) {
+            (Ok(p), None) => Ok((totals, p)),
+            (Err(e), _) | (Ok(_), Some(e)) => Err(self.refused(e, received)),
         }
     }
 }
@@ -308,7 +296,7 @@ async fn write(
         metrics: &state.metrics,
     };
     let first = windows.window(0)?;
-    let (totals, single) = windows.plan_all(&first)?;
+    let (totals, first_plan) = windows.plan_all(&first)?;
     count_planned(&state.metrics, &totals, written);
     if totals.records == 0 {
         return Ok(StatusCode::OK);
@@ -320,7 +308,7 @@ async fn write(
             &f,
         )
     })?;
-    let outcome = send_all(state, &client, limits, &windows, &first, single).await?;
+    let outcome = send_all(state, &client, limits, &windows, &first, first_plan).await?;
     // Histograms stored count as histograms (2.0 headers); copies of a histogram that were
     // one record count once that record is stored.
     written.samples += outcome.samples_written - outcome.histograms_written;
@@ -360,37 +348,32 @@ fn count_planned(metrics: &Metrics, totals: &Totals, written: &mut Written) {
     };
 }
 
-/// Sends the request a window at a time: `single`, the plan of a body of one window, or
-/// each window decoded and planned again (`first` is kept from planning), sent before the
-/// next is decoded.
+/// Sends the request a window at a time: the first window's plan, then each further
+/// window decoded and planned again, sent before the next is decoded.
 async fn send_all(
     state: &AppState,
     client: &aws_sdk_timestreamwrite::Client,
     limits: Option<Extension<Limits>>,
     windows: &Windows<'_>,
     first: &Window<'_>,
-    mut single: Option<WritePlan<'_>>,
+    first_plan: WritePlan<'_>,
 ) -> Result<WriteOutcome, ApiError> {
     let cfg = &state.config;
     let mut outcome = WriteOutcome::default();
+    let mut first_plan = Some(first_plan);
     let mut next = Some(0);
     while let Some(from) = next {
         let decoded;
-        let plan = match single.take() {
+        let plan = match first_plan.take() {
             Some(p) => {
-                next = None;
+                next = first.next;
                 p
             }
             None => {
-                let w = if from == 0 {
-                    first
-                } else {
-                    decoded = windows.window(from)?;
-                    &decoded
-                };
-                next = w.next;
-                // Planned before without error: the same window plans the same way.
-                windows.plan(w).map_err(|e| windows.refused(e, 0))?
+                decoded = windows.window(from)?;
+                next = decoded.next;
+                // Checked before without error: the same window plans the same way.
+                windows.plan(&decoded).map_err(|e| windows.refused(e, 0))?
             }
         };
         if plan.record_count() == 0 {

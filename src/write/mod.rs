@@ -726,6 +726,40 @@ pub fn plan<'a, R: WriteInput + ?Sized>(
     opts: &PlanOptions<'a>,
 ) -> Result<WritePlan<'a>, PlanError> {
     let mut plan = WritePlan::default();
+    let repeated_histograms = plan_each_series(req, opts, &mut plan, |_| {})?;
+    plan.series.sort_unstable_by(cmp_series);
+    let runs = runs_in_batch_order(&plan.series);
+    (plan.runs, plan.batches) = cut_batches(&plan.series, &runs);
+    plan.stats.accepted = plan.record_count() as u64 + repeated_histograms;
+    Ok(plan)
+}
+
+/// What [`plan`] would answer, keeping nothing per series: the same refusal, or the same
+/// counts and number of records. For the parts of a large request that are checked before
+/// any is written, without holding their plans.
+pub fn check<R: WriteInput + ?Sized>(
+    req: &R,
+    opts: &PlanOptions<'_>,
+) -> Result<(PlanStats, usize), PlanError> {
+    let mut plan = WritePlan::default();
+    let mut records = 0usize;
+    let repeated_histograms = plan_each_series(req, opts, &mut plan, |p| {
+        for s in p.series.drain(..) {
+            records += (s.doubles + s.varchars) as usize;
+        }
+    })?;
+    plan.stats.accepted = records as u64 + repeated_histograms;
+    Ok((plan.stats, records))
+}
+
+/// Plans every series of `req` into `plan` (unsorted, no batches), calling `each` after
+/// each one. Returns the histograms that repeat the one before them.
+fn plan_each_series<'a, R: WriteInput + ?Sized>(
+    req: &'a R,
+    opts: &PlanOptions<'a>,
+    plan: &mut WritePlan<'a>,
+    mut each: impl FnMut(&mut WritePlan<'a>),
+) -> Result<u64, PlanError> {
     let histograms = req.histogram_count();
     plan.stats.received += histograms;
     // What is not planned below (the flag is off, or the input does not keep them).
@@ -739,19 +773,16 @@ pub fn plan<'a, R: WriteInput + ?Sized>(
         };
         unplanned_histograms -= u64::from(hist.count).min(unplanned_histograms);
         repeated_histograms += plan_series(
-            &mut plan,
+            plan,
             req.series_labels(i),
             req.series_samples(i),
             hist,
             opts,
         )?;
+        each(plan);
     }
     plan.stats.ignored[IgnoreReason::NativeHistogram as usize] += unplanned_histograms;
-    plan.series.sort_unstable_by(cmp_series);
-    let runs = runs_in_batch_order(&plan.series);
-    (plan.runs, plan.batches) = cut_batches(&plan.series, &runs);
-    plan.stats.accepted = plan.record_count() as u64 + repeated_histograms;
-    Ok(plan)
+    Ok(repeated_histograms)
 }
 
 /// Plans one series: its labels, then its histograms and samples; what is written goes to
@@ -1806,8 +1837,16 @@ mod tests {
                 (Ok(a), Ok(b)) => {
                     assert!(a.record_count() > 100);
                     assert_eq!(summary(&a), summary(&b));
+                    // `check` answers what `plan` does, from both inputs.
+                    let counts = (a.stats.clone(), a.record_count());
+                    assert_eq!(check(r, &o), Ok(counts.clone()));
+                    assert_eq!(check(&view, &o), Ok(counts));
                 }
-                (Err(a), Err(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => {
+                    assert_eq!(check(r, &o), Err(a.clone()));
+                    assert_eq!(check(&view, &o), Err(a.clone()));
+                    assert_eq!(a, b);
+                }
                 (a, b) => panic!("{:?} vs {:?}", a.is_ok(), b.is_ok()),
             }
         }
