@@ -325,7 +325,10 @@ pub struct RequestV2<'a> {
 /// The symbol table and the running state of one window's decode.
 struct Decoder<'s, 'a> {
     buf: &'a [u8],
-    symbols: &'s Symbols<'a>,
+    /// The symbol table: one of the two is empty ([`Symbols`]); slices here, so a lookup
+    /// costs what indexing a `Vec<&str>` did.
+    strs: &'s [&'a str],
+    offsets: &'s [u32],
     out: RequestV2<'a>,
     /// Labels kept per series (the rest are resolved and checked only).
     series_labels: usize,
@@ -344,30 +347,29 @@ impl<'a> Decoder<'_, 'a> {
         let start = r.pos;
         // prost reads a uint32 as the varint truncated to 32 bits.
         let reference = r.varint()? as u32;
-        let found = match self.symbols {
-            Symbols::Strs(s) => s.get(reference as usize).copied(),
-            // Checked when the table was read; read again rather than kept as a `&str`.
-            Symbols::Offsets(o) => match o.get(reference as usize) {
-                Some(&at) => Some(
-                    Reader {
-                        buf: self.buf,
-                        pos: at as usize,
-                        end: self.buf.len(),
-                    }
-                    .str()?,
-                ),
-                None => None,
+        if let Some(&symbol) = self.strs.get(reference as usize) {
+            return Ok(symbol);
+        }
+        if let Some(&at) = self.offsets.get(reference as usize) {
+            // Checked when the table was read; read again rather than kept.
+            return Reader {
+                buf: self.buf,
+                pos: at as usize,
+                end: self.buf.len(),
+            }
+            .str();
+        }
+        Err(r.fail(
+            start,
+            Problem::RefOutOfRange {
+                reference,
+                symbols: self.symbol_count(),
             },
-        };
-        found.ok_or_else(|| {
-            r.fail(
-                start,
-                Problem::RefOutOfRange {
-                    reference,
-                    symbols: self.symbols.len(),
-                },
-            )
-        })
+        ))
+    }
+
+    fn symbol_count(&self) -> usize {
+        self.strs.len() + self.offsets.len()
     }
 
     /// One `labels_refs` field occurrence (packed or a single unpacked element); each
@@ -378,32 +380,32 @@ impl<'a> Decoder<'_, 'a> {
         r: &mut Reader<'a>,
         wire_type: u8,
         pairs: &mut Pairs<'a>,
-        mut out: Option<(&mut Vec<LabelRef<'a>>, usize)>,
+        mut out: Option<&mut Vec<LabelRef<'a>>>,
+        limit: usize,
     ) -> R<()> {
-        // `out`: where complete pairs go, and how many labels it may still take.
-        let mut one =
-            |d: &Self, r: &mut Reader<'a>, out: &mut Option<(&mut Vec<LabelRef<'a>>, usize)>| {
-                let s = d.symbol(r)?;
-                pairs.count += 1;
-                match pairs.name.take() {
-                    None => pairs.name = Some(s),
-                    Some(name) => {
-                        if let Some((out, room)) = out {
-                            if *room > 0 {
-                                out.push(LabelRef { name, value: s });
-                                *room -= 1;
-                            }
+        // `out` takes complete pairs while it is shorter than `limit`.
+        let mut one = |d: &Self, r: &mut Reader<'a>, out: &mut Option<&mut Vec<LabelRef<'a>>>| {
+            let s = d.symbol(r)?;
+            pairs.count += 1;
+            match pairs.name.take() {
+                None => pairs.name = Some(s),
+                Some(name) => {
+                    if let Some(out) = out {
+                        if out.len() < limit {
+                            out.push(LabelRef { name, value: s });
                         }
                     }
                 }
-                Ok(())
-            };
+            }
+            Ok(())
+        };
         match wire_type {
             LEN => {
                 let mut packed = r.sub()?;
-                if let Some((out, room)) = out.as_mut() {
+                if let Some(out) = out.as_mut() {
                     // At most one pair per two bytes: no growth chain on a long run.
-                    out.reserve(((packed.end - packed.pos) / 2).min(*room));
+                    let room = limit.saturating_sub(out.len());
+                    out.reserve(((packed.end - packed.pos) / 2).min(room));
                 }
                 while !packed.done() {
                     one(self, &mut packed, &mut out)?;
@@ -435,8 +437,8 @@ impl<'a> Decoder<'_, 'a> {
             match tag {
                 1 => {
                     let mut labels = std::mem::take(&mut self.out.view.labels);
-                    let room = self.series_labels.saturating_sub(labels.len() - l0);
-                    let res = self.refs(&mut r, wire_type, &mut pairs, Some((&mut labels, room)));
+                    let limit = l0.saturating_add(self.series_labels);
+                    let res = self.refs(&mut r, wire_type, &mut pairs, Some(&mut labels), limit);
                     self.out.view.labels = labels;
                     res.at("TimeSeries.labels_refs")?;
                 }
@@ -490,12 +492,12 @@ impl<'a> Decoder<'_, 'a> {
         }
         if let Some((help, unit, at)) = metadata {
             for reference in [help, unit] {
-                if reference as usize >= self.symbols.len() {
+                if reference as usize >= self.symbol_count() {
                     return Err(r.fail(
                         at,
                         Problem::RefOutOfRange {
                             reference,
-                            symbols: self.symbols.len(),
+                            symbols: self.symbol_count(),
                         },
                     ))
                     .at("TimeSeries.metadata");
@@ -537,7 +539,7 @@ impl<'a> Decoder<'_, 'a> {
         };
         r.fields(RECURSION_LIMIT - 2, |r, tag, wire_type| {
             match tag {
-                1 => self.refs(r, wire_type, &mut pairs, None)?,
+                1 => self.refs(r, wire_type, &mut pairs, None, 0)?,
                 2 => r.scalar(wire_type, FIXED64)?,
                 3 => r.scalar(wire_type, VARINT)?,
                 _ => return Ok(false),
@@ -622,17 +624,9 @@ enum Symbols<'a> {
     /// Each symbol as the offset of its length in the body, read and checked again at
     /// each use: for bodies whose symbols are so many and short that a 16-byte `&str` each
     /// would cost more than the body (up to 8 × an empty symbol's 2 bytes; issue 13).
-    /// 4 bytes each, and about 7 ns more per label than a `&str` (criterion `decode_v2`).
+    /// 4 bytes each, and about 7 ns more per label than a `&str` (criterion `decode_v2`
+    /// doubled with offsets for every body).
     Offsets(Vec<u32>),
-}
-
-impl Symbols<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Symbols::Strs(s) => s.len(),
-            Symbols::Offsets(o) => o.len(),
-        }
-    }
 }
 
 /// Decodes an uncompressed `io.prometheus.write.v2.Request` whole.
@@ -716,9 +710,14 @@ impl<'a> BodyV2<'a> {
         from: usize,
         limits: WindowLimits,
     ) -> Result<(RequestV2<'a>, Option<usize>), DecodeError> {
+        let (strs, offsets): (&[&str], &[u32]) = match &self.symbols {
+            Symbols::Strs(s) => (s, &[]),
+            Symbols::Offsets(o) => (&[], o),
+        };
         let mut d = Decoder {
             buf: self.buf,
-            symbols: &self.symbols,
+            strs,
+            offsets,
             out: RequestV2 {
                 view: WriteRequestView::new(3),
                 exemplars: 0,
