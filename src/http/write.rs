@@ -358,48 +358,48 @@ async fn send_all(
     first: &Window<'_>,
     first_plan: WritePlan<'_>,
 ) -> Result<WriteOutcome, ApiError> {
-    let cfg = &state.config;
-    let mut outcome = WriteOutcome::default();
-    let mut first_plan = Some(first_plan);
-    let mut next = Some(0);
+    let mut outcome = send_plan(state, client, &limits, &first_plan).await;
+    drop(first_plan);
+    let mut next = first.next;
     while let Some(from) = next {
-        let decoded;
-        let plan = match first_plan.take() {
-            Some(p) => {
-                next = first.next;
-                p
-            }
-            None => {
-                decoded = windows.window(from)?;
-                next = decoded.next;
-                // Checked before without error: the same window plans the same way.
-                windows.plan(&decoded).map_err(|e| windows.refused(e, 0))?
-            }
-        };
-        if plan.record_count() == 0 {
-            continue;
-        }
-        // Global bound on WriteRecords calls across requests (absent only outside `app`).
-        let want = cfg.write.concurrency.min(plan.batches.len()).max(1);
-        let slots = match &limits {
-            Some(Extension(l)) => Some(l.write_slots(want).await),
-            None => None,
-        };
-        let o = writer::send(
-            client,
-            &plan,
-            WriterOptions {
-                concurrency: slots.as_ref().map_or(want, |s| s.count()),
-                common_attributes: cfg.write.common_attributes,
-            },
-            &state.metrics,
-        )
-        .await;
-        drop(slots);
-        note_new_columns(state, &plan, &o);
-        outcome.merge(o);
+        let w = windows.window(from)?;
+        next = w.next;
+        // Checked before without error: the same window plans the same way.
+        let plan = windows.plan(&w).map_err(|e| windows.refused(e, 0))?;
+        outcome.merge(send_plan(state, client, &limits, &plan).await);
     }
     Ok(outcome)
+}
+
+/// Sends one window's plan under the global bound on WriteRecords calls.
+async fn send_plan(
+    state: &AppState,
+    client: &aws_sdk_timestreamwrite::Client,
+    limits: &Option<Extension<Limits>>,
+    plan: &WritePlan<'_>,
+) -> WriteOutcome {
+    if plan.record_count() == 0 {
+        return WriteOutcome::default();
+    }
+    let cfg = &state.config;
+    // Global bound on WriteRecords calls across requests (absent only outside `app`).
+    let want = cfg.write.concurrency.min(plan.batches.len()).max(1);
+    let slots = match limits {
+        Some(Extension(l)) => Some(l.write_slots(want).await),
+        None => None,
+    };
+    let o = writer::send(
+        client,
+        plan,
+        WriterOptions {
+            concurrency: slots.as_ref().map_or(want, |s| s.count()),
+            common_attributes: cfg.write.common_attributes,
+        },
+        &state.metrics,
+    )
+    .await;
+    note_new_columns(state, plan, &o);
+    o
 }
 
 /// Tells the read service what a window's writes created: the first special value or

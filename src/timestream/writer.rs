@@ -90,12 +90,20 @@ impl WriteOutcome {
 
     /// Adds the outcome of another part of the request (a window of it).
     pub fn merge(&mut self, o: WriteOutcome) {
-        self.samples_attempted += o.samples_attempted;
-        self.samples_written += o.samples_written;
-        self.histograms_written += o.histograms_written;
+        // Destructured: a new field cannot be left out of the merge.
+        let WriteOutcome {
+            samples_attempted,
+            samples_written,
+            histograms_written,
+            failed_calls,
+            failures,
+        } = o;
+        self.samples_attempted += samples_attempted;
+        self.samples_written += samples_written;
+        self.histograms_written += histograms_written;
         // Calls `o` counted but did not keep are counted here as they are.
-        self.failed_calls += o.failed_calls - o.failures.len();
-        for f in o.failures {
+        self.failed_calls += failed_calls - failures.len();
+        for f in failures {
             self.add_failure(f);
         }
     }

@@ -429,13 +429,21 @@ impl PlanStats {
 
     /// Adds the counts of another part of the request (a window of it).
     pub fn add(&mut self, o: &PlanStats) {
-        self.received += o.received;
-        self.accepted += o.accepted;
-        self.histograms += o.histograms;
-        for (a, b) in self.ignored.iter_mut().zip(o.ignored) {
+        // Destructured: a new count cannot be left out of the sum.
+        let PlanStats {
+            received,
+            accepted,
+            ignored,
+            specials,
+            histograms,
+        } = o;
+        self.received += received;
+        self.accepted += accepted;
+        self.histograms += histograms;
+        for (a, b) in self.ignored.iter_mut().zip(ignored) {
             *a += b;
         }
-        for (a, b) in self.specials.iter_mut().zip(o.specials) {
+        for (a, b) in self.specials.iter_mut().zip(specials) {
             *a += b;
         }
     }
